@@ -1,0 +1,160 @@
+"""Custom actions of the FAQ bot (rasa-sdk action server, ``rasa run actions``).
+
+Customer-facing texts live in ``domain.yml`` (responses) and ``data/faq.yml`` (answers);
+this module decides which one to send.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Dict, List, Optional, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.escalation import TicketStore, transcript_from_events
+from actions.knowledge import CachedKnowledge, KnowledgeError, faq_id_for
+
+logger = logging.getLogger(__name__)
+
+# Show an FAQ question as a "Meinten Sie …?" button only if the NLU gave it at least
+# this confidence; below it for the best guess, the bot offers the support team instead.
+# Tuned on the held-out set (README, "Qualität und Tempo").
+CLARIFY_MIN_CONFIDENCE = 0.15
+MAX_CLARIFY_OPTIONS = 3
+NONE_OF_THESE = "Keine davon"
+# Intents whose message is not the customer's actual question.
+NOT_A_QUESTION = {"human_handoff", "affirm", "deny", "greet", "goodbye", "thank", "bot_challenge"}
+
+knowledge = CachedKnowledge()
+_ticket_store: Optional[TicketStore] = None
+
+
+def ticket_store() -> TicketStore:
+    global _ticket_store
+    if _ticket_store is None:
+        _ticket_store = TicketStore()
+    return _ticket_store
+
+
+def _faq_ranking(message: Dict[Text, Any]) -> List[Dict[Text, Any]]:
+    """The FAQ intents the NLU considered, best first (without nlu_fallback and others)."""
+    return [item for item in message.get("intent_ranking") or []
+            if faq_id_for(item.get("name"))]
+
+
+def _offer_handoff_reset(tracker: Tracker) -> List[EventType]:
+    return [SlotSet("handoff_offered", False)] if tracker.get_slot("handoff_offered") else []
+
+
+def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
+    """Create (or find) the conversation's ticket and tell the customer its number."""
+    question, guess, confidence = None, None, None
+    for event in reversed(tracker.events):
+        if event.get("event") != "user":
+            continue
+        parse = event.get("parse_data") or {}
+        intent = (parse.get("intent") or {}).get("name")
+        text = event.get("text") or ""
+        if intent in NOT_A_QUESTION or not text.strip() or text.startswith("/"):
+            continue
+        question = text
+        ranking = _faq_ranking(parse)
+        if ranking:
+            guess, confidence = faq_id_for(ranking[0]["name"]), ranking[0].get("confidence")
+        break
+    try:
+        ticket = ticket_store().create(
+            sender_id=tracker.sender_id, channel=tracker.get_latest_input_channel(),
+            question=question, faq_guess=guess, confidence=confidence,
+            transcript=transcript_from_events(tracker.events))
+    except Exception:  # the customer must get an answer even if the store is down
+        logger.exception("Escalation for %s could not be stored", tracker.sender_id)
+        dispatcher.utter_message(response="utter_escalation_failed")
+        return _offer_handoff_reset(tracker)
+    dispatcher.utter_message(
+        response="utter_escalated" if ticket.is_new else "utter_escalated_again",
+        ticket_id=ticket.ticket_id,
+        json_message={"escalation": {"ticket_id": ticket.ticket_id}})
+    return _offer_handoff_reset(tracker)
+
+
+class ActionAnswerFaq(Action):
+    """Answer the recognised FAQ question verbatim from data/faq.yml."""
+
+    def name(self) -> Text:
+        return "action_answer_faq"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+            domain: Dict[Text, Any]) -> List[EventType]:
+        intent = tracker.latest_message.get("intent") or {}
+        try:
+            faq_id = faq_id_for(intent.get("name"))
+            if faq_id is None:
+                raise KnowledgeError(f"Kein FAQ-Intent: {intent.get('name')!r}")
+            entry = knowledge.get(faq_id)
+        except KnowledgeError:
+            logger.exception("No FAQ answer for %s; escalating", tracker.sender_id)
+            return escalate(dispatcher, tracker)
+        dispatcher.utter_message(text=entry.answer, json_message={
+            "faq_id": entry.id, "category": entry.category,
+            "confidence": round(float(intent.get("confidence") or 0.0), 4)})
+        return _offer_handoff_reset(tracker)
+
+
+class ActionHandleFallback(Action):
+    """The NLU is unsure, or the question is not in the FAQ.
+
+    Unreadable input (no letters): ask for words. Some FAQ questions plausible:
+    "Meinten Sie …?" with one button per question. Otherwise: offer the support team.
+    """
+
+    def name(self) -> Text:
+        return "action_handle_fallback"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+            domain: Dict[Text, Any]) -> List[EventType]:
+        message = tracker.latest_message
+        if not re.search(r"[^\W\d_]", message.get("text") or ""):
+            dispatcher.utter_message(response="utter_ask_for_words")
+            return []
+        candidates = [item for item in _faq_ranking(message)
+                      if item.get("confidence", 0) >= CLARIFY_MIN_CONFIDENCE][:MAX_CLARIFY_OPTIONS]
+        top_intent = (message.get("intent") or {}).get("name")
+        if candidates and top_intent != "out_of_scope":
+            try:
+                buttons = [{"title": knowledge.get(faq_id_for(item["name"])).question,
+                            "payload": f"/{item['name']}"} for item in candidates]
+            except KnowledgeError:
+                logger.exception("FAQ knowledge unreadable; offering the support team")
+            else:
+                buttons.append({"title": NONE_OF_THESE, "payload": "/out_of_scope"})
+                dispatcher.utter_message(response="utter_clarify", buttons=buttons)
+                return _offer_handoff_reset(tracker)
+        dispatcher.utter_message(response="utter_offer_handoff")
+        return [SlotSet("handoff_offered", True)]
+
+
+class ActionEscalate(Action):
+    """Hand the conversation to the support team with a ticket."""
+
+    def name(self) -> Text:
+        return "action_escalate"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+            domain: Dict[Text, Any]) -> List[EventType]:
+        return escalate(dispatcher, tracker)
+
+
+class ActionDeclineHandoff(Action):
+    """The customer does not want the question passed on."""
+
+    def name(self) -> Text:
+        return "action_decline_handoff"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
+            domain: Dict[Text, Any]) -> List[EventType]:
+        dispatcher.utter_message(response="utter_anything_else")
+        return [SlotSet("handoff_offered", False)]
+

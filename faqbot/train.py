@@ -1,0 +1,76 @@
+"""Train the Rasa model only when its inputs changed.
+
+    python -m faqbot.train            # prints the model path; trains if needed
+    python -m faqbot.train --force    # train even if a model for these inputs exists
+
+A model is named after a hash of everything that shapes it: config.yml, domain.yml,
+the training data (NLU and rules; not the answers in data/faq.yml, which the action
+server reads at run time) and the installed spaCy model. An unchanged project reuses
+its model in ~0 s, so ``make run`` and ``make test`` stay fast the second time.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from actions.knowledge import PROJECT_DIR
+from faqbot import spacy_model
+
+MODELS_DIR = PROJECT_DIR / "models"
+# Files under data/ that are not training data (the action server reads them).
+NOT_TRAINING_DATA = {"faq.yml", "faq_seite.txt"}
+
+
+def training_inputs(project: Path = PROJECT_DIR) -> list[Path]:
+    data = sorted(p for p in (project / "data").rglob("*.yml") if p.name not in NOT_TRAINING_DATA)
+    return [project / "config.yml", project / "domain.yml", *data]
+
+
+def model_hash(project: Path = PROJECT_DIR) -> str:
+    digest = hashlib.sha256()
+    for path in training_inputs(project):
+        digest.update(str(path.relative_to(project)).encode())
+        digest.update(path.read_bytes())
+    digest.update(f"{spacy_model.MODEL}=={spacy_model.installed_version()}".encode())
+    return digest.hexdigest()[:16]
+
+
+def model_path(project: Path = PROJECT_DIR) -> Path:
+    return MODELS_DIR / f"faq-bot-{model_hash(project)}.tar.gz"
+
+
+def train(force: bool = False, project: Path = PROJECT_DIR) -> Path:
+    target = model_path(project)
+    if target.exists() and not force:
+        os.utime(target)  # newest model = the one `rasa shell` / `rasa test` pick up
+        print(f"Modell aktuell, kein Training nötig: {target.relative_to(project)}", file=sys.stderr)
+        return target
+    if spacy_model.is_standin():
+        print(spacy_model.warning_banner(), file=sys.stderr)
+    print(f"Trainiere {target.relative_to(project)} ...", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "rasa", "train", "--fixed-model-name", target.name[:-len(".tar.gz")],
+         "--out", str(MODELS_DIR), "--config", "config.yml", "--domain", "domain.yml",
+         "--data", "data", "--force"],
+        cwd=project, check=True, stdout=sys.stderr)
+    print(f"Training: {time.monotonic() - started:.0f} s", file=sys.stderr)
+    return target
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m faqbot.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--force", action="store_true", help="auch ohne Änderung trainieren")
+    args = parser.parse_args()
+    print(train(force=args.force).relative_to(PROJECT_DIR))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
