@@ -51,6 +51,8 @@ STOPWORDS = set("""
     im in ist sind kann können koennen werden wird tun ihr ihre ihren man sich lassen
 """.split())
 SLUG_WORDS = 4
+# Elements that make up an answer below a question heading (a footer or section does not).
+ANSWER_TAGS = {"p", "ul", "ol", "li", "table", "blockquote", "div", "span", "strong", "em", "br"}
 
 
 @dataclass
@@ -153,8 +155,8 @@ def parse_html(html: str) -> List[FaqEntry]:
         if not question.endswith("?"):
             continue
         parts = []
-        for sibling in heading.next_siblings:
-            if isinstance(sibling, Tag) and sibling.name in ("h1", "h2", "h3", "h4"):
+        for sibling in heading.next_siblings:  # the answer: body text up to the next heading/section
+            if isinstance(sibling, Tag) and sibling.name not in ANSWER_TAGS:
                 break
             if isinstance(sibling, Tag) or (isinstance(sibling, NavigableString) and sibling.strip()):
                 parts.append(_clean(sibling.get_text(" ") if isinstance(sibling, Tag) else str(sibling)))

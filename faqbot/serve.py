@@ -1,0 +1,184 @@
+"""Start the action server and the Rasa server together (``make run``).
+
+    python -m faqbot.serve [--port 5005] [--action-port 5055] [--cors ORIGIN]
+
+Ports default to Rasa's own (5005, 5055); FAQBOT_PORT, FAQBOT_ACTION_PORT and
+FAQBOT_CORS set them too. Ctrl-C stops both servers. The tests start the bot through
+``BotServers`` as well, so what they test is what ``make run`` runs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from ruamel.yaml import YAML
+
+from actions.knowledge import PROJECT_DIR
+from faqbot import spacy_model, train
+
+DEFAULT_PORT = 5005
+DEFAULT_ACTION_PORT = 5055
+DEFAULT_CORS = "http://localhost:8080"  # the help-centre page served next to the bot
+START_TIMEOUT_S = 120
+
+
+class BotServers:
+    """The action server and the Rasa server as child processes."""
+
+    def __init__(self, port: int = DEFAULT_PORT, action_port: int = DEFAULT_ACTION_PORT,
+                 cors: str = DEFAULT_CORS, var_dir: Path = PROJECT_DIR / "var",
+                 model: Optional[Path] = None, env: Optional[Dict[str, str]] = None,
+                 log_dir: Optional[Path] = None) -> None:
+        self.port, self.action_port, self.cors = port, action_port, cors
+        self.var_dir = Path(var_dir)
+        self.model = model or train.model_path()
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+        self.env.setdefault("FAQBOT_TICKET_DB", str(self.var_dir / "tickets.db"))
+        self.log_dir = log_dir
+        self.processes: List[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def action_url(self) -> str:
+        return f"http://127.0.0.1:{self.action_port}"
+
+    def endpoints_file(self) -> Path:
+        """endpoints.yml as it is, or a copy pointing at other ports / another var dir."""
+        default_var = (PROJECT_DIR / "var").resolve()
+        if self.action_port == DEFAULT_ACTION_PORT and self.var_dir.resolve() == default_var:
+            return PROJECT_DIR / "endpoints.yml"
+        yaml = YAML()
+        endpoints = yaml.load((PROJECT_DIR / "endpoints.yml").read_text(encoding="utf-8"))
+        endpoints["action_endpoint"]["url"] = f"{self.action_url}/webhook"
+        endpoints["tracker_store"]["db"] = str(self.var_dir / "tracker.db")
+        path = self.var_dir / "endpoints.yml"
+        with path.open("w", encoding="utf-8") as handle:
+            yaml.dump(endpoints, handle)
+        return path
+
+    def _spawn(self, name: str, command: List[str]) -> subprocess.Popen:
+        output = None
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            output = (self.log_dir / f"{name}.log").open("ab")
+        process = subprocess.Popen(command, cwd=PROJECT_DIR, env=self.env, stdout=output,
+                                   stderr=subprocess.STDOUT if output else None,
+                                   start_new_session=True)
+        self.processes.append(process)
+        return process
+
+    def start(self) -> "BotServers":
+        if not self.model.exists():
+            raise SystemExit(f"Kein trainiertes Modell {self.model}: bitte zuerst `make train`.")
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        self._spawn("actions", [sys.executable, "-m", "rasa_sdk", "--actions", "actions",
+                                "--port", str(self.action_port)])
+        self._spawn("rasa", [sys.executable, "-m", "rasa", "run", "--model", str(self.model),
+                             "--port", str(self.port), "--endpoints", str(self.endpoints_file()),
+                             "--credentials", "credentials.yml", "--cors", self.cors])
+        return self
+
+    def wait_ready(self, timeout: float = START_TIMEOUT_S) -> float:
+        """Seconds until both servers answer; raises if one dies or the time runs out."""
+        started = time.monotonic()
+        pending = {f"{self.action_url}/health", f"{self.url}/webhooks/rest/"}
+        while pending:
+            for process in self.processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"Server beendet mit Code {process.returncode}: {process.args}")
+            for health in list(pending):
+                try:
+                    with urllib.request.urlopen(health, timeout=1) as response:
+                        if response.status == 200:
+                            pending.discard(health)
+                except OSError:
+                    pass
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"Server nach {timeout:.0f} s nicht bereit: {sorted(pending)}")
+            if pending:
+                time.sleep(0.2)
+        return time.monotonic() - started
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.processes.clear()
+
+    def __enter__(self) -> "BotServers":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m faqbot.serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("FAQBOT_PORT", DEFAULT_PORT)))
+    parser.add_argument("--action-port", type=int,
+                        default=int(os.environ.get("FAQBOT_ACTION_PORT", DEFAULT_ACTION_PORT)))
+    parser.add_argument("--cors", default=os.environ.get("FAQBOT_CORS", DEFAULT_CORS),
+                        help="erlaubter Origin der Website (nicht *)")
+    args = parser.parse_args()
+
+    print(spacy_model.describe())
+    if spacy_model.is_standin():
+        print(spacy_model.warning_banner())
+    servers = BotServers(args.port, args.action_port, args.cors)
+    print(f"Starte Action-Server (:{args.action_port}) und Rasa-Server (:{args.port}) "
+          f"mit {servers.model.relative_to(PROJECT_DIR)} ...", flush=True)
+    stop = {"requested": False}
+
+    def request_stop(signum, frame):  # Ctrl-C / SIGTERM: leave the loop, then stop both
+        stop["requested"] = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    servers.start()
+    try:
+        seconds = servers.wait_ready()
+        print(f"""
+Bereit nach {seconds:.1f} s.
+  Rasa-Server (REST + Socket.IO): http://localhost:{args.port}
+  REST-Kanal:                     http://localhost:{args.port}/webhooks/rest/webhook
+  Action-Server:                  http://localhost:{args.action_port}/webhook
+
+Beispiel:
+  curl -s -X POST http://localhost:{args.port}/webhooks/rest/webhook \\
+       -H 'Content-Type: application/json' \\
+       -d '{{"sender": "kunde-1", "message": "Wie bekomme ich meine Rechnung?"}}'
+
+Strg-C beendet beide Server.""", flush=True)
+        while not stop["requested"]:
+            if any(process.poll() is not None for process in servers.processes):
+                print("Ein Server wurde unerwartet beendet.", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+    except (RuntimeError, TimeoutError) as error:
+        print(f"Start fehlgeschlagen: {error}", file=sys.stderr)
+        return 1
+    finally:
+        print("Beende die Server ...", flush=True)
+        servers.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Shared fixtures: the trained model and the real servers, started as `make run` does."""
+from __future__ import annotations
+
+import socket
+import sqlite3
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+import requests
+
+from actions.knowledge import PROJECT_DIR
+from faqbot import train
+from faqbot.serve import BotServers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    return train.train()  # reuses the cached model when data and config are unchanged
+
+
+class Bot:
+    """A client of the running bot, talking REST as a support channel would."""
+
+    def __init__(self, servers: BotServers) -> None:
+        self.servers = servers
+        self.webhook = f"{servers.url}/webhooks/rest/webhook"
+        self.session = requests.Session()
+
+    def send(self, sender: str, message: str) -> List[Dict[str, Any]]:
+        response = self.session.post(self.webhook, json={"sender": sender, "message": message}, timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def tickets(self) -> List[sqlite3.Row]:
+        with sqlite3.connect(self.servers.var_dir / "tickets.db") as connection:
+            connection.row_factory = sqlite3.Row
+            return connection.execute("SELECT * FROM tickets ORDER BY number").fetchall()
+
+    def tracker_events(self, sender: str) -> List[sqlite3.Row]:
+        with sqlite3.connect(self.servers.var_dir / "tracker.db") as connection:
+            connection.row_factory = sqlite3.Row
+            return connection.execute("SELECT * FROM events WHERE sender_id = ? ORDER BY id",
+                                      (sender,)).fetchall()
+
+    def alive(self) -> bool:
+        return all(process.poll() is None for process in self.servers.processes)
+
+
+@pytest.fixture(scope="session")
+def bot(model_path: Path, tmp_path_factory) -> Bot:
+    var_dir = tmp_path_factory.mktemp("var")
+    servers = BotServers(port=free_port(), action_port=free_port(), var_dir=var_dir,
+                         model=model_path, log_dir=var_dir / "logs")
+    servers.start()
+    try:
+        servers.wait_ready()
+    except Exception:
+        servers.stop()
+        for log in sorted((var_dir / "logs").glob("*.log")):
+            print(f"--- {log.name} ---\n{log.read_text(errors='replace')[-4000:]}")
+        raise
+    yield Bot(servers)
+    servers.stop()
+

@@ -1,0 +1,168 @@
+"""The custom actions, with rasa-sdk's own Tracker and CollectingDispatcher."""
+from __future__ import annotations
+
+import sqlite3
+from typing import Any, Dict, List, Optional
+
+import pytest
+from rasa_sdk import Tracker
+from rasa_sdk.events import SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions import actions
+from actions.actions import (ActionAnswerFaq, ActionDeclineHandoff, ActionEscalate,
+                             ActionHandleFallback)
+from actions.escalation import TicketStore
+from actions.knowledge import PROJECT_DIR, CachedKnowledge, load
+
+KNOWLEDGE = load()
+INVOICE = KNOWLEDGE["erhalte_rechnung"]
+PAYMENT_DATA = KNOWLEDGE["zahlungsdaten_aendern"]
+
+
+@pytest.fixture(autouse=True)
+def ticket_db(tmp_path, monkeypatch):
+    """Each test gets its own ticket store and a fresh knowledge cache."""
+    path = tmp_path / "tickets.db"
+    monkeypatch.setattr(actions, "_ticket_store", TicketStore(f"sqlite:///{path}"))
+    monkeypatch.setattr(actions, "knowledge", CachedKnowledge())
+    return path
+
+
+def user_event(text: str, intent: Optional[str], confidence: float = 0.9,
+               ranking: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
+    parse = {"text": text, "intent": {"name": intent, "confidence": confidence},
+             "intent_ranking": ranking or [{"name": intent, "confidence": confidence}], "entities": []}
+    return {"event": "user", "text": text, "timestamp": 1764000000.0, "parse_data": parse,
+            "input_channel": "rest"}
+
+
+def tracker_for(*events: Dict[str, Any], slots: Optional[Dict[str, Any]] = None) -> Tracker:
+    events = list(events)
+    bot_and_user = [{"event": "action", "name": "action_listen", "timestamp": 1764000000.0}] + events
+    latest = next(e["parse_data"] for e in reversed(events) if e["event"] == "user")
+    return Tracker("kunde-42", slots or {"handoff_offered": False}, latest, bot_and_user, False,
+                   None, None, "action_listen")
+
+
+def run(action, tracker: Tracker):
+    dispatcher = CollectingDispatcher()
+    events = action.run(dispatcher, tracker, {})
+    return dispatcher.messages, events
+
+
+def test_answer_is_the_faq_answer_verbatim_with_a_custom_payload():
+    messages, events = run(ActionAnswerFaq(), tracker_for(
+        user_event("wo finde ich meine rechnung", "faq_erhalte_rechnung", 0.93)))
+    assert messages[0]["text"] == INVOICE.answer
+    assert messages[0]["custom"] == {"faq_id": "erhalte_rechnung", "category": INVOICE.category,
+                                     "confidence": 0.93}
+    assert events == []
+
+
+def test_answer_resets_a_pending_handoff_offer():
+    _, events = run(ActionAnswerFaq(), tracker_for(
+        user_event("rechnung", "faq_erhalte_rechnung"), slots={"handoff_offered": True}))
+    assert events == [SlotSet("handoff_offered", False)]
+
+
+def test_corrected_answer_is_used_without_retraining(tmp_path, monkeypatch):
+    faq_file = tmp_path / "faq.yml"
+    original = (PROJECT_DIR / "data" / "faq.yml").read_text(encoding="utf-8")
+    faq_file.write_text(original.replace(INVOICE.answer, "Korrigierte Antwort."), encoding="utf-8")
+    monkeypatch.setenv("FAQBOT_FAQ_FILE", str(faq_file))
+    messages, _ = run(ActionAnswerFaq(), tracker_for(user_event("rechnung", "faq_erhalte_rechnung")))
+    assert messages[0]["text"] == "Korrigierte Antwort."
+
+
+@pytest.mark.parametrize("problem", ["unknown_intent", "unreadable_file"])
+def test_internal_error_escalates_instead_of_crashing(problem, tmp_path, monkeypatch, ticket_db):
+    intent = "faq_gibt_es_nicht" if problem == "unknown_intent" else "faq_erhalte_rechnung"
+    if problem == "unreadable_file":
+        broken = tmp_path / "kaputt.yml"
+        broken.write_text("faqs: [unvollständig", encoding="utf-8")
+        monkeypatch.setenv("FAQBOT_FAQ_FILE", str(broken))
+    messages, _ = run(ActionAnswerFaq(), tracker_for(user_event("frage", intent)))
+    ticket_id = messages[0]["custom"]["escalation"]["ticket_id"]
+    assert messages[0]["response"] == "utter_escalated" and messages[0]["ticket_id"] == ticket_id
+    with sqlite3.connect(ticket_db) as connection:
+        assert connection.execute("SELECT ticket_id FROM tickets").fetchall() == [(ticket_id,)]
+
+
+def test_medium_confidence_offers_the_likely_questions_as_buttons():
+    ranking = [{"name": "nlu_fallback", "confidence": 0.6},
+               {"name": "faq_erhalte_rechnung", "confidence": 0.45},
+               {"name": "faq_zahlungsdaten_aendern", "confidence": 0.40},
+               {"name": "greet", "confidence": 0.1},
+               {"name": "faq_passiert_zahlungsverzug", "confidence": 0.03}]
+    messages, events = run(ActionHandleFallback(), tracker_for(
+        user_event("rechnung zahlungsdaten", "nlu_fallback", 0.6, ranking)))
+    assert messages[0]["response"] == "utter_clarify"
+    assert messages[0]["buttons"] == [
+        {"title": INVOICE.question, "payload": "/faq_erhalte_rechnung"},
+        {"title": PAYMENT_DATA.question, "payload": "/faq_zahlungsdaten_aendern"},
+        {"title": "Keine davon", "payload": "/out_of_scope"}]
+    assert events == []
+
+
+def test_low_confidence_offers_the_support_team():
+    ranking = [{"name": "nlu_fallback", "confidence": 0.6},
+               {"name": "faq_erhalte_rechnung", "confidence": 0.08}]
+    messages, events = run(ActionHandleFallback(), tracker_for(
+        user_event("wie wird das wetter", "nlu_fallback", 0.6, ranking)))
+    assert messages[0]["response"] == "utter_offer_handoff"
+    assert events == [SlotSet("handoff_offered", True)]
+
+
+def test_out_of_scope_offers_the_support_team_even_with_faq_guesses():
+    ranking = [{"name": "out_of_scope", "confidence": 0.7},
+               {"name": "faq_erhalte_rechnung", "confidence": 0.2}]
+    messages, _ = run(ActionHandleFallback(), tracker_for(
+        user_event("wo ist mein paket", "out_of_scope", 0.7, ranking)))
+    assert messages[0]["response"] == "utter_offer_handoff"
+
+
+@pytest.mark.parametrize("text", ["", "   ", "😀😀😀", "?!? 123", "\x00\x07"])
+def test_input_without_words_asks_for_words(text):
+    messages, events = run(ActionHandleFallback(), tracker_for(user_event(text, "nlu_fallback", 0.3)))
+    assert [m["response"] for m in messages] == ["utter_ask_for_words"] and events == []
+
+
+def test_escalation_creates_one_ticket_with_transcript_and_question(ticket_db):
+    tracker = tracker_for(
+        user_event("Hallo", "greet"),
+        {"event": "bot", "text": "Guten Tag!", "timestamp": 1764000001.0},
+        user_event("Kann ich in Bitcoin zahlen?", "nlu_fallback", 0.4,
+                   [{"name": "nlu_fallback", "confidence": 0.6},
+                    {"name": "faq_zahlungsmethoden_akzeptieren", "confidence": 0.4}]),
+        {"event": "bot", "text": "Diese Frage kann ich leider nicht beantworten.", "timestamp": 1764000002.0},
+        user_event("/human_handoff", "human_handoff", 1.0))
+    messages, _ = run(ActionEscalate(), tracker)
+    ticket_id = messages[0]["custom"]["escalation"]["ticket_id"]
+    assert ticket_id.startswith("T-") and messages[0]["response"] == "utter_escalated"
+    again, _ = run(ActionEscalate(), tracker)  # a second click: the same ticket
+    assert again[0]["custom"]["escalation"]["ticket_id"] == ticket_id
+    assert again[0]["response"] == "utter_escalated_again"
+    ticket = actions.ticket_store().get(ticket_id)
+    assert ticket.question == "Kann ich in Bitcoin zahlen?"
+    assert ticket.faq_guess == "zahlungsmethoden_akzeptieren" and ticket.confidence == 0.4
+    assert [line["text"] for line in ticket.transcript] == [
+        "Hallo", "Guten Tag!", "Kann ich in Bitcoin zahlen?",
+        "Diese Frage kann ich leider nicht beantworten.", "/human_handoff"]
+    assert ticket.channel == "rest" and ticket.sender_id == "kunde-42"
+
+
+def test_escalation_with_store_down_tells_the_customer(monkeypatch):
+    class BrokenStore:
+        def create(self, **kwargs):
+            raise OSError("disk full")
+    monkeypatch.setattr(actions, "_ticket_store", BrokenStore())
+    messages, _ = run(ActionEscalate(), tracker_for(user_event("mensch bitte", "human_handoff")))
+    assert [m["response"] for m in messages] == ["utter_escalation_failed"]
+
+
+def test_declining_the_offer_resets_it():
+    messages, events = run(ActionDeclineHandoff(), tracker_for(
+        user_event("nein", "deny"), slots={"handoff_offered": True}))
+    assert messages[0]["response"] == "utter_anything_else"
+    assert events == [SlotSet("handoff_offered", False)]
