@@ -44,6 +44,12 @@ def _faq_ranking(message: Dict[Text, Any]) -> List[Dict[Text, Any]]:
             if faq_id_for(item.get("name"))]
 
 
+def clarify_candidates(message: Dict[Text, Any]) -> List[Dict[Text, Any]]:
+    """The FAQ intents worth a "Meinten Sie …?" button for this parsed message."""
+    return [item for item in _faq_ranking(message)
+            if item.get("confidence", 0) >= CLARIFY_MIN_CONFIDENCE][:MAX_CLARIFY_OPTIONS]
+
+
 def _offer_handoff_reset(tracker: Tracker) -> List[EventType]:
     return [SlotSet("handoff_offered", False)] if tracker.get_slot("handoff_offered") else []
 
@@ -119,8 +125,7 @@ class ActionHandleFallback(Action):
         if not re.search(r"[^\W\d_]", message.get("text") or ""):
             dispatcher.utter_message(response="utter_ask_for_words")
             return []
-        candidates = [item for item in _faq_ranking(message)
-                      if item.get("confidence", 0) >= CLARIFY_MIN_CONFIDENCE][:MAX_CLARIFY_OPTIONS]
+        candidates = clarify_candidates(message)
         top_intent = (message.get("intent") or {}).get("name")
         if candidates and top_intent != "out_of_scope":
             try:

@@ -84,13 +84,20 @@ def test_no_example_belongs_to_two_intents(examples):
     assert not clashes
 
 
-def test_held_out_set_is_never_trained_on(examples):
+@pytest.mark.parametrize("test_file", ["nlu_heldout.yml", "e2e_paraphrases.yml"])
+def test_test_phrasings_are_never_trained_on(examples, test_file):
     trained = {normalise(text) for phrasings in examples.values() for text in phrasings}
-    held_out = read_nlu(PROJECT_DIR / "tests" / "nlu_heldout.yml")
-    leaked = [text for phrasings in held_out.values() for text in phrasings if normalise(text) in trained]
+    test_set = read_nlu(PROJECT_DIR / "tests" / test_file)
+    leaked = [text for phrasings in test_set.values() for text in phrasings if normalise(text) in trained]
     assert not leaked
-    assert {intent for intent in held_out if intent.startswith("faq_")} == \
+    assert {intent for intent in test_set if intent.startswith("faq_")} == \
         {intent for intent in examples if intent.startswith("faq_")}
+
+
+def test_end_to_end_paraphrases_are_not_in_the_held_out_set():
+    held_out = {normalise(t) for ts in read_nlu(PROJECT_DIR / "tests" / "nlu_heldout.yml").values() for t in ts}
+    paraphrases = read_nlu(PROJECT_DIR / "tests" / "e2e_paraphrases.yml")
+    assert not [t for ts in paraphrases.values() for t in ts if normalise(t) in held_out]
 
 
 def test_domain_and_rules_cover_every_faq_intent(knowledge):

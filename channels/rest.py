@@ -1,0 +1,85 @@
+"""Rasa's REST channel, with a clear answer to malformed requests.
+
+Same URL and JSON as Rasa's own ``rest`` channel (POST /webhooks/rest/webhook,
+``{"sender": "...", "message": "..."}``). The stock channel answers a missing or
+non-text ``message`` with an empty 200 and an empty body with a 500; integrations
+then cannot tell what went wrong. Here such requests get a 400 with a German message,
+control characters are removed before the text is stored, and an error while
+processing a message still gives the customer a reply.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from typing import Any, Awaitable, Callable, Optional, Text
+
+from rasa.core.channels.channel import UserMessage
+from rasa.core.channels.rest import RestInput as RasaRestInput
+from sanic import Blueprint, response
+from sanic.exceptions import InvalidUsage
+from sanic.request import Request
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 50_000
+# C0/C1 control characters except tab and newline: they mean nothing to the NLU and some
+# databases (PostgreSQL) refuse NUL in text.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+EXPECTED = 'Erwartet wird JSON der Form {"sender": "<Gesprächs-ID>", "message": "<Text>"}.'
+PROCESSING_ERROR = ("Entschuldigung, bei der Verarbeitung Ihrer Nachricht ist ein Fehler "
+                    "aufgetreten. Bitte versuchen Sie es gleich noch einmal oder wenden Sie "
+                    "sich an unseren Kundenservice.")
+
+
+def clean_text(text: Text) -> Text:
+    return CONTROL_CHARACTERS.sub("", unicodedata.normalize("NFC", text))
+
+
+def _bad_request(code: str, message: str, status: int = 400) -> response.HTTPResponse:
+    return response.json({"error": code, "message": f"{message} {EXPECTED}"}, status=status)
+
+
+def request_problem(request: Request) -> Optional[response.HTTPResponse]:
+    """Why this webhook request cannot be processed, as an HTTP error; None if it can."""
+    try:
+        body = request.json
+    except InvalidUsage:
+        return _bad_request("invalid_json", "Die Anfrage enthält kein gültiges JSON.")
+    if not isinstance(body, dict):
+        return _bad_request("invalid_body", "Die Anfrage ist leer oder kein JSON-Objekt.")
+    if not isinstance(body.get("message"), str):
+        return _bad_request("invalid_message", "Das Feld „message“ fehlt oder ist kein Text.")
+    if "sender" in body and not isinstance(body["sender"], str):
+        return _bad_request("invalid_sender", "Das Feld „sender“ muss ein Text sein.")
+    if len(body["message"]) > MAX_MESSAGE_CHARS:
+        return _bad_request("message_too_long",
+                            f"Die Nachricht ist länger als {MAX_MESSAGE_CHARS} Zeichen.", 413)
+    return None
+
+
+class RestInput(RasaRestInput):
+    @classmethod
+    def name(cls) -> Text:
+        return "rest"
+
+    def _extract_message(self, req: Request) -> Optional[Text]:
+        return clean_text(super()._extract_message(req))
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        async def handle(message: UserMessage) -> None:
+            try:
+                await on_new_message(message)
+            except Exception:  # the customer still gets an answer; the error is logged
+                logger.exception("Message from %s could not be processed", message.sender_id)
+                await message.output_channel.send_text_message(message.sender_id, PROCESSING_ERROR)
+
+        webhook = super().blueprint(handle)
+
+        @webhook.middleware("request")
+        async def validate(request: Request) -> Optional[response.HTTPResponse]:
+            if request.method == "POST":
+                return request_problem(request)
+            return None
+
+        return webhook

@@ -1,0 +1,174 @@
+"""Benchmark the bot as it runs in production (``make bench``).
+
+Measures training time and model size (a fresh training in a temporary folder), the
+time until the started servers answer, REST latency over sequential messages,
+throughput and latency with concurrent clients, resident memory of both servers and
+the held-out accuracy. The SQL tracker store and the action server are in the loop,
+exactly as ``make run`` starts them. Results: printed and written to results/bench.json.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, List
+
+import aiohttp
+
+from actions.knowledge import PROJECT_DIR, load
+from faqbot import spacy_model, train
+from faqbot.evaluate import DEFAULT_TEST_SET, evaluate, read_examples
+from faqbot.serve import BotServers
+
+MESSAGES_PER_CONVERSATION = 5
+RESULTS = PROJECT_DIR / "results" / "bench.json"
+
+
+def percentile(values: List[float], pct: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+def workload(count: int) -> List[str]:
+    """Customer messages: the FAQ questions and held-out phrasings, in a fixed order."""
+    texts = [entry.question for entry in load().values()]
+    texts += [text for text, _ in read_examples(DEFAULT_TEST_SET)]
+    return [texts[i % len(texts)] for i in range(count)]
+
+
+async def send(session: aiohttp.ClientSession, url: str, sender: str, text: str) -> float:
+    started = time.perf_counter()
+    async with session.post(url, json={"sender": sender, "message": text}) as response:
+        await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}")
+    return time.perf_counter() - started
+
+
+async def run_clients(url: str, messages: List[str], clients: int, prefix: str) -> Dict:
+    """`clients` customers in parallel, each with conversations of a few messages."""
+    queue: asyncio.Queue = asyncio.Queue()
+    for number, text in enumerate(messages):
+        queue.put_nowait((f"{prefix}-{number // MESSAGES_PER_CONVERSATION}", text))
+    latencies: List[float] = []
+
+    async def client(session: aiohttp.ClientSession) -> None:
+        while not queue.empty():
+            sender, text = queue.get_nowait()
+            latencies.append(await send(session, url, sender, text))
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(client(session) for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    ms = [1000 * value for value in latencies]
+    return {"messages": len(ms), "clients": clients, "seconds": round(elapsed, 2),
+            "throughput_msg_s": round(len(ms) / elapsed, 1),
+            "p50_ms": round(percentile(ms, 50), 1), "p95_ms": round(percentile(ms, 95), 1),
+            "p99_ms": round(percentile(ms, 99), 1), "mean_ms": round(statistics.mean(ms), 1)}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children, in MB."""
+    total_kb = 0
+    for child in [pid, *child_pids(pid)]:
+        try:
+            with open(f"/proc/{child}/status") as status:
+                total_kb += next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+        except (OSError, StopIteration):
+            pass
+    return round(total_kb / 1024, 1)
+
+
+def child_pids(pid: int) -> List[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            children = [int(value) for value in handle.read().split()]
+    except OSError:
+        return []
+    return children + [grandchild for child in children for grandchild in child_pids(child)]
+
+
+def measure_training() -> Dict:
+    with tempfile.TemporaryDirectory() as out:
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-m", "rasa", "train", "--out", out, "--fixed-model-name",
+                        "bench", "--force"], cwd=PROJECT_DIR, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds = time.monotonic() - started
+        size = Path(out, "bench.tar.gz").stat().st_size
+    return {"training_s": round(seconds, 1), "model_mb": round(size / 1e6, 2)}
+
+
+def machine() -> Dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                if line.startswith("model name")), platform.processor())
+    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
+            "cores": os.cpu_count(), "python": platform.python_version(),
+            "spacy_model": spacy_model.describe()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m faqbot.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sequential", type=int, default=200, help="Nachrichten nacheinander")
+    parser.add_argument("--clients", type=int, default=20, help="gleichzeitige Clients")
+    parser.add_argument("--concurrent", type=int, default=600, help="Nachrichten mit Clients")
+    parser.add_argument("--skip-training", action="store_true", help="Trainingszeit nicht messen")
+    args = parser.parse_args()
+
+    results: Dict = {"machine": machine()}
+    print(f"{results['machine']['date']} · {results['machine']['cpu']} · "
+          f"{results['machine']['cores']} Kerne · {results['machine']['spacy_model']}", flush=True)
+    if spacy_model.is_standin():
+        print(spacy_model.warning_banner())
+    if not args.skip_training:
+        results["training"] = measure_training()
+        print(f"Training: {results['training']['training_s']} s, "
+              f"Modell {results['training']['model_mb']} MB", flush=True)
+    model = train.train()
+    with tempfile.TemporaryDirectory() as var_dir:
+        servers = BotServers(port=15005, action_port=15055, var_dir=Path(var_dir), model=model,
+                             log_dir=Path(var_dir) / "logs")
+        started = time.monotonic()
+        servers.start()
+        try:
+            servers.wait_ready()
+            results["startup_s"] = round(time.monotonic() - started, 1)
+            print(f"Server antworten nach {results['startup_s']} s", flush=True)
+            url = f"{servers.url}/webhooks/rest/webhook"
+            asyncio.run(run_clients(url, workload(20), 1, "warmup"))
+            results["sequential"] = asyncio.run(run_clients(url, workload(args.sequential), 1, "seq"))
+            print(f"Sequentiell: {results['sequential']}", flush=True)
+            results["concurrent"] = asyncio.run(
+                run_clients(url, workload(args.concurrent), args.clients, "par"))
+            print(f"{args.clients} Clients: {results['concurrent']}", flush=True)
+            rasa_process, action_process = servers.processes[1], servers.processes[0]
+            results["memory_mb"] = {"rasa": rss_mb(rasa_process.pid),
+                                    "actions": rss_mb(action_process.pid)}
+            print(f"Speicher (RSS): {results['memory_mb']}", flush=True)
+        finally:
+            servers.stop()
+    held_out = evaluate(model)
+    results["held_out"] = {key: value for key, value in held_out.__dict__.items() if key != "confusions"}
+    print(held_out.summary())
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8")
+    print(f"Ergebnisse: {RESULTS.relative_to(PROJECT_DIR)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Evaluate the trained model on a labelled test set (default: the held-out set).
+
+    python -m faqbot.evaluate [--nlu tests/nlu_heldout.yml] [--model models/....tar.gz]
+
+Besides plain intent accuracy (what ``rasa test nlu`` reports without the fallback) it
+reports what the customer experiences, using the same decision rules as the actions:
+the right answer at once, the right answer among the "Meinten Sie …?" buttons, a wrong
+answer (the costly case), or an offer of the support team.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from actions.actions import clarify_candidates
+from actions.knowledge import PROJECT_DIR, faq_id_for
+
+DEFAULT_TEST_SET = PROJECT_DIR / "tests" / "nlu_heldout.yml"
+FALLBACK = "nlu_fallback"
+
+
+@dataclass
+class Evaluation:
+    examples: int = 0
+    intent_accuracy: float = 0.0          # top intent of the classifier, fallback ignored
+    accuracy_with_fallback: float = 0.0   # nlu_fallback counts as wrong (rasa test nlu)
+    faq_examples: int = 0
+    faq_answered_right: float = 0.0       # answered at once with the right FAQ
+    faq_right_via_buttons: float = 0.0    # unsure, right FAQ among the buttons
+    faq_wrong_answer: float = 0.0         # answered at once with another FAQ
+    faq_no_answer: float = 0.0            # support team offered instead
+    other_examples: int = 0
+    other_got_faq_answer: float = 0.0     # out_of_scope/small talk answered with an FAQ
+    confusions: List[Tuple[str, str, str]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        pct = lambda value: f"{100 * value:5.1f} %"  # noqa: E731
+        return "\n".join([
+            f"Beispiele: {self.examples} ({self.faq_examples} FAQ, {self.other_examples} andere)",
+            f"Intent-Genauigkeit (bester Intent):        {pct(self.intent_accuracy)}",
+            f"Genauigkeit mit Fallback als Fehler:       {pct(self.accuracy_with_fallback)}",
+            f"FAQ sofort richtig beantwortet:            {pct(self.faq_answered_right)}",
+            f"FAQ richtig über „Meinten Sie …?“:         {pct(self.faq_right_via_buttons)}",
+            f"FAQ falsch beantwortet:                    {pct(self.faq_wrong_answer)}",
+            f"FAQ an den Support angeboten:              {pct(self.faq_no_answer)}",
+            f"Nicht-FAQ mit FAQ-Antwort beantwortet:     {pct(self.other_got_faq_answer)}",
+        ])
+
+
+def read_examples(path: Path) -> List[Tuple[str, str]]:
+    from rasa.shared.nlu.training_data.loading import load_data
+
+    data = load_data(str(path))
+    return [(message.get("text"), message.get("intent")) for message in data.intent_examples]
+
+
+def classify(model: Path, texts: List[str]) -> List[Dict]:
+    from rasa.core.agent import Agent
+
+    agent = Agent.load(str(model))
+
+    async def parse_all() -> List[Dict]:
+        return [await agent.parse_message(text) for text in texts]
+
+    return asyncio.run(parse_all())
+
+
+def evaluate(model: Path, test_set: Path = DEFAULT_TEST_SET) -> Evaluation:
+    examples = read_examples(test_set)
+    parses = classify(model, [text for text, _ in examples])
+    result, counts = Evaluation(examples=len(examples)), Counter()
+    for (text, expected), parse in zip(examples, parses):
+        ranking = [item for item in parse.get("intent_ranking") or [] if item["name"] != FALLBACK]
+        best = ranking[0]["name"] if ranking else None
+        predicted = parse["intent"]["name"]
+        counts["top_right"] += best == expected
+        counts["final_right"] += predicted == expected
+        if best != expected:
+            result.confusions.append((text, expected, best))
+        if faq_id_for(expected):
+            counts["faq"] += 1
+            if predicted == FALLBACK:
+                options = [item["name"] for item in clarify_candidates(parse)]
+                counts["faq_buttons" if expected in options else "faq_none"] += 1
+            elif predicted == expected:
+                counts["faq_right"] += 1
+            elif faq_id_for(predicted):
+                counts["faq_wrong"] += 1
+            else:
+                counts["faq_none"] += 1
+        else:
+            counts["other"] += 1
+            counts["other_faq"] += bool(faq_id_for(predicted))
+    share = lambda key, total: counts[key] / total if total else 0.0  # noqa: E731
+    result.intent_accuracy = share("top_right", len(examples))
+    result.accuracy_with_fallback = share("final_right", len(examples))
+    result.faq_examples, result.other_examples = counts["faq"], counts["other"]
+    result.faq_answered_right = share("faq_right", counts["faq"])
+    result.faq_right_via_buttons = share("faq_buttons", counts["faq"])
+    result.faq_wrong_answer = share("faq_wrong", counts["faq"])
+    result.faq_no_answer = share("faq_none", counts["faq"])
+    result.other_got_faq_answer = share("other_faq", counts["other"])
+    return result
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from faqbot import train
+
+    parser = argparse.ArgumentParser(prog="python -m faqbot.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nlu", type=Path, default=DEFAULT_TEST_SET, help="Testdaten (Rasa-NLU-YAML)")
+    parser.add_argument("--model", type=Path, help="Modell (Standard: das aktuelle)")
+    parser.add_argument("--json", type=Path, help="Ergebnis zusätzlich als JSON schreiben")
+    parser.add_argument("--errors", action="store_true", help="Verwechslungen auflisten")
+    args = parser.parse_args(argv)
+    result = evaluate(args.model or train.train(), args.nlu)
+    print(result.summary())
+    if args.errors:
+        for text, expected, best in result.confusions:
+            print(f"  {expected:45} -> {best or '-':45} {text}")
+    if args.json:
+        args.json.write_text(json.dumps(asdict(result), ensure_ascii=False, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
