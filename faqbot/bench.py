@@ -56,22 +56,20 @@ async def send(session: aiohttp.ClientSession, url: str, sender: str, text: str)
 
 
 async def run_clients(url: str, messages: List[str], clients: int, prefix: str) -> Dict:
-    """`clients` customers in parallel, each with conversations of a few messages."""
-    queue: asyncio.Queue = asyncio.Queue()
-    for number, text in enumerate(messages):
-        queue.put_nowait((f"{prefix}-{number // MESSAGES_PER_CONVERSATION}", text))
+    """`clients` customers in parallel. Like real customers, each waits for the bot's
+    reply before sending the next message, in conversations of a few messages."""
     latencies: List[float] = []
 
-    async def client(session: aiohttp.ClientSession) -> None:
-        while not queue.empty():
-            sender, text = queue.get_nowait()
+    async def client(session: aiohttp.ClientSession, number: int) -> None:
+        for index, text in enumerate(messages[number::clients]):
+            sender = f"{prefix}-{number}-{index // MESSAGES_PER_CONVERSATION}"
             latencies.append(await send(session, url, sender, text))
 
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         started = time.perf_counter()
-        await asyncio.gather(*(client(session) for _ in range(clients)))
+        await asyncio.gather(*(client(session, number) for number in range(clients)))
         elapsed = time.perf_counter() - started
     ms = [1000 * value for value in latencies]
     return {"messages": len(ms), "clients": clients, "seconds": round(elapsed, 2),
