@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -62,7 +63,11 @@ def read_examples(path: Path) -> List[Tuple[str, str]]:
 
 def classify(model: Path, texts: List[str]) -> List[Dict]:
     from rasa.core.agent import Agent
+    from rasa.utils.common import configure_logging_and_warnings
+    from rasa.utils.log_utils import configure_structlog
 
+    configure_logging_and_warnings(logging.WARNING)  # no per-message debug lines
+    configure_structlog(logging.WARNING)
     agent = Agent.load(str(model))
 
     async def parse_all() -> List[Dict]:
