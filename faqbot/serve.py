@@ -2,8 +2,8 @@
 
     python -m faqbot.serve [--port 5005] [--action-port 5055] [--cors ORIGIN]
 
-Ports default to Rasa's own (5005, 5055); FAQBOT_PORT, FAQBOT_ACTION_PORT and
-FAQBOT_CORS set them too. Ctrl-C stops both servers. The tests start the bot through
+Ports default to Rasa's own (5005, 5055); FAQBOT_PORT, FAQBOT_ACTION_PORT, FAQBOT_CORS
+and FAQBOT_VAR_DIR (conversations and tickets, default var/) set them too. Ctrl-C stops both servers. The tests start the bot through
 ``BotServers`` as well, so what they test is what ``make run`` runs.
 """
 from __future__ import annotations
@@ -136,12 +136,14 @@ def main() -> int:
                         default=int(os.environ.get("FAQBOT_ACTION_PORT", DEFAULT_ACTION_PORT)))
     parser.add_argument("--cors", default=os.environ.get("FAQBOT_CORS", DEFAULT_CORS),
                         help="erlaubter Origin der Website (nicht *)")
+    parser.add_argument("--var-dir", type=Path, default=Path(os.environ.get("FAQBOT_VAR_DIR", PROJECT_DIR / "var")),
+                        help="Ordner für Gespräche (SQLite) und Tickets")
     args = parser.parse_args()
 
     print(spacy_model.describe())
     if spacy_model.is_standin():
         print(spacy_model.warning_banner())
-    servers = BotServers(args.port, args.action_port, args.cors)
+    servers = BotServers(args.port, args.action_port, args.cors, var_dir=args.var_dir)
     print(f"Starte Action-Server (:{args.action_port}) und Rasa-Server (:{args.port}) "
           f"mit {servers.model.relative_to(PROJECT_DIR)} ...", flush=True)
     stop = {"requested": False}

@@ -1,0 +1,48 @@
+"""`make run` (python -m faqbot.serve): starts both servers, prints how to use them, stops on Ctrl-C."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import requests
+
+from actions.knowledge import PROJECT_DIR, load
+from conftest import free_port
+from helpers import texts
+
+
+def test_serve_starts_both_servers_and_stops_them_on_ctrl_c(model_path, tmp_path):
+    port, action_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "faqbot.serve", "--port", str(port), "--action-port", str(action_port),
+         "--var-dir", str(tmp_path)], cwd=PROJECT_DIR, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    output = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            assert line, "".join(output)  # the process ended before it was ready
+            output.append(line)
+            if "Strg-C beendet beide Server" in line:
+                break
+        printed = "".join(output)
+        assert "de_core_news_sm" in printed
+        assert f"http://localhost:{port}/webhooks/rest/webhook" in printed and "curl" in printed
+        entry = load()["erhalte_rechnung"]
+        reply = requests.post(f"http://127.0.0.1:{port}/webhooks/rest/webhook",
+                              json={"sender": "serve-test", "message": entry.question}, timeout=30)
+        assert texts(reply.json()) == [entry.answer]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    assert process.returncode == 0
+    for url in (f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{action_port}/health"):
+        try:
+            requests.get(url, timeout=2)
+            raise AssertionError(f"{url} still answers after Ctrl-C")
+        except requests.ConnectionError:
+            pass
+    assert (tmp_path / "tracker.db").exists()
