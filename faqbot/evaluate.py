@@ -1,6 +1,7 @@
 """Evaluate the trained model on a labelled test set (default: the held-out set).
 
     python -m faqbot.evaluate [--nlu tests/nlu_heldout.yml] [--model models/....tar.gz]
+    python -m faqbot.evaluate --config experiments/words_only.yml   # try a pipeline variant
 
 Besides plain intent accuracy (what ``rasa test nlu`` reports without the fallback) it
 reports what the customer experiences, using the same decision rules as the actions:
@@ -114,6 +115,16 @@ def evaluate(model: Path, test_set: Path = DEFAULT_TEST_SET) -> Evaluation:
     return result
 
 
+def train_variant(config: Path, out_dir: Path) -> Path:
+    """Train the project's data with another config.yml, for comparing pipelines."""
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "rasa", "train", "--config", str(config), "--out", str(out_dir),
+                    "--fixed-model-name", "variant", "--force"], cwd=PROJECT_DIR, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out_dir / "variant.tar.gz"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from faqbot import train
 
@@ -121,10 +132,17 @@ def main(argv: Optional[List[str]] = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nlu", type=Path, default=DEFAULT_TEST_SET, help="Testdaten (Rasa-NLU-YAML)")
     parser.add_argument("--model", type=Path, help="Modell (Standard: das aktuelle)")
+    parser.add_argument("--config", type=Path, help="statt eines Modells: mit dieser Konfiguration trainieren")
     parser.add_argument("--json", type=Path, help="Ergebnis zusätzlich als JSON schreiben")
     parser.add_argument("--errors", action="store_true", help="Verwechslungen auflisten")
     args = parser.parse_args(argv)
-    result = evaluate(args.model or train.train(), args.nlu)
+    if args.config:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as out_dir:
+            result = evaluate(train_variant(args.config, Path(out_dir)), args.nlu)
+    else:
+        result = evaluate(args.model or train.train(), args.nlu)
     print(result.summary())
     if args.errors:
         for text, expected, best in result.confusions:
