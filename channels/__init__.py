@@ -1,1 +1,8 @@
 """Input channels of the Rasa server (credentials.yml)."""
+import logging
+
+from faqbot.spacy_model import warn_if_standin
+
+# The Rasa server imports this package at start-up: say loudly if the spaCy model is
+# the offline stand-in.
+warn_if_standin(logging.getLogger(__name__).warning)

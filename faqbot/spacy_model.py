@@ -59,6 +59,13 @@ def warning_banner() -> str:
             f"{line}")
 
 
+def warn_if_standin(log=None) -> None:
+    """Called when the servers start (channels/, actions/): the stand-in must never go unnoticed."""
+    if is_standin():
+        for line in warning_banner().splitlines():
+            (log or print)(line)
+
+
 def download_official() -> bool:
     print(f"Lade das offizielle Modell {MODEL}-{OFFICIAL_VERSION} ...", flush=True)
     try:
