@@ -17,6 +17,9 @@ $(VENV)/.installed: pyproject.toml requirements.lock scripts/find-python310.sh
 	$(PY) -m pip install --quiet --upgrade 'pip==24.0' 'setuptools==70.3.0' 'wheel==0.45.1'
 	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
 	$(PY) -m faqbot.spacy_model ensure
+	@# Plain `rasa test` looks for test_*.yml stories in the whole project, .venv included,
+	@# and would run the sample stories of `rasa init` against this bot.
+	rm -f $(VENV)/lib/python3.10/site-packages/rasa/cli/initial_project/tests/test_stories.yml
 	@touch $@
 
 install: $(VENV)/.installed  ## Python 3.10 finden, .venv anlegen, Pakete + spaCy-Modell installieren
