@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 
 # Show an FAQ question as a "Meinten Sie …?" button only if the NLU gave it at least
 # this confidence; below it for the best guess, the bot offers the support team instead.
-# Tuned on the held-out set (README, "Qualität und Tempo").
-CLARIFY_MIN_CONFIDENCE = 0.15
+# Chosen on the held-out set (`python -m faqbot.evaluate --clarify-min X`, README).
+CLARIFY_MIN_CONFIDENCE = 0.10
 MAX_CLARIFY_OPTIONS = 3
 NONE_OF_THESE = "Keine davon"
 # Intents whose message is not the customer's actual question.

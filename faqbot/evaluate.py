@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from actions import actions
 from actions.actions import clarify_candidates
 from actions.knowledge import PROJECT_DIR, faq_id_for
 
@@ -135,7 +136,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--config", type=Path, help="statt eines Modells: mit dieser Konfiguration trainieren")
     parser.add_argument("--json", type=Path, help="Ergebnis zusätzlich als JSON schreiben")
     parser.add_argument("--errors", action="store_true", help="Verwechslungen auflisten")
+    parser.add_argument("--clarify-min", type=float,
+                        help="Mindest-Konfidenz für „Meinten Sie …?“-Knöpfe (Standard: wie actions.py)")
     args = parser.parse_args(argv)
+    if args.clarify_min is not None:
+        actions.CLARIFY_MIN_CONFIDENCE = args.clarify_min
     if args.config:
         import tempfile
 
