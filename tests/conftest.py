@@ -9,7 +9,6 @@ from typing import Any, Dict, List
 import pytest
 import requests
 
-from actions.knowledge import PROJECT_DIR
 from faqbot import train
 from faqbot.serve import BotServers
 
