@@ -22,7 +22,21 @@ $(VENV)/.installed: pyproject.toml requirements.lock scripts/find-python310.sh
 	rm -f $(VENV)/lib/python3.10/site-packages/rasa/cli/initial_project/tests/test_stories.yml
 	@touch $@
 
-install: $(VENV)/.installed  ## Python 3.10 finden, .venv anlegen, Pakete + spaCy-Modell installieren
+# The chat widget (rasa-webchat) from npm, served by the help-centre page: no CDN at run time.
+web/node_modules/.installed: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "npm fehlt: bitte Node.js mit npm installieren (Debian: apt-get install nodejs npm)." >&2; exit 1; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(VENV)/.installed web/node_modules/.installed  ## Python 3.10 finden, .venv anlegen, Pakete, spaCy-Modell und Chat-Widget installieren
+
+# Debian's Chromium for the browser tests (Playwright drives it; its own browser download
+# does not work here).
+browser:  ## Chromium für die Browser-Tests installieren (apt, braucht root)
+	@if command -v chromium >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "Chromium fehlt für die Browser-Tests: bitte 'sudo apt-get install chromium' ausführen." >&2; exit 1; fi
 
 spacy-official: install  ## Das offizielle de_core_news_sm nachinstallieren (braucht Netz)
 	$(PY) -m faqbot.spacy_model official
@@ -33,10 +47,10 @@ train: install  ## Modell trainieren, falls Daten oder Konfiguration sich geänd
 validate: install  ## rasa data validate
 	$(BIN)/rasa data validate --fail-on-warnings
 
-run: train  ## Action-Server (5055) und Rasa-Server (5005) starten; Strg-C beendet beide
+run: train  ## Action-Server (5055), Rasa-Server (5005) und Hilfe-Center mit Chat-Widget (8080) starten
 	$(PY) -m faqbot.serve
 
-test: train  ## Alle Tests (pytest), richtet vorher alles Fehlende ein
+test: train browser  ## Alle Tests (pytest), richtet vorher alles Fehlende ein
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: train  ## Benchmark: Trainingszeit, Modellgröße, Latenz, Durchsatz, Speicher, Genauigkeit
@@ -46,6 +60,7 @@ import-faq: install  ## FAQ-Seite neu einlesen: make import-faq PAGE=data/faq_se
 	$(PY) -m faqbot.importer $(or $(PAGE),data/faq_seite.txt)
 
 clean:  ## Modelle, Laufzeitdaten und Ergebnisse löschen (nicht .venv)
-	rm -rf models var results .pytest_cache
+	rm -rf models results .pytest_cache
+	find var -mindepth 1 ! -name .gitkeep -delete
 
-.PHONY: help install spacy-official train validate run test bench import-faq clean
+.PHONY: help install browser spacy-official train validate run test bench import-faq clean

@@ -1,9 +1,12 @@
 """Start the action server and the Rasa server together (``make run``).
 
-    python -m faqbot.serve [--port 5005] [--action-port 5055] [--cors ORIGIN]
+    python -m faqbot.serve [--port 5005] [--action-port 5055] [--web-port 8080] [--cors ORIGIN ...]
 
-Ports default to Rasa's own (5005, 5055); FAQBOT_PORT, FAQBOT_ACTION_PORT, FAQBOT_CORS
-and FAQBOT_VAR_DIR (conversations and tickets, default var/) set them too. Ctrl-C stops both servers. The tests start the bot through
+Starts the action server, the Rasa server and the help-centre page with the chat widget
+(faqbot.web). Ports default to Rasa's own (5005, 5055) and 8080 for the page;
+FAQBOT_PORT, FAQBOT_ACTION_PORT, FAQBOT_WEB_PORT, FAQBOT_CORS (allowed origins, separated
+by spaces; default: the page's own origin) and FAQBOT_VAR_DIR (conversations and tickets,
+default var/) set them too. Ctrl-C stops everything. The tests start the bot through
 ``BotServers`` as well, so what they test is what ``make run`` runs.
 """
 from __future__ import annotations
@@ -16,33 +19,39 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from ruamel.yaml import YAML
 
 from actions.knowledge import PROJECT_DIR
 from faqbot import spacy_model, train
+from faqbot.web import DEFAULT_PORT as DEFAULT_WEB_PORT, HelpCentre, origins
 
 DEFAULT_PORT = 5005
 DEFAULT_ACTION_PORT = 5055
-DEFAULT_CORS = "http://localhost:8080"  # the help-centre page served next to the bot
 START_TIMEOUT_S = 120
 
 
 class BotServers:
-    """The action server and the Rasa server as child processes."""
+    """The action server and the Rasa server as child processes, and the help-centre
+    page (``web_port``) in a thread of this process."""
 
     def __init__(self, port: int = DEFAULT_PORT, action_port: int = DEFAULT_ACTION_PORT,
-                 cors: str = DEFAULT_CORS, var_dir: Path = PROJECT_DIR / "var",
+                 cors: Optional[Sequence[str]] = None, var_dir: Path = PROJECT_DIR / "var",
                  model: Optional[Path] = None, env: Optional[Dict[str, str]] = None,
-                 log_dir: Optional[Path] = None) -> None:
-        self.port, self.action_port, self.cors = port, action_port, cors
+                 log_dir: Optional[Path] = None, web_port: Optional[int] = None) -> None:
+        self.port, self.action_port, self.web_port = port, action_port, web_port
+        # Browsers may talk to the bot only from the help-centre page (not "*").
+        self.cors = list(cors or (origins(web_port) if web_port else []))
         self.var_dir = Path(var_dir)
         self.model = model or train.model_path()
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
         self.env.setdefault("FAQBOT_TICKET_DB", str(self.var_dir / "tickets.db"))
+        if self.cors:  # the socketio channel checks the origin itself (channels/socketio.py)
+            self.env["FAQBOT_CORS"] = " ".join(self.cors)
         self.log_dir = log_dir
         self.processes: List[subprocess.Popen] = []
+        self.web: Optional[HelpCentre] = None
 
     @property
     def url(self) -> str:
@@ -85,8 +94,15 @@ class BotServers:
                                 "--port", str(self.action_port)])
         self._spawn("rasa", [sys.executable, "-m", "rasa", "run", "--model", str(self.model),
                              "--port", str(self.port), "--endpoints", str(self.endpoints_file()),
-                             "--credentials", "credentials.yml", "--cors", self.cors])
+                             "--credentials", "credentials.yml", *self._cors_args()])
+        if self.web_port is not None:
+            faq_file = self.env.get("FAQBOT_FAQ_FILE")
+            self.web = HelpCentre(self.web_port, self.port,
+                                  faq_file=Path(faq_file) if faq_file else None).start()
         return self
+
+    def _cors_args(self) -> List[str]:
+        return ["--cors", *self.cors] if self.cors else []
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> float:
         """Seconds until both servers answer; raises if one dies or the time runs out."""
@@ -110,6 +126,9 @@ class BotServers:
         return time.monotonic() - started
 
     def stop(self) -> None:
+        if self.web:
+            self.web.stop()
+            self.web = None
         for process in self.processes:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
@@ -134,8 +153,12 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("FAQBOT_PORT", DEFAULT_PORT)))
     parser.add_argument("--action-port", type=int,
                         default=int(os.environ.get("FAQBOT_ACTION_PORT", DEFAULT_ACTION_PORT)))
-    parser.add_argument("--cors", default=os.environ.get("FAQBOT_CORS", DEFAULT_CORS),
-                        help="erlaubter Origin der Website (nicht *)")
+    parser.add_argument("--web-port", type=int,
+                        default=int(os.environ.get("FAQBOT_WEB_PORT", DEFAULT_WEB_PORT)),
+                        help="Port der Hilfe-Center-Seite mit dem Chat-Widget")
+    parser.add_argument("--no-web", action="store_true", help="ohne Hilfe-Center-Seite")
+    parser.add_argument("--cors", nargs="+", default=os.environ.get("FAQBOT_CORS", "").split() or None,
+                        help="erlaubte Origins der Website (Standard: die Hilfe-Center-Seite; nie *)")
     parser.add_argument("--var-dir", type=Path, default=Path(os.environ.get("FAQBOT_VAR_DIR", PROJECT_DIR / "var")),
                         help="Ordner für Gespräche (SQLite) und Tickets")
     args = parser.parse_args()
@@ -143,7 +166,8 @@ def main() -> int:
     print(spacy_model.describe())
     if spacy_model.is_standin():
         print(spacy_model.warning_banner())
-    servers = BotServers(args.port, args.action_port, args.cors, var_dir=args.var_dir)
+    servers = BotServers(args.port, args.action_port, args.cors, var_dir=args.var_dir,
+                         web_port=None if args.no_web else args.web_port)
     print(f"Starte Action-Server (:{args.action_port}) und Rasa-Server (:{args.port}) "
           f"mit {servers.model.relative_to(PROJECT_DIR)} ...", flush=True)
     stop = {"requested": False}
@@ -161,13 +185,15 @@ Bereit nach {seconds:.1f} s.
   Rasa-Server (REST + Socket.IO): http://localhost:{args.port}
   REST-Kanal:                     http://localhost:{args.port}/webhooks/rest/webhook
   Action-Server:                  http://localhost:{args.action_port}/webhook
+  Hilfe-Center mit Chat-Widget:   {servers.web.url if servers.web else "(abgeschaltet)"}
+  Erlaubte Website-Origins:       {" ".join(servers.cors) or "(keine)"}
 
 Beispiel:
   curl -s -X POST http://localhost:{args.port}/webhooks/rest/webhook \\
        -H 'Content-Type: application/json' \\
        -d '{{"sender": "kunde-1", "message": "Wie bekomme ich meine Rechnung?"}}'
 
-Strg-C beendet beide Server.""", flush=True)
+Strg-C beendet alle Server.""", flush=True)
         while not stop["requested"]:
             if any(process.poll() is not None for process in servers.processes):
                 print("Ein Server wurde unerwartet beendet.", file=sys.stderr)

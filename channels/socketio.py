@@ -1,0 +1,83 @@
+"""Rasa's socketio channel (the website widget), limited to the website's origins.
+
+Same events and settings as Rasa's own ``socketio`` channel (credentials.yml). Two
+additions:
+
+* Only the origins in ``FAQBOT_CORS`` (separated by spaces; ``make run`` sets it to the
+  help-centre page, default ``http://localhost:8080``) may connect. Rasa's ``--cors``
+  covers HTTP requests only; browsers apply no CORS to WebSockets, so the socket.io
+  server itself must check the Origin header.
+* Messages are cleaned like on the REST channel, and an over-long message or an error
+  while processing gets a German reply instead of silence.
+* ``custom`` payloads (faq_id, ticket id: meant for REST integrations) are not sent to
+  the widget: Rasa 3.6 passes them to ``emit()`` as keyword arguments, which fails.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+
+from rasa.core.channels.channel import UserMessage
+from rasa.core.channels.socketio import SocketIOInput as RasaSocketIOInput
+from rasa.core.channels.socketio import SocketIOOutput
+from sanic import Blueprint
+
+from channels.rest import MAX_MESSAGE_CHARS, PROCESSING_ERROR, clean_text
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ORIGINS = "http://localhost:8080 http://127.0.0.1:8080"
+TOO_LONG = (f"Ihre Nachricht ist leider zu lang (mehr als {MAX_MESSAGE_CHARS} Zeichen). "
+            "Bitte fassen Sie Ihre Frage in wenigen Sätzen zusammen.")
+
+
+def allowed_origins() -> List[str]:
+    return os.environ.get("FAQBOT_CORS", DEFAULT_ORIGINS).split()
+
+
+class WidgetOutput(SocketIOOutput):
+    async def send_custom_json(self, recipient_id: Text, json_message: Dict[Text, Any],
+                               **kwargs: Any) -> None:
+        logger.debug("custom payload for %s not sent to the widget: %s", recipient_id, json_message)
+
+
+class SocketIOInput(RasaSocketIOInput):
+    @classmethod
+    def name(cls) -> Text:
+        return "socketio"
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        async def handle(message: UserMessage) -> None:
+            text = clean_text(message.text or "")
+            if len(text) > MAX_MESSAGE_CHARS:
+                await message.output_channel.send_text_message(message.sender_id, TOO_LONG)
+                return
+            message.text = text
+            message.output_channel = WidgetOutput(self.sio, self.bot_message_evt)
+            try:
+                await on_new_message(message)
+            except Exception:  # the customer still gets an answer; the error is logged
+                logger.exception("Message from %s could not be processed", message.sender_id)
+                await message.output_channel.send_text_message(message.sender_id, PROCESSING_ERROR)
+
+        webhook = super().blueprint(handle)
+        # Rasa switches the socket.io server's own CORS handling off (Sanic's --cors sets
+        # the headers), which also switches off its origin check: check it on connect.
+        namespace = self.namespace or "/"
+        rasa_connect = self.sio.handlers[namespace]["connect"]
+        allowed = allowed_origins()
+
+        async def connect(sid: Text, environ: Dict, auth: Optional[Dict] = None) -> bool:
+            origin = environ.get("HTTP_ORIGIN")
+            if origin and origin not in allowed:  # no Origin: not a browser, CORS is moot
+                logger.warning("Socket.IO connection from %s refused (FAQBOT_CORS: %s)",
+                               origin, " ".join(allowed))
+                return False
+            return await rasa_connect(sid, environ, auth)
+
+        self.sio.on("connect", connect, namespace=namespace)
+        return webhook
+
+    def get_output_channel(self) -> Optional[WidgetOutput]:
+        return WidgetOutput(self.sio, self.bot_message_evt) if self.sio else super().get_output_channel()

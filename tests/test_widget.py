@@ -1,0 +1,243 @@
+"""The help-centre page with the chat widget, in a real headless Chromium (Playwright).
+
+The real Rasa server, action server and page server run as ``make run`` starts them.
+Screenshots go to results/screenshots/ (CI artifacts).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import requests
+import socketio
+from playwright.sync_api import Page, expect, sync_playwright
+from ruamel.yaml import YAML
+
+from actions.knowledge import PROJECT_DIR, load
+from conftest import free_port
+from faqbot.serve import BotServers
+from faqbot.web import CONTACT_FAQ_ID, HelpCentre
+from test_data import read_nlu
+from test_rest_conversations import AMBIGUOUS, response_text
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+SCREENSHOTS = PROJECT_DIR / "results" / "screenshots"
+PARAPHRASES = read_nlu(PROJECT_DIR / "tests" / "e2e_paraphrases.yml")
+REPLY_TIMEOUT_MS = 30_000
+# One answer gets a web address, as trainers may write one: it must become a link.
+CONTACT_LINK = "https://www.example.com/kontakt"
+
+
+@pytest.fixture(scope="module")
+def faq_file(tmp_path_factory) -> Path:
+    yaml = YAML()
+    data = yaml.load((PROJECT_DIR / "data" / "faq.yml").read_text(encoding="utf-8"))
+    [contact] = [entry for entry in data["faqs"] if entry["id"] == CONTACT_FAQ_ID]
+    contact["answer"] = f"{contact['answer']} Kontaktseite: {CONTACT_LINK}"
+    path = tmp_path_factory.mktemp("faq") / "faq.yml"
+    with path.open("w", encoding="utf-8") as handle:
+        yaml.dump(data, handle)
+    return path
+
+
+@pytest.fixture(scope="module")
+def site(model_path, faq_file, tmp_path_factory):
+    var_dir = tmp_path_factory.mktemp("widget-var")
+    servers = BotServers(port=free_port(), action_port=free_port(), web_port=free_port(),
+                         var_dir=var_dir, model=model_path, log_dir=var_dir / "logs",
+                         env={"FAQBOT_FAQ_FILE": str(faq_file)})
+    servers.start()
+    try:
+        servers.wait_ready()
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture(scope="module")
+def knowledge(faq_file):
+    return load(faq_file)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A new visitor: own browser context, so no stored conversation."""
+    viewport = getattr(request, "param", {"width": 1280, "height": 900})
+    context = browser.new_context(viewport=viewport, locale="de-DE")
+    page = context.new_page()
+    page.sent = []  # requests that reached the network (not blocked by the page's CSP)
+    page.on("requestfinished", lambda req: page.sent.append(req.url))
+    page.on("requestfailed", lambda req: "csp" not in (req.failure or "").lower()
+            and page.sent.append(req.url))
+    yield page
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"))
+    context.close()
+
+
+def open_chat(page: Page, site: BotServers) -> None:
+    page.goto(site.web.url)
+    page.locator(".rw-launcher").click()
+    expect(page.locator(".rw-response").first).to_have_text(
+        response_text("utter_greet"), timeout=REPLY_TIMEOUT_MS)
+
+
+def ask(page: Page, text: str) -> None:
+    page.locator(".rw-new-message").fill(text)
+    page.keyboard.press("Enter")
+
+
+def expect_reply(page: Page, text: str) -> None:
+    expect(page.locator(".rw-response .rw-message-text", has_text=text).last).to_be_visible(
+        timeout=REPLY_TIMEOUT_MS)
+
+
+def responses(page: Page):
+    return [" ".join(t.split()) for t in page.locator(".rw-response .rw-message-text").all_inner_texts()]
+
+
+def test_page_is_german_and_loads_nothing_from_elsewhere(page, site, knowledge):
+    open_chat(page, site)
+    assert page.locator("html").get_attribute("lang") == "de"
+    assert page.locator(".rw-title").inner_text() == "Kundenservice"
+    assert page.locator(".rw-new-message").get_attribute("placeholder") == "Ihre Frage …"
+    assert page.locator("details summary").all_inner_texts() == [e.question for e in knowledge.values()]
+    # The widget bundle comes from the project; its Google Fonts import is blocked by CSP.
+    hosts = {urlparse(url).hostname for url in page.sent}
+    assert hosts == {"localhost"}, page.sent
+
+
+def test_faq_question_in_own_words_gets_the_verbatim_answer(page, site, knowledge):
+    open_chat(page, site)
+    [paraphrase] = PARAPHRASES["faq_erhalte_rechnung"]
+    ask(page, paraphrase)
+    answer = knowledge["erhalte_rechnung"].answer
+    expect_reply(page, answer)
+    assert responses(page)[-1] == " ".join(answer.split())
+    assert page.locator(".rw-client", has_text=paraphrase).is_visible()
+
+
+def test_clarification_buttons_are_quick_replies_and_answer(page, site, knowledge):
+    open_chat(page, site)
+    ask(page, AMBIGUOUS)
+    expect_reply(page, response_text("utter_clarify"))
+    replies = page.locator(".rw-reply")
+    expect(replies.first).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    titles = replies.all_inner_texts()
+    questions = {e.question: e for e in knowledge.values()}
+    assert titles[-1] == "Keine davon" and all(t in questions for t in titles[:-1]), titles
+    replies.first.click()
+    expect_reply(page, questions[titles[0]].answer)
+
+
+def test_asking_for_a_person_shows_the_ticket_number(page, site):
+    open_chat(page, site)
+    ask(page, "Ich möchte bitte mit einem Mitarbeiter sprechen")
+    confirmation = page.locator(".rw-response .rw-message-text", has_text=re.compile(r"T-\d{8}-\d{5}"))
+    expect(confirmation).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    ticket_id = re.search(r"T-\d{8}-\d{5}", confirmation.inner_text()).group()
+    with sqlite3.connect(site.var_dir / "tickets.db") as connection:
+        channel = connection.execute("SELECT channel FROM tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
+    assert channel == ("socketio",)
+
+
+def test_a_reload_keeps_the_conversation(page, site, knowledge):
+    open_chat(page, site)
+    entry = knowledge["login_problemen"]
+    ask(page, entry.question)
+    expect_reply(page, entry.answer)
+    page.reload()
+    # The widget shows up once connected, open or closed as the customer left it.
+    expect(page.locator(".rw-launcher")).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    if page.locator(".rw-conversation-container").count() == 0:
+        page.locator(".rw-launcher").click()
+    expect_reply(page, entry.answer)  # restored from the browser's storage
+    second = knowledge["daten_verschluesselt"]
+    ask(page, second.question)
+    expect_reply(page, second.answer)
+    # ... and the server continued the same conversation (session_persistence)
+    with sqlite3.connect(site.var_dir / "tracker.db") as connection:
+        senders = connection.execute(
+            "SELECT DISTINCT sender_id FROM events WHERE type_name = 'user' AND "
+            "(data LIKE ? OR data LIKE ?)", (f'%{entry.question[:20]}%', f'%{second.question[:20]}%')).fetchall()
+    assert len(senders) == 1, senders
+
+
+@pytest.mark.parametrize("page", [{"width": 375, "height": 740}], indirect=True)
+def test_mobile_width(page, site, knowledge):
+    open_chat(page, site)
+    entry = knowledge["zahlungsmethoden_akzeptieren"]
+    ask(page, entry.question)
+    expect_reply(page, entry.answer)
+    box = page.locator(".rw-conversation-container").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 375
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling
+
+
+def test_links_in_answers_are_clickable(page, site, knowledge):
+    open_chat(page, site)
+    ask(page, knowledge[CONTACT_FAQ_ID].question)
+    link = page.locator(f'.rw-response a[href="{CONTACT_LINK}"]')
+    expect(link).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    assert link.inner_text() == CONTACT_LINK
+
+
+def test_html_in_a_message_is_shown_as_text_not_run(page, site):
+    open_chat(page, site)
+    attack = '<img src=x onerror="window.__hacked = 1">Hallo'
+    ask(page, attack)
+    expect(page.locator(".rw-client", has_text="onerror")).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    expect(page.locator(".rw-response")).to_have_count(2, timeout=REPLY_TIMEOUT_MS)  # greeting + reply
+    assert page.evaluate("window.__hacked") is None
+
+
+def test_without_the_bot_the_page_shows_the_contact_channels(browser, knowledge):
+    down = HelpCentre(port=free_port(), rasa_port=free_port(), faq_file=None).start()  # nothing there
+    try:
+        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        page = context.new_page()
+        page.goto(down.url)
+        notice = page.locator("#chat-offline")
+        expect(notice).to_be_visible(timeout=15_000)
+        assert "Der Chat ist gerade nicht erreichbar" in notice.inner_text()
+        assert load()[CONTACT_FAQ_ID].answer in notice.inner_text()
+        assert not page.locator(".rw-launcher").is_visible()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "bot_down.png"))
+        context.close()
+    finally:
+        down.stop()
+
+
+def test_only_the_sites_origin_may_use_the_bot_from_a_browser(site):
+    allowed, foreign = site.cors[0], "http://evil.example"
+    webhook = f"{site.url}/webhooks/rest/webhook"
+    preflight = {"Access-Control-Request-Method": "POST"}
+    ok = requests.options(webhook, headers={"Origin": allowed, **preflight}, timeout=10)
+    assert ok.headers.get("Access-Control-Allow-Origin") == allowed
+    refused = requests.options(webhook, headers={"Origin": foreign, **preflight}, timeout=10)
+    assert "Access-Control-Allow-Origin" not in refused.headers
+    for origin, accepted in ((allowed, True), (foreign, False)):
+        client = socketio.Client()
+        try:
+            client.connect(site.url, headers={"Origin": origin}, wait_timeout=10)
+            connected = client.connected
+        except socketio.exceptions.ConnectionError:
+            connected = False
+        finally:
+            client.disconnect()
+        assert connected is accepted, origin

@@ -1,0 +1,76 @@
+// Starts the rasa-webchat widget (German texts) and watches its connection to the bot.
+(function () {
+  "use strict";
+  var settings = JSON.parse(document.getElementById("chat-settings").textContent);
+  var socketUrl = settings.socketUrl ||
+    window.location.protocol + "//" + window.location.hostname + ":" + settings.rasaPort;
+  var OFFLINE_AFTER_MS = 6000;  // how long a customer may wait for the first connection
+  var offline = document.getElementById("chat-offline");
+  var connected = false;
+
+  function showOffline(show) {
+    offline.hidden = !show;
+    document.body.classList.toggle("chat-is-offline", show);
+  }
+
+  window.WebChat.default({
+    socketUrl: socketUrl,
+    socketPath: "/socket.io/",
+    initPayload: "/greet",
+    customData: { language: "de" },
+    title: "Kundenservice",
+    subtitle: "Ihr digitaler Assistent",
+    mainColor: "#1f4e79",
+    userBackgroundColor: "#1f4e79",
+    inputTextFieldHint: "Ihre Frage …",
+    connectingText: "Verbindung wird hergestellt …",
+    hideWhenNotConnected: true,
+    showFullScreenButton: true,
+    showMessageDate: false,
+    displayUnreadCount: true,
+    // The conversation (session id and messages) survives page reloads; the Rasa
+    // server's socketio channel keeps the same conversation (session_persistence).
+    params: { storage: "local" },
+    onSocketEvent: {
+      connect: function () { connected = true; showOffline(false); },
+      disconnect: function () { connected = false; setTimeout(checkConnection, OFFLINE_AFTER_MS); },
+      connect_error: function () { if (!connected) { setTimeout(checkConnection, OFFLINE_AFTER_MS); } }
+    }
+  }, null);
+
+  function checkConnection() { if (!connected) { showOffline(true); } }
+  setTimeout(checkConnection, OFFLINE_AFTER_MS);
+
+  // Bare web and e-mail addresses in bot answers become links (answers are sent
+  // verbatim, so markdown links cannot be relied on).
+  var ADDRESS = /(https?:\/\/[^\s<>"')]+[^\s<>"').,;:!?]|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)/g;
+  function linkify(root) {
+    var walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    var nodes = [];
+    while (walker.nextNode()) {
+      if (!walker.currentNode.parentElement.closest("a")) { nodes.push(walker.currentNode); }
+    }
+    nodes.forEach(function (node) {
+      var text = node.nodeValue;
+      ADDRESS.lastIndex = 0;
+      if (!ADDRESS.test(text)) { return; }
+      var fragment = document.createDocumentFragment();
+      var last = 0;
+      text.replace(ADDRESS, function (match, _group, index) {
+        fragment.appendChild(document.createTextNode(text.slice(last, index)));
+        var link = document.createElement("a");
+        link.textContent = match;
+        link.href = match.indexOf("@") > 0 && match.indexOf("://") < 0 ? "mailto:" + match : match;
+        link.target = "_blank";
+        link.rel = "noopener noreferrer";
+        fragment.appendChild(link);
+        last = index + match.length;
+      });
+      fragment.appendChild(document.createTextNode(text.slice(last)));
+      node.parentNode.replaceChild(fragment, node);
+    });
+  }
+  new MutationObserver(function () {
+    document.querySelectorAll("#webchat .rw-response .rw-message-text").forEach(linkify);
+  }).observe(document.getElementById("webchat"), { childList: true, subtree: true });
+}());
