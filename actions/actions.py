@@ -6,13 +6,16 @@ this module decides which one to send.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.delivery import DeliveryWorker, load_config
 from actions.escalation import TicketStore, transcript_from_events
 from actions.knowledge import CachedKnowledge, KnowledgeError, faq_id_for
 
@@ -31,11 +34,29 @@ knowledge = CachedKnowledge()
 _ticket_store: Optional[TicketStore] = None
 
 
+_delivery_worker: Optional[DeliveryWorker] = None
+
+
 def ticket_store() -> TicketStore:
     global _ticket_store
     if _ticket_store is None:
         _ticket_store = TicketStore()
     return _ticket_store
+
+
+def delivery_targets() -> List[str]:
+    return _delivery_worker.config.targets if _delivery_worker else []
+
+
+def _in_action_server() -> bool:
+    """True when loaded by `python -m rasa_sdk` or `rasa run actions` (not by unit tests)."""
+    argv = sys.argv or [""]
+    return argv[0].endswith(os.path.join("rasa_sdk", "__main__.py")) or argv[1:3] == ["run", "actions"]
+
+
+if _in_action_server():
+    # Started with the action server so that pending deliveries resume after a restart.
+    _delivery_worker = DeliveryWorker(ticket_store(), load_config()).start()
 
 
 def _faq_ranking(message: Dict[Text, Any]) -> List[Dict[Text, Any]]:
@@ -74,11 +95,13 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventTy
         ticket = ticket_store().create(
             sender_id=tracker.sender_id, channel=tracker.get_latest_input_channel(),
             question=question, faq_guess=guess, confidence=confidence,
-            transcript=transcript_from_events(tracker.events))
+            transcript=transcript_from_events(tracker.events), targets=delivery_targets())
     except Exception:  # the customer must get an answer even if the store is down
         logger.exception("Escalation for %s could not be stored", tracker.sender_id)
         dispatcher.utter_message(response="utter_escalation_failed")
         return _offer_handoff_reset(tracker)
+    if _delivery_worker:
+        _delivery_worker.wake()
     dispatcher.utter_message(
         response="utter_escalated" if ticket.is_new else "utter_escalated_again",
         ticket_id=ticket.ticket_id,
