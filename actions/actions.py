@@ -15,9 +15,12 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.delivery import DeliveryWorker, load_config
+from datetime import datetime, timezone
+
+from actions.delivery import DeliveryWorker, load_config, read_config_file
 from actions.escalation import TicketStore, transcript_from_events
 from actions.knowledge import CachedKnowledge, KnowledgeError, faq_id_for
+from actions.support_hours import SupportHours, german_time
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,14 @@ def ticket_store() -> TicketStore:
 
 def delivery_targets() -> List[str]:
     return _delivery_worker.config.targets if _delivery_worker else []
+
+
+def support_closed_until(now: Optional[datetime] = None) -> Optional[str]:
+    """German "when will they answer" text if the support team is not there right now."""
+    hours = SupportHours.from_config(read_config_file().get("support_hours"))
+    now = now or datetime.now(timezone.utc)
+    opening = hours.next_opening(now) if hours else None
+    return german_time(opening, now) if opening else None
 
 
 def _in_action_server() -> bool:
@@ -106,6 +117,9 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventTy
         response="utter_escalated" if ticket.is_new else "utter_escalated_again",
         ticket_id=ticket.ticket_id,
         json_message={"escalation": {"ticket_id": ticket.ticket_id}})
+    closed_until = support_closed_until()
+    if ticket.is_new and closed_until:
+        dispatcher.utter_message(response="utter_support_closed", next_opening=closed_until)
     return _offer_handoff_reset(tracker)
 
 

@@ -71,11 +71,16 @@ _ENV = {
 }
 
 
-def load_config(path: Optional[Path] = None) -> DeliveryConfig:
+def read_config_file(path: Optional[Path] = None) -> Dict[str, Any]:
+    """support.yml (or the file named by FAQBOT_SUPPORT_CONFIG); empty if there is none."""
     path = Path(os.environ.get("FAQBOT_SUPPORT_CONFIG", path or CONFIG_FILE))
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
+
+
+def load_config(path: Optional[Path] = None) -> DeliveryConfig:
     raw: Dict[str, Any] = {}
-    if path.exists():
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = read_config_file(path)
+    if data:
         webhook, smtp, retry = data.get("webhook") or {}, data.get("email") or {}, data.get("retry") or {}
         raw = {"webhook_url": webhook.get("url"), "smtp_host": smtp.get("host"),
                "smtp_port": smtp.get("port"), "smtp_from": smtp.get("from"),

@@ -166,3 +166,12 @@ def test_declining_the_offer_resets_it():
         user_event("nein", "deny"), slots={"handoff_offered": True}))
     assert messages[0]["response"] == "utter_anything_else"
     assert events == [SlotSet("handoff_offered", False)]
+
+
+def test_escalation_outside_support_hours_says_when_the_team_answers(tmp_path, monkeypatch):
+    config = tmp_path / "support.yml"  # open one minute a week: practically always closed
+    config.write_text('support_hours:\n  timezone: Europe/Berlin\n  sun: "03:00-03:01"\n', encoding="utf-8")
+    monkeypatch.setenv("FAQBOT_SUPPORT_CONFIG", str(config))
+    messages, _ = run(ActionEscalate(), tracker_for(user_event("mensch bitte", "human_handoff")))
+    assert [m["response"] for m in messages] == ["utter_escalated", "utter_support_closed"]
+    assert messages[1]["next_opening"].endswith("um 3:00 Uhr")
