@@ -158,6 +158,19 @@ class TicketStore:
         ticket.is_new = True
         return ticket
 
+    def open_tickets(self) -> List[Ticket]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(tickets).where(tickets.c.status == "open")
+                                      .order_by(tickets.c.number)).all()
+        return [self._ticket(row) for row in rows]
+
+    def close(self, ticket_id: str) -> bool:
+        """Close an open ticket; False if there is no such open ticket."""
+        with self.engine.begin() as connection:
+            result = connection.execute(tickets.update().where(
+                tickets.c.ticket_id == ticket_id, tickets.c.status == "open").values(status="closed"))
+        return result.rowcount == 1
+
     def deliveries_for(self, ticket_id: str) -> List[Delivery]:
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(deliveries).where(deliveries.c.ticket_id == ticket_id)

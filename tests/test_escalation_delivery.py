@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Dict, List
 
 import pytest
+import requests
 from aiosmtpd.controller import Controller
 
 from actions.delivery import DeliveryConfig, DeliveryWorker
@@ -19,6 +20,7 @@ from faqbot.serve import BotServers
 from tests.conftest import Bot, free_port
 
 SECRET = "geheim-123"
+TOKEN = "support-token-456"
 
 
 class HelpDesk:
@@ -166,7 +168,7 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
                          log_dir=var_dir / "logs", env={
                              "FAQBOT_WEBHOOK_URL": desk.url, "FAQBOT_WEBHOOK_SECRET": SECRET,
                              "FAQBOT_SMTP_HOST": "127.0.0.1", "FAQBOT_SMTP_PORT": str(mailbox.controller.port),
-                             "FAQBOT_SUPPORT_EMAIL": "support@example.org",
+                             "FAQBOT_SUPPORT_EMAIL": "support@example.org", "FAQBOT_SUPPORT_TOKEN": TOKEN,
                              "FAQBOT_RETRY_BASE_S": "0.3", "FAQBOT_RETRY_CAP_S": "1"})
     servers.start()
     try:
@@ -184,6 +186,7 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
         desk.start()
         wait_for(lambda: {d.status for d in store.deliveries_for(ticket_id)} == {"delivered"}, timeout=60)
         time.sleep(1.5)
+        check_support_api(f"{servers.url}/webhooks/support/tickets", ticket_id)
     finally:
         servers.stop()
     assert len({hit["key"] for hit in desk.received}) == 1 and len(desk.received) == 1
@@ -191,3 +194,22 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
     assert hit["signature_ok"] and hit["body"]["ticket_id"] == ticket_id
     assert "Wie erhalte ich eine Rechnung?" in [line["text"] for line in hit["body"]["transcript"]]
     assert len(mailbox.messages) == 1
+
+
+def check_support_api(base: str, ticket_id: str) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert requests.post(f"{base}/{ticket_id}/close", timeout=10).status_code == 401
+    assert requests.get(base, headers={"Authorization": "Bearer falsch"}, timeout=10).status_code == 401
+    assert [t["ticket_id"] for t in requests.get(base, headers=auth, timeout=10).json()["tickets"]] == [ticket_id]
+    ticket = requests.get(f"{base}/{ticket_id}", headers=auth, timeout=10).json()
+    assert "Wie erhalte ich eine Rechnung?" in [line["text"] for line in ticket["transcript"]]
+    assert {(d["target"], d["status"]) for d in ticket["deliveries"]} == {("webhook", "delivered"),
+                                                                          ("email", "delivered")}
+    assert requests.post(f"{base}/{ticket_id}/close", headers=auth, timeout=10).json()["status"] == "closed"
+    assert requests.get(base, headers=auth, timeout=10).json()["tickets"] == []
+    assert requests.post(f"{base}/{ticket_id}/close", headers=auth, timeout=10).status_code == 404
+
+
+def test_support_api_without_configured_token_refuses(bot):
+    response = requests.get(f"{bot.servers.url}/webhooks/support/tickets", timeout=10)
+    assert response.status_code == 503 and "FAQBOT_SUPPORT_TOKEN" in response.json()["message"]
