@@ -86,6 +86,18 @@ def _offer_handoff_reset(tracker: Tracker) -> List[EventType]:
     return [SlotSet("handoff_offered", False)] if tracker.get_slot("handoff_offered") else []
 
 
+def customer_contact(tracker: Tracker) -> Dict[str, Any]:
+    """Who to answer: the conversation id, plus id/e-mail an integration passed in REST
+    metadata ``{"metadata": {"customer": {"id": "...", "email": "..."}}}``."""
+    contact: Dict[str, Any] = {"id": tracker.sender_id}
+    for event in reversed(tracker.events):  # the latest message that carried a customer
+        customer = (event.get("metadata") or {}).get("customer") if event.get("event") == "user" else None
+        if isinstance(customer, dict):
+            contact.update({key: str(customer[key]) for key in ("id", "email") if customer.get(key)})
+            break
+    return contact
+
+
 def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
     """Create (or find) the conversation's ticket and tell the customer its number."""
     question, guess, confidence = None, None, None
@@ -106,7 +118,8 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventTy
         ticket = ticket_store().create(
             sender_id=tracker.sender_id, channel=tracker.get_latest_input_channel(),
             question=question, faq_guess=guess, confidence=confidence,
-            transcript=transcript_from_events(tracker.events), targets=delivery_targets())
+            transcript=transcript_from_events(tracker.events), targets=delivery_targets(),
+            contact=customer_contact(tracker))
     except Exception:  # the customer must get an answer even if the store is down
         logger.exception("Escalation for %s could not be stored", tracker.sender_id)
         dispatcher.utter_message(response="utter_escalation_failed")
