@@ -6,15 +6,21 @@ this module decides which one to send.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import sys
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from datetime import datetime, timezone
+
+from actions.delivery import DeliveryWorker, load_config, read_config_file
 from actions.escalation import TicketStore, transcript_from_events
 from actions.knowledge import CachedKnowledge, KnowledgeError, faq_id_for
+from actions.support_hours import SupportHours, german_time
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +37,37 @@ knowledge = CachedKnowledge()
 _ticket_store: Optional[TicketStore] = None
 
 
+_delivery_worker: Optional[DeliveryWorker] = None
+
+
 def ticket_store() -> TicketStore:
     global _ticket_store
     if _ticket_store is None:
         _ticket_store = TicketStore()
     return _ticket_store
+
+
+def delivery_targets() -> List[str]:
+    return _delivery_worker.config.targets if _delivery_worker else []
+
+
+def support_closed_until(now: Optional[datetime] = None) -> Optional[str]:
+    """German "when will they answer" text if the support team is not there right now."""
+    hours = SupportHours.from_config(read_config_file().get("support_hours"))
+    now = now or datetime.now(timezone.utc)
+    opening = hours.next_opening(now) if hours else None
+    return german_time(opening, now) if opening else None
+
+
+def _in_action_server() -> bool:
+    """True when loaded by `python -m rasa_sdk` or `rasa run actions` (not by unit tests)."""
+    argv = sys.argv or [""]
+    return argv[0].endswith(os.path.join("rasa_sdk", "__main__.py")) or argv[1:3] == ["run", "actions"]
+
+
+if _in_action_server():
+    # Started with the action server so that pending deliveries resume after a restart.
+    _delivery_worker = DeliveryWorker(ticket_store(), load_config()).start()
 
 
 def _faq_ranking(message: Dict[Text, Any]) -> List[Dict[Text, Any]]:
@@ -52,6 +84,18 @@ def clarify_candidates(message: Dict[Text, Any]) -> List[Dict[Text, Any]]:
 
 def _offer_handoff_reset(tracker: Tracker) -> List[EventType]:
     return [SlotSet("handoff_offered", False)] if tracker.get_slot("handoff_offered") else []
+
+
+def customer_contact(tracker: Tracker) -> Dict[str, Any]:
+    """Who to answer: the conversation id, plus id/e-mail an integration passed in REST
+    metadata ``{"metadata": {"customer": {"id": "...", "email": "..."}}}``."""
+    contact: Dict[str, Any] = {"id": tracker.sender_id}
+    for event in reversed(tracker.events):  # the latest message that carried a customer
+        customer = (event.get("metadata") or {}).get("customer") if event.get("event") == "user" else None
+        if isinstance(customer, dict):
+            contact.update({key: str(customer[key]) for key in ("id", "email") if customer.get(key)})
+            break
+    return contact
 
 
 def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
@@ -74,15 +118,21 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventTy
         ticket = ticket_store().create(
             sender_id=tracker.sender_id, channel=tracker.get_latest_input_channel(),
             question=question, faq_guess=guess, confidence=confidence,
-            transcript=transcript_from_events(tracker.events))
+            transcript=transcript_from_events(tracker.events), targets=delivery_targets(),
+            contact=customer_contact(tracker))
     except Exception:  # the customer must get an answer even if the store is down
         logger.exception("Escalation for %s could not be stored", tracker.sender_id)
         dispatcher.utter_message(response="utter_escalation_failed")
         return _offer_handoff_reset(tracker)
+    if _delivery_worker:
+        _delivery_worker.wake()
     dispatcher.utter_message(
         response="utter_escalated" if ticket.is_new else "utter_escalated_again",
         ticket_id=ticket.ticket_id,
         json_message={"escalation": {"ticket_id": ticket.ticket_id}})
+    closed_until = support_closed_until()
+    if ticket.is_new and closed_until:
+        dispatcher.utter_message(response="utter_support_closed", next_opening=closed_until)
     return _offer_handoff_reset(tracker)
 
 

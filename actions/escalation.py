@@ -34,6 +34,20 @@ tickets = sa.Table(
     sa.Column("transcript", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False, default="open"),
 )
+# The outbox: one row per ticket event and delivery target, written with the ticket.
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("key", sa.String(96), primary_key=True),  # stable idempotency key
+    sa.Column("ticket_id", sa.String(32), nullable=False, index=True),
+    sa.Column("target", sa.String(16), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending / delivered / failed
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.String(32), nullable=False, index=True),
+    sa.Column("last_error", sa.Text),
+    sa.Column("delivered_at", sa.String(32)),
+)
 
 
 @dataclass
@@ -48,6 +62,26 @@ class Ticket:
     transcript: List[Dict[str, Any]]
     status: str
     is_new: bool = False
+
+    def payload(self, event: str = "created", contact: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """The JSON the support team receives (README, "Escalation and delivery")."""
+        return {"event": event, "ticket_id": self.ticket_id, "created": self.created_at,
+                "channel": self.channel, "customer": contact or {"id": self.sender_id},
+                "question": self.question, "faq_guess": self.faq_guess,
+                "confidence": self.confidence, "transcript": self.transcript}
+
+
+@dataclass
+class Delivery:
+    key: str
+    ticket_id: str
+    target: str
+    payload: Dict[str, Any]
+    status: str
+    attempts: int
+    next_attempt_at: str
+    last_error: Optional[str]
+    delivered_at: Optional[str]
 
 
 def database_url() -> str:
@@ -92,8 +126,13 @@ class TicketStore:
 
     def create(self, sender_id: str, channel: Optional[str], question: Optional[str],
                faq_guess: Optional[str], confidence: Optional[float],
-               transcript: List[Dict[str, Any]]) -> Ticket:
-        """A new ticket, or the conversation's open ticket if there is one already."""
+               transcript: List[Dict[str, Any]], targets: Iterable[str] = (),
+               contact: Optional[Dict[str, Any]] = None) -> Ticket:
+        """A new ticket, or the conversation's open ticket if there is one already.
+
+        The ticket and its outbox rows (one per delivery target) are committed together,
+        before anything is sent, so no escalation can get lost between store and send.
+        """
         with self._lock:
             existing = self.open_ticket_for(sender_id)
             if existing:
@@ -108,9 +147,61 @@ class TicketStore:
                 ticket_id = f"T-{now:%Y%m%d}-{number:05d}"
                 connection.execute(tickets.update().where(tickets.c.number == number)
                                    .values(ticket_id=ticket_id))
+                row = connection.execute(sa.select(tickets).where(tickets.c.number == number)).first()
+                payload = self._ticket(row).payload("created", contact)
+                for target in targets:
+                    connection.execute(deliveries.insert().values(
+                        key=f"{ticket_id}-created-{target}", ticket_id=ticket_id, target=target,
+                        payload=json.dumps(payload, ensure_ascii=False), status="pending",
+                        attempts=0, next_attempt_at=now.isoformat()))
         ticket = self.get(ticket_id)
         ticket.is_new = True
         return ticket
+
+    def open_tickets(self) -> List[Ticket]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(tickets).where(tickets.c.status == "open")
+                                      .order_by(tickets.c.number)).all()
+        return [self._ticket(row) for row in rows]
+
+    def close(self, ticket_id: str) -> bool:
+        """Close an open ticket; False if there is no such open ticket."""
+        with self.engine.begin() as connection:
+            result = connection.execute(tickets.update().where(
+                tickets.c.ticket_id == ticket_id, tickets.c.status == "open").values(status="closed"))
+        return result.rowcount == 1
+
+    def deliveries_for(self, ticket_id: str) -> List[Delivery]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(sa.select(deliveries).where(deliveries.c.ticket_id == ticket_id)
+                                      .order_by(deliveries.c.key)).all()
+        return [self._delivery(row) for row in rows]
+
+    def due_deliveries(self, now: datetime, limit: int = 20) -> List[Delivery]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(deliveries).where(deliveries.c.status == "pending",
+                                            deliveries.c.next_attempt_at <= now.isoformat())
+                .order_by(deliveries.c.next_attempt_at).limit(limit)).all()
+        return [self._delivery(row) for row in rows]
+
+    def mark_delivered(self, key: str, attempts: int) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(deliveries.update().where(deliveries.c.key == key).values(
+                status="delivered", attempts=attempts,
+                delivered_at=datetime.now(timezone.utc).isoformat()))
+
+    def mark_failed_attempt(self, key: str, attempts: int, error: str, retry_at: datetime,
+                            give_up: bool = False) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(deliveries.update().where(deliveries.c.key == key).values(
+                status="failed" if give_up else "pending", attempts=attempts, last_error=error,
+                next_attempt_at=retry_at.isoformat()))
+
+    @staticmethod
+    def _delivery(row) -> Delivery:
+        return Delivery(row.key, row.ticket_id, row.target, json.loads(row.payload), row.status,
+                        row.attempts, row.next_attempt_at, row.last_error, row.delivered_at)
 
     @staticmethod
     def _ticket(row) -> Ticket:

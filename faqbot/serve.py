@@ -86,12 +86,22 @@ class BotServers:
         self.processes.append(process)
         return process
 
+    def _actions_command(self) -> List[str]:
+        return [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(self.action_port)]
+
+    def restart_actions(self) -> None:
+        """Kill the action server hard (as a crash would) and start it again."""
+        old = self.processes[0]
+        os.killpg(old.pid, signal.SIGKILL)
+        old.wait(timeout=30)
+        self._spawn("actions", self._actions_command())
+        self.processes[0] = self.processes.pop()
+
     def start(self) -> "BotServers":
         if not self.model.exists():
             raise SystemExit(f"Kein trainiertes Modell {self.model}: bitte zuerst `make train`.")
         self.var_dir.mkdir(parents=True, exist_ok=True)
-        self._spawn("actions", [sys.executable, "-m", "rasa_sdk", "--actions", "actions",
-                                "--port", str(self.action_port)])
+        self._spawn("actions", self._actions_command())
         self._spawn("rasa", [sys.executable, "-m", "rasa", "run", "--model", str(self.model),
                              "--port", str(self.port), "--endpoints", str(self.endpoints_file()),
                              "--credentials", "credentials.yml", *self._cors_args()])

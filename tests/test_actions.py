@@ -12,6 +12,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions import actions
 from actions.actions import (ActionAnswerFaq, ActionDeclineHandoff, ActionEscalate,
                              ActionHandleFallback)
+from actions.delivery import DeliveryConfig, DeliveryWorker
 from actions.escalation import TicketStore
 from actions.knowledge import PROJECT_DIR, CachedKnowledge, load
 
@@ -166,3 +167,24 @@ def test_declining_the_offer_resets_it():
         user_event("nein", "deny"), slots={"handoff_offered": True}))
     assert messages[0]["response"] == "utter_anything_else"
     assert events == [SlotSet("handoff_offered", False)]
+
+
+def test_escalation_outside_support_hours_says_when_the_team_answers(tmp_path, monkeypatch):
+    config = tmp_path / "support.yml"  # open one minute a week: practically always closed
+    config.write_text('support_hours:\n  timezone: Europe/Berlin\n  sun: "03:00-03:01"\n', encoding="utf-8")
+    monkeypatch.setenv("FAQBOT_SUPPORT_CONFIG", str(config))
+    messages, _ = run(ActionEscalate(), tracker_for(user_event("mensch bitte", "human_handoff")))
+    assert [m["response"] for m in messages] == ["utter_escalated", "utter_support_closed"]
+    assert messages[1]["next_opening"].endswith("um 3:00 Uhr")
+
+
+def test_escalation_payload_carries_the_customer_from_rest_metadata(monkeypatch):
+    store = actions.ticket_store()  # a worker that is configured but not started: rows stay pending
+    config = DeliveryConfig(webhook_url="http://127.0.0.1:9/unused")
+    monkeypatch.setattr(actions, "_delivery_worker", DeliveryWorker(store, config))
+    event = user_event("mensch bitte", "human_handoff")
+    event["metadata"] = {"customer": {"id": "K-1001", "email": "anna@example.org"}}
+    messages, _ = run(ActionEscalate(), tracker_for(event))
+    [delivery] = store.deliveries_for(messages[0]["custom"]["escalation"]["ticket_id"])
+    assert delivery.target == "webhook" and delivery.status == "pending"
+    assert delivery.payload["customer"] == {"id": "K-1001", "email": "anna@example.org"}

@@ -1,0 +1,203 @@
+"""Delivery of tickets to the support team: an outbox worked off in the background.
+
+``TicketStore.create`` writes the ticket and one ``deliveries`` row per configured target in
+one transaction, before anything is sent. ``DeliveryWorker`` (a daemon thread in the action
+server) sends due rows, marks them delivered, and on failure retries with exponential
+backoff. Rows survive restarts, so pending deliveries resume when the action server starts
+again. Delivery is at-least-once with a stable key (``Idempotency-Key`` header, e-mail
+``Message-ID``): a crash between the receiver's acknowledgement and our "delivered" mark can
+resend, and the key lets the receiver drop the duplicate.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import os
+import smtplib
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from actions.knowledge import PROJECT_DIR
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = PROJECT_DIR / "support.yml"
+SIGNATURE_HEADER = "X-FAQBot-Signature"
+
+
+@dataclass
+class DeliveryConfig:
+    webhook_url: Optional[str] = None
+    webhook_secret: Optional[str] = None
+    smtp_host: Optional[str] = None
+    smtp_port: int = 25
+    smtp_user: Optional[str] = None
+    smtp_password: Optional[str] = None
+    smtp_from: str = "faqbot@localhost"
+    support_email: Optional[str] = None
+    retry_base_s: float = 30.0
+    retry_cap_s: float = 3600.0
+    max_attempts: int = 50
+    timeout_s: float = 10.0
+
+    @property
+    def targets(self) -> List[str]:
+        found = []
+        if self.webhook_url:
+            found.append("webhook")
+        if self.smtp_host and self.support_email:
+            found.append("email")
+        return found
+
+
+# Environment variables override the file; secrets belong only in the environment.
+_ENV = {
+    "FAQBOT_WEBHOOK_URL": ("webhook_url", str), "FAQBOT_WEBHOOK_SECRET": ("webhook_secret", str),
+    "FAQBOT_SMTP_HOST": ("smtp_host", str), "FAQBOT_SMTP_PORT": ("smtp_port", int),
+    "FAQBOT_SMTP_USER": ("smtp_user", str), "FAQBOT_SMTP_PASSWORD": ("smtp_password", str),
+    "FAQBOT_SMTP_FROM": ("smtp_from", str), "FAQBOT_SUPPORT_EMAIL": ("support_email", str),
+    "FAQBOT_RETRY_BASE_S": ("retry_base_s", float), "FAQBOT_RETRY_CAP_S": ("retry_cap_s", float),
+    "FAQBOT_RETRY_MAX_ATTEMPTS": ("max_attempts", int),
+}
+
+
+def read_config_file(path: Optional[Path] = None) -> Dict[str, Any]:
+    """support.yml (or the file named by FAQBOT_SUPPORT_CONFIG); empty if there is none."""
+    path = Path(os.environ.get("FAQBOT_SUPPORT_CONFIG", path or CONFIG_FILE))
+    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
+
+
+def load_config(path: Optional[Path] = None) -> DeliveryConfig:
+    raw: Dict[str, Any] = {}
+    data = read_config_file(path)
+    if data:
+        webhook, smtp, retry = data.get("webhook") or {}, data.get("email") or {}, data.get("retry") or {}
+        raw = {"webhook_url": webhook.get("url"), "smtp_host": smtp.get("host"),
+               "smtp_port": smtp.get("port"), "smtp_from": smtp.get("from"),
+               "support_email": smtp.get("to"), "retry_base_s": retry.get("base_seconds"),
+               "retry_cap_s": retry.get("cap_seconds"), "max_attempts": retry.get("max_attempts")}
+    for variable, (field, kind) in _ENV.items():
+        if os.environ.get(variable):
+            raw[field] = kind(os.environ[variable])
+    return DeliveryConfig(**{key: value for key, value in raw.items() if value is not None})
+
+
+def backoff_seconds(attempts: int, config: DeliveryConfig) -> float:
+    """Wait after the n-th failed attempt: base, 2*base, 4*base, ... up to the cap."""
+    return min(config.retry_cap_s, config.retry_base_s * 2 ** max(0, attempts - 1))
+
+
+def signature(body: bytes, secret: str) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def send_webhook(payload: Dict[str, Any], key: str, config: DeliveryConfig) -> None:
+    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": key}
+    if config.webhook_secret:
+        headers[SIGNATURE_HEADER] = signature(body, config.webhook_secret)
+    request = urllib.request.Request(config.webhook_url, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=config.timeout_s) as response:  # non-2xx raises
+        response.read()
+
+
+def email_text(payload: Dict[str, Any]) -> str:
+    contact = payload.get("customer") or {}
+    lines = [f"Ticket: {payload['ticket_id']}", f"Erstellt: {payload['created']}",
+             f"Kanal: {payload.get('channel') or '-'}",
+             f"Kunde: {contact.get('email') or contact.get('id') or '-'}",
+             f"Frage: {payload.get('question') or '-'}",
+             f"Vermutete FAQ: {payload.get('faq_guess') or '-'} (Konfidenz {payload.get('confidence')})",
+             "", "Verlauf:"]
+    lines += [f"[{line['time']}] {line['from']}: {line['text']}" for line in payload.get("transcript") or []]
+    return "\n".join(lines) + "\n"
+
+
+def send_email(payload: Dict[str, Any], key: str, config: DeliveryConfig) -> None:
+    message = EmailMessage()
+    message["Subject"] = f"[{payload['ticket_id']}] Neue Anfrage an den Support"
+    message["From"] = config.smtp_from
+    message["To"] = config.support_email
+    message["Message-ID"] = f"<{key}@faqbot>"  # stable, so a resend can be recognised
+    message.set_content(email_text(payload))
+    with smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=config.timeout_s) as smtp:
+        smtp.ehlo()
+        if smtp.has_extn("starttls"):
+            smtp.starttls()
+            smtp.ehlo()
+        if config.smtp_user:
+            smtp.login(config.smtp_user, config.smtp_password or "")
+        smtp.send_message(message)
+
+
+SENDERS = {"webhook": send_webhook, "email": send_email}
+
+
+class DeliveryWorker:
+    """Sends due outbox rows of a TicketStore, one at a time, in a daemon thread."""
+
+    def __init__(self, store, config: Optional[DeliveryConfig] = None, poll_s: float = 0.5) -> None:
+        self.store, self.config, self.poll_s = store, config or load_config(), poll_s
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> "DeliveryWorker":
+        if not self.config.targets:
+            logger.warning("No delivery targets configured (support.yml / FAQBOT_WEBHOOK_URL, "
+                           "FAQBOT_SMTP_HOST + FAQBOT_SUPPORT_EMAIL): tickets are only stored.")
+        self._thread = threading.Thread(target=self._run, name="faqbot-delivery", daemon=True)
+        self._thread.start()
+        return self
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_due()
+            except Exception:  # a broken database must not kill the worker for good
+                logger.exception("Delivery loop failed")
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+
+    def run_due(self) -> int:
+        """Attempt every due delivery once; returns how many were attempted."""
+        due = self.store.due_deliveries(datetime.now(timezone.utc))
+        for delivery in due:
+            if self._stop.is_set():
+                break
+            self.attempt(delivery)
+        return len(due)
+
+    def attempt(self, delivery) -> None:
+        sender = SENDERS[delivery.target]
+        try:
+            sender(delivery.payload, delivery.key, self.config)
+        except Exception as error:
+            attempts = delivery.attempts + 1
+            failed = attempts >= self.config.max_attempts
+            retry_at = datetime.now(timezone.utc) + timedelta(seconds=backoff_seconds(attempts, self.config))
+            self.store.mark_failed_attempt(delivery.key, attempts, f"{type(error).__name__}: {error}",
+                                           retry_at, give_up=failed)
+            logger.warning("Delivery %s failed (attempt %d): %s", delivery.key, attempts, error)
+        else:
+            self.store.mark_delivered(delivery.key, delivery.attempts + 1)
+            logger.info("Delivered %s", delivery.key)

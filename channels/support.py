@@ -1,0 +1,90 @@
+"""The support team's REST API on the Rasa server: list, read and close tickets.
+
+    GET  /webhooks/support/tickets             open tickets
+    GET  /webhooks/support/tickets/<id>        one ticket with transcript and deliveries
+    POST /webhooks/support/tickets/<id>/close  close it
+
+Every request needs ``Authorization: Bearer <FAQBOT_SUPPORT_TOKEN>``. Without a configured
+token the API refuses everything (503), so it is never open by accident.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import os
+from typing import Any, Awaitable, Callable, Dict, Optional, Text
+
+from rasa.core.channels.channel import InputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+
+from actions.escalation import TicketStore
+
+
+def _ticket_json(ticket, store: TicketStore, full: bool = False) -> Dict[str, Any]:
+    data = dataclasses.asdict(ticket)
+    data.pop("is_new")
+    if not full:
+        data.pop("transcript")
+        return data
+    data["deliveries"] = [{key: value for key, value in dataclasses.asdict(delivery).items()
+                           if key != "payload"} for delivery in store.deliveries_for(ticket.ticket_id)]
+    return data
+
+
+class SupportInput(InputChannel):
+    @classmethod
+    def name(cls) -> Text:
+        return "support"
+
+    def __init__(self) -> None:
+        self._store: Optional[TicketStore] = None
+
+    def store(self) -> TicketStore:
+        if self._store is None:
+            self._store = TicketStore()
+        return self._store
+
+    @staticmethod
+    def _refusal(request: Request) -> Optional[response.HTTPResponse]:
+        token = os.environ.get("FAQBOT_SUPPORT_TOKEN")
+        if not token:
+            return response.json({"error": "not_configured",
+                                  "message": "FAQBOT_SUPPORT_TOKEN is not set; the support API is disabled."},
+                                 status=503)
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return response.json({"error": "unauthorized", "message": "Bearer token missing or wrong."},
+                                 status=401, headers={"WWW-Authenticate": "Bearer"})
+        return None
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        api = Blueprint("support_api", __name__)
+
+        @api.route("/tickets", methods=["GET"])
+        async def list_tickets(request: Request) -> response.HTTPResponse:
+            refusal = self._refusal(request)
+            if refusal:
+                return refusal
+            return response.json({"tickets": [_ticket_json(t, self.store()) for t in self.store().open_tickets()]})
+
+        @api.route("/tickets/<ticket_id>", methods=["GET"])
+        async def get_ticket(request: Request, ticket_id: Text) -> response.HTTPResponse:
+            refusal = self._refusal(request)
+            if refusal:
+                return refusal
+            ticket = self.store().get(ticket_id)
+            if not ticket:
+                return response.json({"error": "not_found"}, status=404)
+            return response.json(_ticket_json(ticket, self.store(), full=True))
+
+        @api.route("/tickets/<ticket_id>/close", methods=["POST"])
+        async def close_ticket(request: Request, ticket_id: Text) -> response.HTTPResponse:
+            refusal = self._refusal(request)
+            if refusal:
+                return refusal
+            if not self.store().close(ticket_id):
+                return response.json({"error": "not_found_or_closed"}, status=404)
+            return response.json({"ticket_id": ticket_id, "status": "closed"})
+
+        return api

@@ -1,0 +1,215 @@
+"""Delivery of tickets to a real help-desk HTTP server and a real SMTP server on loopback."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Dict, List
+
+import pytest
+import requests
+from aiosmtpd.controller import Controller
+
+from actions.delivery import DeliveryConfig, DeliveryWorker
+from actions.escalation import TicketStore
+from faqbot.serve import BotServers
+from tests.conftest import Bot, free_port
+
+SECRET = "geheim-123"
+TOKEN = "support-token-456"
+
+
+class HelpDesk:
+    """A help-desk webhook receiver that checks the signature; can go down and come back."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.received: List[Dict] = []  # {"key", "body", "signature_ok"}
+        self.server = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/tickets"
+
+    def start(self) -> "HelpDesk":
+        desk = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+                desk.received.append({
+                    "key": self.headers["Idempotency-Key"], "body": json.loads(body),
+                    "signature_ok": hmac.compare_digest(self.headers.get("X-FAQBot-Signature", ""), expected)})
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages = []
+        self.controller = Controller(self, hostname="127.0.0.1", port=free_port())
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
+        return "250 OK"
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def desk():
+    desk = HelpDesk().start()
+    yield desk
+    desk.stop()
+
+
+@pytest.fixture
+def mailbox():
+    box = Mailbox()
+    box.controller.start()
+    yield box
+    box.controller.stop()
+
+
+def make_ticket(store: TicketStore, targets, sender: str = "kunde-1"):
+    return store.create(sender, "rest", "Wo ist mein Paket?", "paket_status", 0.42,
+                        [{"from": "kunde", "text": "Wo ist mein Paket?", "time": "2026-01-01T00:00:00+00:00"}],
+                        targets=targets)
+
+
+def test_webhook_and_email_receive_the_ticket(tmp_path, desk, mailbox):
+    config = DeliveryConfig(webhook_url=desk.url, webhook_secret=SECRET, smtp_host="127.0.0.1",
+                            smtp_port=mailbox.controller.port, support_email="support@example.org")
+    store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
+    ticket = make_ticket(store, config.targets)
+    assert [d.status for d in store.deliveries_for(ticket.ticket_id)] == ["pending", "pending"]
+    DeliveryWorker(store, config).run_due()
+    [hit] = desk.received
+    assert hit["signature_ok"] and hit["key"] == f"{ticket.ticket_id}-created-webhook"
+    body = hit["body"]
+    assert body["ticket_id"] == ticket.ticket_id and body["channel"] == "rest"
+    assert body["question"] == "Wo ist mein Paket?" and body["faq_guess"] == "paket_status"
+    assert body["confidence"] == 0.42 and body["transcript"][0]["text"] == "Wo ist mein Paket?"
+    [(recipients, mail)] = mailbox.messages
+    assert recipients == ["support@example.org"] and ticket.ticket_id in mail["Subject"]
+    assert mail["Message-ID"] == f"<{ticket.ticket_id}-created-email@faqbot>"
+    assert "kunde: Wo ist mein Paket?" in mail.get_payload(decode=True).decode("utf-8")
+    assert {d.status for d in store.deliveries_for(ticket.ticket_id)} == {"delivered"}
+
+
+def test_receiver_down_stays_pending_and_is_delivered_when_back(tmp_path, desk):
+    desk.stop()
+    config = DeliveryConfig(webhook_url=desk.url, webhook_secret=SECRET, retry_base_s=0.2, retry_cap_s=1)
+    store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
+    ticket = make_ticket(store, config.targets)
+    worker = DeliveryWorker(store, config, poll_s=0.1).start()
+    try:
+        wait_for(lambda: store.deliveries_for(ticket.ticket_id)[0].attempts >= 2)
+        [delivery] = store.deliveries_for(ticket.ticket_id)
+        assert delivery.status == "pending" and "Connection refused" in delivery.last_error
+        desk.start()
+        wait_for(lambda: store.deliveries_for(ticket.ticket_id)[0].status == "delivered")
+        time.sleep(1.5)  # longer than the backoff cap: no second send
+    finally:
+        worker.stop()
+    assert len(desk.received) == 1 and desk.received[0]["signature_ok"]
+
+
+def test_same_escalation_twice_is_one_ticket_and_one_delivery(tmp_path, desk):
+    config = DeliveryConfig(webhook_url=desk.url)
+    store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
+    first, second = make_ticket(store, config.targets), make_ticket(store, config.targets)
+    assert first.ticket_id == second.ticket_id and not second.is_new
+    DeliveryWorker(store, config).run_due()
+    DeliveryWorker(store, config).run_due()
+    assert len(desk.received) == 1 and len(store.deliveries_for(first.ticket_id)) == 1
+
+
+def test_failed_delivery_gives_up_visibly_after_max_attempts(tmp_path, desk):
+    desk.stop()
+    config = DeliveryConfig(webhook_url=desk.url, retry_base_s=0, max_attempts=2)
+    store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
+    ticket = make_ticket(store, config.targets)
+    worker = DeliveryWorker(store, config)
+    worker.run_due()
+    worker.run_due()
+    [delivery] = store.deliveries_for(ticket.ticket_id)
+    assert delivery.status == "failed" and delivery.attempts == 2 and delivery.last_error
+    desk.start()  # so the fixture can stop it
+
+
+def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(model_path, tmp_path, desk, mailbox):
+    """The help-desk is down, the action server is killed and restarted; once the help-desk
+    is back, the ticket arrives once at the webhook and once in the mailbox."""
+    desk.stop()
+    var_dir = tmp_path / "var"
+    servers = BotServers(port=free_port(), action_port=free_port(), var_dir=var_dir, model=model_path,
+                         log_dir=var_dir / "logs", env={
+                             "FAQBOT_WEBHOOK_URL": desk.url, "FAQBOT_WEBHOOK_SECRET": SECRET,
+                             "FAQBOT_SMTP_HOST": "127.0.0.1", "FAQBOT_SMTP_PORT": str(mailbox.controller.port),
+                             "FAQBOT_SUPPORT_EMAIL": "support@example.org", "FAQBOT_SUPPORT_TOKEN": TOKEN,
+                             "FAQBOT_RETRY_BASE_S": "0.3", "FAQBOT_RETRY_CAP_S": "1"})
+    servers.start()
+    try:
+        servers.wait_ready()
+        bot = Bot(servers)
+        bot.send("kunde-crash", "Wie erhalte ich eine Rechnung?")
+        replies = bot.send("kunde-crash", "Ich möchte bitte mit einem Mitarbeiter sprechen")
+        ticket_id = [r["custom"] for r in replies if "custom" in r][0]["escalation"]["ticket_id"]
+        store = TicketStore(f"sqlite:///{var_dir / 'tickets.db'}")
+        wait_for(lambda: len(mailbox.messages) == 1)  # e-mail works, the webhook does not
+        wait_for(lambda: any(d.target == "webhook" and d.attempts >= 1
+                             for d in store.deliveries_for(ticket_id)))
+        servers.restart_actions()
+        servers.wait_ready()
+        desk.start()
+        wait_for(lambda: {d.status for d in store.deliveries_for(ticket_id)} == {"delivered"}, timeout=60)
+        time.sleep(1.5)
+        check_support_api(f"{servers.url}/webhooks/support/tickets", ticket_id)
+    finally:
+        servers.stop()
+    assert len({hit["key"] for hit in desk.received}) == 1 and len(desk.received) == 1
+    hit = desk.received[0]
+    assert hit["signature_ok"] and hit["body"]["ticket_id"] == ticket_id
+    assert "Wie erhalte ich eine Rechnung?" in [line["text"] for line in hit["body"]["transcript"]]
+    assert len(mailbox.messages) == 1
+
+
+def check_support_api(base: str, ticket_id: str) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert requests.post(f"{base}/{ticket_id}/close", timeout=10).status_code == 401
+    assert requests.get(base, headers={"Authorization": "Bearer falsch"}, timeout=10).status_code == 401
+    assert [t["ticket_id"] for t in requests.get(base, headers=auth, timeout=10).json()["tickets"]] == [ticket_id]
+    ticket = requests.get(f"{base}/{ticket_id}", headers=auth, timeout=10).json()
+    assert "Wie erhalte ich eine Rechnung?" in [line["text"] for line in ticket["transcript"]]
+    assert {(d["target"], d["status"]) for d in ticket["deliveries"]} == {("webhook", "delivered"),
+                                                                          ("email", "delivered")}
+    assert requests.post(f"{base}/{ticket_id}/close", headers=auth, timeout=10).json()["status"] == "closed"
+    assert requests.get(base, headers=auth, timeout=10).json()["tickets"] == []
+    assert requests.post(f"{base}/{ticket_id}/close", headers=auth, timeout=10).status_code == 404
+
+
+def test_support_api_without_configured_token_refuses(bot):
+    response = requests.get(f"{bot.servers.url}/webhooks/support/tickets", timeout=10)
+    assert response.status_code == 503 and "FAQBOT_SUPPORT_TOKEN" in response.json()["message"]
