@@ -58,6 +58,16 @@ def request_problem(request: Request) -> Optional[response.HTTPResponse]:
     return None
 
 
+async def process_or_apologise(on_new_message: Callable[[UserMessage], Awaitable[Any]],
+                                message: UserMessage) -> None:
+    """Process a message; if that fails, the customer still gets an answer (error logged)."""
+    try:
+        await on_new_message(message)
+    except Exception:
+        logger.exception("Message from %s could not be processed", message.sender_id)
+        await message.output_channel.send_text_message(message.sender_id, PROCESSING_ERROR)
+
+
 class RestInput(RasaRestInput):
     @classmethod
     def name(cls) -> Text:
@@ -68,11 +78,7 @@ class RestInput(RasaRestInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         async def handle(message: UserMessage) -> None:
-            try:
-                await on_new_message(message)
-            except Exception:  # the customer still gets an answer; the error is logged
-                logger.exception("Message from %s could not be processed", message.sender_id)
-                await message.output_channel.send_text_message(message.sender_id, PROCESSING_ERROR)
+            await process_or_apologise(on_new_message, message)
 
         webhook = super().blueprint(handle)
 

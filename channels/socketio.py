@@ -23,7 +23,7 @@ from rasa.core.channels.socketio import SocketIOInput as RasaSocketIOInput
 from rasa.core.channels.socketio import SocketIOOutput
 from sanic import Blueprint
 
-from channels.rest import MAX_MESSAGE_CHARS, PROCESSING_ERROR, clean_text
+from channels.rest import MAX_MESSAGE_CHARS, clean_text, process_or_apologise
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +55,7 @@ class SocketIOInput(RasaSocketIOInput):
                 return
             message.text = text
             message.output_channel = WidgetOutput(self.sio, self.bot_message_evt)
-            try:
-                await on_new_message(message)
-            except Exception:  # the customer still gets an answer; the error is logged
-                logger.exception("Message from %s could not be processed", message.sender_id)
-                await message.output_channel.send_text_message(message.sender_id, PROCESSING_ERROR)
+            await process_or_apologise(on_new_message, message)
 
         webhook = super().blueprint(handle)
         # Rasa switches the socket.io server's own CORS handling off (Sanic's --cors sets

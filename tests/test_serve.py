@@ -1,4 +1,4 @@
-"""`make run` (python -m faqbot.serve): starts both servers, prints how to use them, stops on Ctrl-C."""
+"""`make run` (python -m faqbot.serve): starts the servers and the page, prints how to use them, stops on Ctrl-C."""
 from __future__ import annotations
 
 import signal
@@ -13,11 +13,11 @@ from conftest import free_port
 from helpers import texts
 
 
-def test_serve_starts_both_servers_and_stops_them_on_ctrl_c(model_path, tmp_path):
-    port, action_port = free_port(), free_port()
+def test_serve_starts_all_servers_and_stops_them_on_ctrl_c(model_path, tmp_path):
+    port, action_port, web_port = free_port(), free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "faqbot.serve", "--port", str(port), "--action-port", str(action_port),
-         "--var-dir", str(tmp_path)], cwd=PROJECT_DIR, stdout=subprocess.PIPE,
+         "--web-port", str(web_port), "--var-dir", str(tmp_path)], cwd=PROJECT_DIR, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     output = []
     try:
@@ -26,7 +26,7 @@ def test_serve_starts_both_servers_and_stops_them_on_ctrl_c(model_path, tmp_path
             line = process.stdout.readline()
             assert line, "".join(output)  # the process ended before it was ready
             output.append(line)
-            if "Strg-C beendet beide Server" in line:
+            if "Strg-C beendet alle Server" in line:
                 break
         printed = "".join(output)
         assert "de_core_news_sm" in printed
@@ -35,11 +35,15 @@ def test_serve_starts_both_servers_and_stops_them_on_ctrl_c(model_path, tmp_path
         reply = requests.post(f"http://127.0.0.1:{port}/webhooks/rest/webhook",
                               json={"sender": "serve-test", "message": entry.question}, timeout=30)
         assert texts(reply.json()) == [entry.answer]
+        assert f"http://localhost:{web_port}/" in printed  # the help-centre page with the widget
+        page = requests.get(f"http://localhost:{web_port}/", timeout=10)
+        assert page.status_code == 200 and entry.question in page.text
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
     assert process.returncode == 0
-    for url in (f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{action_port}/health"):
+    for url in (f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{action_port}/health",
+                f"http://127.0.0.1:{web_port}/"):
         try:
             requests.get(url, timeout=2)
             raise AssertionError(f"{url} still answers after Ctrl-C")

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -18,6 +20,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from ruamel.yaml import YAML
 
 from actions.knowledge import PROJECT_DIR, load
+from channels.socketio import TOO_LONG
 from conftest import free_port
 from faqbot.serve import BotServers
 from faqbot.web import CONTACT_FAQ_ID, HelpCentre
@@ -241,3 +244,28 @@ def test_only_the_sites_origin_may_use_the_bot_from_a_browser(site):
         finally:
             client.disconnect()
         assert connected is accepted, origin
+
+
+def test_widget_channel_answers_bad_input_in_german(site):
+    """What the widget's socket gets for input the REST channel refuses with an HTTP error."""
+    client, replies, session = socketio.Client(), [], "widget-bad-input"
+    confirmed = threading.Event()
+    client.on("session_confirm", lambda *_: confirmed.set())
+    client.on("bot_uttered", replies.append)
+
+    def reply_to(message: str) -> str:
+        count = len(replies)
+        client.emit("user_uttered", {"message": message, "session_id": session})
+        deadline = time.monotonic() + 30
+        while len(replies) == count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return replies[count]["text"]
+
+    client.connect(site.url, headers={"Origin": site.cors[0]}, wait_timeout=10)
+    try:
+        client.emit("session_request", {"session_id": session})
+        assert confirmed.wait(10)
+        assert reply_to("x" * 60_000) == TOO_LONG
+        assert reply_to("\x00\x07🙂🙂") == response_text("utter_ask_for_words")
+    finally:
+        client.disconnect()
