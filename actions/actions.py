@@ -9,13 +9,12 @@ import logging
 import os
 import re
 import sys
+from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
-
-from datetime import datetime, timezone
 
 from actions.delivery import DeliveryWorker, load_config, read_config_file
 from actions.escalation import TicketStore, transcript_from_events
@@ -35,8 +34,6 @@ NOT_A_QUESTION = {"human_handoff", "affirm", "deny", "greet", "goodbye", "thank"
 
 knowledge = CachedKnowledge()
 _ticket_store: Optional[TicketStore] = None
-
-
 _delivery_worker: Optional[DeliveryWorker] = None
 
 
