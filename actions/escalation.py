@@ -147,14 +147,14 @@ class TicketStore:
                 ticket_id = f"T-{now:%Y%m%d}-{number:05d}"
                 connection.execute(tickets.update().where(tickets.c.number == number)
                                    .values(ticket_id=ticket_id))
-                row = connection.execute(sa.select(tickets).where(tickets.c.number == number)).first()
-                payload = self._ticket(row).payload("created", contact)
+                ticket = self._ticket(connection.execute(
+                    sa.select(tickets).where(tickets.c.number == number)).first())
+                payload = ticket.payload("created", contact)
                 for target in targets:
                     connection.execute(deliveries.insert().values(
                         key=f"{ticket_id}-created-{target}", ticket_id=ticket_id, target=target,
                         payload=json.dumps(payload, ensure_ascii=False), status="pending",
                         attempts=0, next_attempt_at=now.isoformat()))
-        ticket = self.get(ticket_id)
         ticket.is_new = True
         return ticket
 

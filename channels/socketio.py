@@ -1,7 +1,6 @@
 """Rasa's socketio channel (the website widget), limited to the website's origins.
 
-Same events and settings as Rasa's own ``socketio`` channel (credentials.yml). Two
-additions:
+Same events and settings as Rasa's own ``socketio`` channel (credentials.yml), plus:
 
 * Only the origins in ``FAQBOT_CORS`` (separated by spaces; ``make run`` sets it to the
   help-centre page, default ``http://localhost:8080``) may connect. Rasa's ``--cors``
@@ -24,10 +23,11 @@ from rasa.core.channels.socketio import SocketIOOutput
 from sanic import Blueprint
 
 from channels.rest import MAX_MESSAGE_CHARS, clean_text, process_or_apologise
+from faqbot.web import DEFAULT_PORT as DEFAULT_WEB_PORT, origins
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ORIGINS = "http://localhost:8080 http://127.0.0.1:8080"
+DEFAULT_ORIGINS = " ".join(origins(DEFAULT_WEB_PORT))  # the help-centre page of `make run`
 TOO_LONG = (f"Ihre Nachricht ist leider zu lang (mehr als {MAX_MESSAGE_CHARS} Zeichen). "
             "Bitte fassen Sie Ihre Frage in wenigen Sätzen zusammen.")
 
@@ -54,7 +54,7 @@ class SocketIOInput(RasaSocketIOInput):
                 await message.output_channel.send_text_message(message.sender_id, TOO_LONG)
                 return
             message.text = text
-            message.output_channel = WidgetOutput(self.sio, self.bot_message_evt)
+            message.output_channel = self.get_output_channel()
             await process_or_apologise(on_new_message, message)
 
         webhook = super().blueprint(handle)

@@ -61,18 +61,16 @@ class SupportInput(InputChannel):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         api = Blueprint("support_api", __name__)
 
+        @api.middleware("request")
+        async def authenticate(request: Request) -> Optional[response.HTTPResponse]:
+            return self._refusal(request)
+
         @api.route("/tickets", methods=["GET"])
         async def list_tickets(request: Request) -> response.HTTPResponse:
-            refusal = self._refusal(request)
-            if refusal:
-                return refusal
             return response.json({"tickets": [_ticket_json(t, self.store()) for t in self.store().open_tickets()]})
 
         @api.route("/tickets/<ticket_id>", methods=["GET"])
         async def get_ticket(request: Request, ticket_id: Text) -> response.HTTPResponse:
-            refusal = self._refusal(request)
-            if refusal:
-                return refusal
             ticket = self.store().get(ticket_id)
             if not ticket:
                 return response.json({"error": "not_found"}, status=404)
@@ -80,9 +78,6 @@ class SupportInput(InputChannel):
 
         @api.route("/tickets/<ticket_id>/close", methods=["POST"])
         async def close_ticket(request: Request, ticket_id: Text) -> response.HTTPResponse:
-            refusal = self._refusal(request)
-            if refusal:
-                return refusal
             if not self.store().close(ticket_id):
                 return response.json({"error": "not_found_or_closed"}, status=404)
             return response.json({"ticket_id": ticket_id, "status": "closed"})

@@ -174,8 +174,7 @@ def main() -> int:
     args = parser.parse_args()
 
     print(spacy_model.describe())
-    if spacy_model.is_standin():
-        print(spacy_model.warning_banner())
+    spacy_model.warn_if_standin()
     servers = BotServers(args.port, args.action_port, args.cors, var_dir=args.var_dir,
                          web_port=None if args.no_web else args.web_port)
     print(f"Starte Action-Server (:{args.action_port}) und Rasa-Server (:{args.port}) "

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 import requests
@@ -52,19 +53,26 @@ class Bot:
         return all(process.poll() is None for process in self.servers.processes)
 
 
+@contextmanager
+def running(servers: BotServers) -> Iterator[BotServers]:
+    """Start the servers, wait until they answer (showing their logs if not), stop them after."""
+    servers.start()
+    try:
+        try:
+            servers.wait_ready()
+        except Exception:
+            for log in sorted(servers.log_dir.glob("*.log")) if servers.log_dir else []:
+                print(f"--- {log.name} ---\n{log.read_text(errors='replace')[-4000:]}")
+            raise
+        yield servers
+    finally:
+        servers.stop()
+
+
 @pytest.fixture(scope="session")
 def bot(model_path: Path, tmp_path_factory) -> Bot:
     var_dir = tmp_path_factory.mktemp("var")
-    servers = BotServers(port=free_port(), action_port=free_port(), var_dir=var_dir,
-                         model=model_path, log_dir=var_dir / "logs")
-    servers.start()
-    try:
-        servers.wait_ready()
-    except Exception:
-        servers.stop()
-        for log in sorted((var_dir / "logs").glob("*.log")):
-            print(f"--- {log.name} ---\n{log.read_text(errors='replace')[-4000:]}")
-        raise
-    yield Bot(servers)
-    servers.stop()
+    with running(BotServers(port=free_port(), action_port=free_port(), var_dir=var_dir,
+                            model=model_path, log_dir=var_dir / "logs")) as servers:
+        yield Bot(servers)
 

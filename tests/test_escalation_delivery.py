@@ -17,7 +17,8 @@ from aiosmtpd.controller import Controller
 from actions.delivery import DeliveryConfig, DeliveryWorker
 from actions.escalation import TicketStore
 from faqbot.serve import BotServers
-from tests.conftest import Bot, free_port
+from conftest import Bot, free_port, running
+from helpers import customs
 
 SECRET = "geheim-123"
 TOKEN = "support-token-456"
@@ -164,19 +165,17 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
     is back, the ticket arrives once at the webhook and once in the mailbox."""
     desk.stop()
     var_dir = tmp_path / "var"
-    servers = BotServers(port=free_port(), action_port=free_port(), var_dir=var_dir, model=model_path,
-                         log_dir=var_dir / "logs", env={
-                             "FAQBOT_WEBHOOK_URL": desk.url, "FAQBOT_WEBHOOK_SECRET": SECRET,
-                             "FAQBOT_SMTP_HOST": "127.0.0.1", "FAQBOT_SMTP_PORT": str(mailbox.controller.port),
-                             "FAQBOT_SUPPORT_EMAIL": "support@example.org", "FAQBOT_SUPPORT_TOKEN": TOKEN,
-                             "FAQBOT_RETRY_BASE_S": "0.3", "FAQBOT_RETRY_CAP_S": "1"})
-    servers.start()
-    try:
-        servers.wait_ready()
+    with running(BotServers(
+            port=free_port(), action_port=free_port(), var_dir=var_dir, model=model_path,
+            log_dir=var_dir / "logs", env={
+                "FAQBOT_WEBHOOK_URL": desk.url, "FAQBOT_WEBHOOK_SECRET": SECRET,
+                "FAQBOT_SMTP_HOST": "127.0.0.1", "FAQBOT_SMTP_PORT": str(mailbox.controller.port),
+                "FAQBOT_SUPPORT_EMAIL": "support@example.org", "FAQBOT_SUPPORT_TOKEN": TOKEN,
+                "FAQBOT_RETRY_BASE_S": "0.3", "FAQBOT_RETRY_CAP_S": "1"})) as servers:
         bot = Bot(servers)
         bot.send("kunde-crash", "Wie erhalte ich eine Rechnung?")
         replies = bot.send("kunde-crash", "Ich möchte bitte mit einem Mitarbeiter sprechen")
-        ticket_id = [r["custom"] for r in replies if "custom" in r][0]["escalation"]["ticket_id"]
+        ticket_id = customs(replies)[0]["escalation"]["ticket_id"]
         store = TicketStore(f"sqlite:///{var_dir / 'tickets.db'}")
         wait_for(lambda: len(mailbox.messages) == 1)  # e-mail works, the webhook does not
         wait_for(lambda: any(d.target == "webhook" and d.attempts >= 1
@@ -187,8 +186,6 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
         wait_for(lambda: {d.status for d in store.deliveries_for(ticket_id)} == {"delivered"}, timeout=60)
         time.sleep(1.5)
         check_support_api(f"{servers.url}/webhooks/support/tickets", ticket_id)
-    finally:
-        servers.stop()
     assert len({hit["key"] for hit in desk.received}) == 1 and len(desk.received) == 1
     hit = desk.received[0]
     assert hit["signature_ok"] and hit["body"]["ticket_id"] == ticket_id

@@ -21,7 +21,7 @@ from ruamel.yaml import YAML
 
 from actions.knowledge import PROJECT_DIR, load
 from channels.socketio import TOO_LONG
-from conftest import free_port
+from conftest import free_port, running
 from faqbot.serve import BotServers
 from faqbot.web import CONTACT_FAQ_ID, HelpCentre
 from test_data import read_nlu
@@ -52,15 +52,10 @@ def faq_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def site(model_path, faq_file, tmp_path_factory):
     var_dir = tmp_path_factory.mktemp("widget-var")
-    servers = BotServers(port=free_port(), action_port=free_port(), web_port=free_port(),
-                         var_dir=var_dir, model=model_path, log_dir=var_dir / "logs",
-                         env={"FAQBOT_FAQ_FILE": str(faq_file)})
-    servers.start()
-    try:
-        servers.wait_ready()
+    with running(BotServers(port=free_port(), action_port=free_port(), web_port=free_port(),
+                            var_dir=var_dir, model=model_path, log_dir=var_dir / "logs",
+                            env={"FAQBOT_FAQ_FILE": str(faq_file)})) as servers:
         yield servers
-    finally:
-        servers.stop()
 
 
 @pytest.fixture(scope="module")
