@@ -47,6 +47,7 @@ class BotServers:
         self.model = model or train.model_path()
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
         self.env.setdefault("FAQBOT_TICKET_DB", str(self.var_dir / "tickets.db"))
+        self.env.setdefault("FAQBOT_REVIEW_DB", str(self.var_dir / "review.db"))
         if self.cors:  # the socketio channel checks the origin itself (channels/socketio.py)
             self.env["FAQBOT_CORS"] = " ".join(self.cors)
         self.log_dir = log_dir

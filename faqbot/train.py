@@ -40,23 +40,25 @@ def model_hash(project: Path = PROJECT_DIR) -> str:
     return digest.hexdigest()[:16]
 
 
-def model_path(project: Path = PROJECT_DIR) -> Path:
-    return MODELS_DIR / f"faq-bot-{model_hash(project)}.tar.gz"
+def model_path(project: Path = PROJECT_DIR, models_dir: Path = MODELS_DIR) -> Path:
+    return models_dir / f"faq-bot-{model_hash(project)}.tar.gz"
 
 
-def train(force: bool = False, project: Path = PROJECT_DIR) -> Path:
-    target = model_path(project)
+def train(force: bool = False, project: Path = PROJECT_DIR, models_dir: Path = MODELS_DIR) -> Path:
+    """The model for the project's current data; trains only if there is none yet.
+    ``models_dir`` lets a copy of the project (tests) keep its models apart."""
+    target = model_path(project, models_dir)
     if target.exists() and not force:
         os.utime(target)  # newest model = the one `rasa shell` / `rasa test` pick up
-        print(f"Modell aktuell, kein Training nötig: {target.relative_to(project)}", file=sys.stderr)
+        print(f"Modell aktuell, kein Training nötig: {target.name}", file=sys.stderr)
         return target
     if spacy_model.is_standin():
         print(spacy_model.warning_banner(), file=sys.stderr)
-    print(f"Trainiere {target.relative_to(project)} ...", file=sys.stderr, flush=True)
+    print(f"Trainiere {target.name} ...", file=sys.stderr, flush=True)
     started = time.monotonic()
     subprocess.run(
         [sys.executable, "-m", "rasa", "train", "--fixed-model-name", target.name[:-len(".tar.gz")],
-         "--out", str(MODELS_DIR), "--config", "config.yml", "--domain", "domain.yml",
+         "--out", str(models_dir), "--config", "config.yml", "--domain", "domain.yml",
          "--data", "data", "--force"],
         cwd=project, check=True, stdout=sys.stderr)
     print(f"Training: {time.monotonic() - started:.0f} s", file=sys.stderr)

@@ -1,0 +1,151 @@
+"""Add a customer phrasing to an intent of the NLU training data, safely.
+
+``add_phrasing("erhalte_rechnung", "wo ist meine rechnung")`` inserts one line into the
+intent's ``examples: |`` block in ``data/nlu/faq.yml`` (FAQ questions) or
+``data/nlu/general.yml`` (out_of_scope, small talk). The file is edited as text, so its
+comments and formatting stay as they are; afterwards Rasa's own loader must read it,
+else the original is restored. Refusals raise ``PhrasingRefused`` with a German reason.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from ruamel.yaml import YAML
+
+from actions.knowledge import INTENT_PREFIX, PROJECT_DIR, KnowledgeError, faq_id_for, load
+
+MAX_LENGTH = 500
+# Test sets the bot must never be trained on (tests/test_data.py checks this): a phrasing
+# from them in the training data would make the evaluation look better than the bot is.
+TEST_SETS = ("tests/nlu_heldout.yml", "tests/e2e_paraphrases.yml")
+_INTENT_LINE = re.compile(r"^(\s*)- intent:\s*(\S+)\s*$")
+
+
+class PhrasingRefused(Exception):
+    """The phrasing was not added; the message says why (in German, for the trainer)."""
+
+
+class AlreadyPresent(PhrasingRefused):
+    """The intent already has this phrasing: nothing to do, nothing wrong."""
+
+
+def normalise(text: str) -> str:
+    """The comparison form of tests/test_data.py: case, spaces and punctuation do not count."""
+    return re.sub(r"[^\w]+", " ", text.lower()).strip()
+
+
+def clean(text: str) -> str:
+    """One line without list dash or control characters, so the YAML block stays intact."""
+    text = re.sub(r"[\x00-\x1f\x7f]+", " ", text)
+    return re.sub(r"^[-\s]+", "", re.sub(r"\s+", " ", text)).strip()
+
+
+def nlu_files(project: Path) -> List[Path]:
+    return sorted((project / "data" / "nlu").glob("*.yml"))
+
+
+def read_examples(path: Path) -> Dict[str, List[str]]:
+    examples: Dict[str, List[str]] = {}
+    for block in YAML(typ="safe").load(path.read_text(encoding="utf-8")).get("nlu") or []:
+        if "intent" in block:
+            examples.setdefault(block["intent"], []).extend(
+                line.strip()[2:].strip() for line in str(block.get("examples") or "").splitlines()
+                if line.strip().startswith("- "))
+    return examples
+
+
+def resolve_intent(name: str, project: Path = PROJECT_DIR) -> Tuple[str, Path]:
+    """The intent name and its file for an FAQ id, an FAQ intent or another intent."""
+    name = name.strip()
+    owners = {intent: path for path in nlu_files(project) for intent in read_examples(path)}
+    for candidate in (name, INTENT_PREFIX + name):
+        if candidate in owners:
+            return candidate, owners[candidate]
+    known = sorted({faq_id_for(intent) or intent for intent in owners})
+    close = difflib.get_close_matches(faq_id_for(name) or name, known, n=3, cutoff=0.5)
+    hint = f" Meinten Sie: {', '.join(close)}?" if close else " `faqs` listet alle FAQ-IDs."
+    raise PhrasingRefused(f"Unbekannte FAQ bzw. unbekannter Intent „{name}“.{hint}")
+
+
+def _describe(intent: str, project: Path) -> str:
+    faq_id = faq_id_for(intent)
+    if faq_id:
+        try:
+            return f"der FAQ „{load(project / 'data' / 'faq.yml')[faq_id].question}“ ({faq_id})"
+        except (KnowledgeError, KeyError):
+            return f"der FAQ {faq_id}"
+    return f"dem Intent {intent}"
+
+
+def check(intent: str, text: str, project: Path = PROJECT_DIR) -> str:
+    """The cleaned phrasing if it may be added to ``intent`` (which need not exist yet)."""
+    cleaned = clean(text)
+    if not cleaned:
+        raise PhrasingRefused("Die Formulierung ist leer.")
+    if len(cleaned) > MAX_LENGTH:
+        raise PhrasingRefused(f"Die Formulierung ist zu lang ({len(cleaned)} Zeichen, höchstens {MAX_LENGTH}).")
+    key = normalise(cleaned)
+    if not key:
+        raise PhrasingRefused("Die Formulierung enthält keine Wörter.")
+    for path in nlu_files(project):
+        for other, examples in read_examples(path).items():
+            match = next((example for example in examples if normalise(example) == key), None)
+            if match is None:
+                continue
+            if other == intent:
+                raise AlreadyPresent(f"Diese Formulierung gibt es bei {_describe(intent, project)} schon: „{match}“.")
+            raise PhrasingRefused(f"Diese Formulierung gehört schon zu {_describe(other, project)}: „{match}“. "
+                                  "Eine Formulierung darf nur zu einer Frage gehören.")
+    for test_set in TEST_SETS:
+        path = project / test_set
+        if path.exists() and any(normalise(example) == key
+                                 for examples in read_examples(path).values() for example in examples):
+            raise PhrasingRefused(f"Diese Formulierung steht im Testsatz {test_set}, mit dem die Qualität "
+                                  "des Bots gemessen wird. Trainiert man darauf, wäre die Auswertung geschönt.")
+    return cleaned
+
+
+def _insert_line(lines: List[str], intent: str, phrasing: str) -> List[str]:
+    """The lines with ``- phrasing`` after the last example of the intent's block."""
+    start = next((number for number, line in enumerate(lines)
+                  if (match := _INTENT_LINE.match(line)) and match.group(2) == intent), None)
+    if start is None:
+        raise PhrasingRefused(f"Intent {intent} nicht gefunden.")
+    block_indent = len(_INTENT_LINE.match(lines[start]).group(1))
+    last_example, example_indent = None, None
+    for number in range(start + 1, len(lines)):
+        line = lines[number]
+        stripped = line.lstrip()
+        indent = len(line) - len(stripped)
+        if stripped and indent <= block_indent:
+            break  # the next intent block or the end of the list
+        if stripped.startswith("- ") and indent > block_indent + 2:
+            last_example, example_indent = number, indent
+    if last_example is None:
+        raise PhrasingRefused(f"Intent {intent} hat keinen Beispielblock (examples: |).")
+    return lines[:last_example + 1] + [" " * example_indent + f"- {phrasing}\n"] + lines[last_example + 1:]
+
+
+def add_phrasing(intent: str, text: str, project: Path = PROJECT_DIR) -> str:
+    """Append the phrasing to the intent (FAQ id or intent name); returns the intent name."""
+    from rasa.shared.nlu.training_data.loading import load_data
+
+    intent, path = resolve_intent(intent, project)
+    phrasing = check(intent, text, project)
+    original = path.read_text(encoding="utf-8")
+    path.write_text("".join(_insert_line(original.splitlines(keepends=True), intent, phrasing)),
+                    encoding="utf-8")
+    try:
+        loaded = load_data(str(path))
+        # Rasa reads [..](..) as entity markup: the example must come back as it was written.
+        if not any(message.get("text") == phrasing and message.get("intent") == intent
+                   for message in loaded.intent_examples):
+            raise ValueError("Rasa liest die Formulierung anders, als sie geschrieben wurde")
+    except Exception as error:
+        path.write_text(original, encoding="utf-8")
+        raise PhrasingRefused(f"Die Trainingsdaten wären danach nicht mehr lesbar ({error}); "
+                              "nichts wurde geändert.") from error
+    return intent
