@@ -1,0 +1,308 @@
+"""Werkzeug für Trainerinnen und Trainer des FAQ-Bots – ohne YAML-Dateien zu öffnen.
+
+So wird der Bot besser, in vier Schritten:
+
+  1. review        Nachrichten durchgehen, bei denen der Bot unsicher war, nachfragen
+                   musste, nicht helfen konnte oder an den Support weitergab, und sie der
+                   richtigen FAQ zuordnen (oder „nicht in den FAQ“, „neue Frage“, überspringen).
+  2. add-phrasing  einzelne Formulierungen von Kunden einer FAQ hinzufügen
+                   (add-faq / import: eine ganz neue FAQ-Frage anlegen).
+  3. train         den Bot neu trainieren (nur wenn sich die Daten geändert haben).
+  4. evaluate      auswerten und den Bericht (HTML) lesen: Was ist besser, was schlechter?
+
+`faqs` zeigt die FAQ-IDs, die Sie bei 1 und 2 angeben. Hilfe zu jedem Schritt:
+`faqbot-trainer <Schritt> --help`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from actions.knowledge import PROJECT_DIR, FaqEntry, load
+from faqbot.phrasings import AlreadyPresent, PhrasingRefused, add_phrasing, check, normalise
+
+KIND_NAMES = {"clarification": "Rückfrage „Meinten Sie …?“", "fallback": "nicht verstanden",
+              "out_of_scope": "nicht in den FAQ", "escalation": "an den Support weitergegeben",
+              "low_confidence": "beantwortet, aber unsicher"}
+# Fewer phrasings than this and the new question is hardly recognised at all.
+MIN_NEW_FAQ_PHRASINGS = 3
+# tests/test_data.py: every FAQ intent needs its question plus at least 12 phrasings.
+RECOMMENDED_PHRASINGS = 12
+
+
+def knowledge(project: Path) -> Dict[str, FaqEntry]:
+    return load(project / "data" / "faq.yml")
+
+
+def cmd_faqs(args: argparse.Namespace) -> int:
+    category = None
+    for number, entry in enumerate(knowledge(args.projekt).values(), start=1):
+        if entry.category != category:
+            category = entry.category
+            print(f"\n{category}")
+        print(f"  {number:2d}  {entry.id:<48} {entry.question}")
+    return 0
+
+
+def _outcome_text(outcome: Optional[str], faqs: Dict[str, FaqEntry]) -> str:
+    if not outcome:
+        return "keine weitere Reaktion"
+    if outcome.startswith("faq:"):
+        entry = faqs.get(outcome[4:])
+        return f"wählte die Schaltfläche „{entry.question if entry else outcome[4:]}“"
+    return {"none_of_these": "wählte „Keine davon“", "declined": "lehnte die Weitergabe ab",
+            "escalated": "wurde an den Support weitergegeben", "thanks": "bedankte sich"}.get(outcome, outcome)
+
+
+def _choose_faq(answer: str, numbered: List[FaqEntry], faqs: Dict[str, FaqEntry]) -> Optional[str]:
+    if answer.isdigit() and 1 <= int(answer) <= len(numbered):
+        return numbered[int(answer) - 1].id
+    faq_id = answer[4:] if answer.startswith("faq_") else answer
+    return faq_id if faq_id in faqs else None
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from faqbot.review_queue import ReviewStore, db_path
+
+    store = ReviewStore(args.db or db_path())
+    entries = store.entries(status="open", kind=args.kind, limit=args.limit)
+    if not entries:
+        print("Keine offenen Nachrichten in der Review-Warteschlange.")
+        return 0
+    faqs = knowledge(args.projekt)
+    numbered = list(faqs.values())
+    groups: Dict[Optional[str], list] = defaultdict(list)
+    for entry in entries:
+        groups[entry.guess].append(entry)
+    print(f"{len(entries)} offene Nachrichten. FAQ-Nummern und -IDs: `faqbot-trainer faqs`.")
+    print("Eingabe: Nummer oder ID = dieser FAQ zuordnen · o = nicht in den FAQ · n = neue Frage · "
+          "s = überspringen · q = beenden · Enter = Vorschlag übernehmen\n")
+    done: Dict[str, int] = defaultdict(int)
+    try:
+        for guess, group in groups.items():
+            title = f"„{faqs[guess].question}“ ({guess})" if guess in faqs else "keine FAQ"
+            print(f"=== Der Bot vermutete: {title} – {len(group)} Nachricht(en) ===")
+            for entry in group:
+                if not _review_entry(entry, store, faqs, numbered, args.projekt, done):
+                    raise EOFError
+    except (EOFError, KeyboardInterrupt):
+        print()
+    finally:
+        store.close()
+    print("Ergebnis: " + ", ".join(f"{count} {what}" for what, count in done.items()) if done else "Nichts geändert.")
+    if done.get("zugeordnet") or done.get("nicht in den FAQ"):
+        print("Nächster Schritt: `faqbot-trainer train`, danach `faqbot-trainer evaluate`.")
+    return 0
+
+
+def _review_entry(entry, store, faqs, numbered, project: Path, done: Dict[str, int]) -> bool:
+    """Ask about one message; False when the trainer quits (q or end of input)."""
+    confidence = entry.guess_confidence
+    print(f"\n  #{entry.id}  „{entry.text}“")
+    print(f"      {KIND_NAMES.get(entry.kind, entry.kind)} · Sicherheit "
+          f"{'–' if confidence is None else f'{confidence:.2f}'} · am {entry.created[:16].replace('T', ' ')} · "
+          f"Kunde {_outcome_text(entry.outcome, faqs)}")
+    suggestion = entry.picked_faq if entry.picked_faq in faqs else None
+    if suggestion:
+        print(f"      Vorschlag (vom Kunden gewählt): {suggestion} – Enter übernimmt")
+    while True:
+        answer = input("      Zuordnen [Nr./ID, o, n, s, q]: ").strip()
+        if answer == "" and suggestion:
+            answer = suggestion
+        if answer == "q":
+            return False
+        if answer == "s":
+            store.set_status(entry.id, "skipped")
+            done["übersprungen"] += 1
+            return True
+        if answer == "n":
+            store.set_status(entry.id, "new_question")
+            done["als neue Frage markiert"] += 1
+            return True
+        intent = "out_of_scope" if answer == "o" else _choose_faq(answer, numbered, faqs)
+        if intent is None:
+            print("      Bitte eine FAQ-Nummer oder -ID angeben, oder o, n, s, q.")
+            continue
+        try:
+            add_phrasing(intent, entry.text, project)
+            print(f"      Hinzugefügt zu {intent}.")
+        except AlreadyPresent as refusal:
+            print(f"      {refusal} Als erledigt markiert.")
+        except PhrasingRefused as refusal:
+            print(f"      Nicht übernommen: {refusal} Die Nachricht bleibt offen.")
+            continue
+        if intent == "out_of_scope":
+            store.set_status(entry.id, "out_of_scope")
+            done["nicht in den FAQ"] += 1
+        else:
+            store.set_status(entry.id, "assigned", intent)
+            done["zugeordnet"] += 1
+        return True
+
+
+def cmd_add_phrasing(args: argparse.Namespace) -> int:
+    try:
+        intent = add_phrasing(args.faq, args.text, args.projekt)
+    except AlreadyPresent as refusal:
+        print(f"Nichts zu tun: {refusal}")
+        return 0
+    except PhrasingRefused as refusal:
+        print(f"Nicht hinzugefügt: {refusal}", file=sys.stderr)
+        return 1
+    print(f"Hinzugefügt zu {intent}. Danach: `faqbot-trainer train`.")
+    return 0
+
+
+def cmd_add_faq(args: argparse.Namespace) -> int:
+    from faqbot import importer
+
+    project = args.projekt
+    faqs = knowledge(project)
+    entry = FaqEntry(importer.slugify(args.frage), args.kategorie.strip(), args.frage.strip(), args.antwort.strip())
+    if entry.id in faqs or any(normalise(old.question) == normalise(entry.question) for old in faqs.values()):
+        print(f"Diese Frage gibt es schon ({entry.id}). Formulierungen ergänzen: `add-phrasing`.", file=sys.stderr)
+        return 1
+    phrasings: List[str] = []
+    try:
+        for text in args.formulierung:
+            phrasing = check(entry.intent, text, project)
+            if normalise(phrasing) not in {normalise(p) for p in [entry.question, *phrasings]}:
+                phrasings.append(phrasing)
+    except PhrasingRefused as refusal:
+        print(f"Nicht angelegt: „{text}“: {refusal}", file=sys.stderr)
+        return 1
+    if len(phrasings) < MIN_NEW_FAQ_PHRASINGS:
+        print(f"Bitte mindestens {MIN_NEW_FAQ_PHRASINGS} verschiedene Formulierungen angeben "
+              f"(empfohlen: {RECOMMENDED_PHRASINGS}).", file=sys.stderr)
+        return 1
+    # The importer owns the file formats: knowledge, intent, rule and domain entry.
+    entries = [*faqs.values(), entry]
+    importer.dump(entries, project / "data" / "faq.yml", importer.KNOWLEDGE_HEADER)
+    importer.update_nlu(project / "data" / "nlu" / "faq.yml", entries, [])
+    importer.write_rules(project / "data" / "rules" / "faq.yml", entries)
+    importer.update_domain(project / "domain.yml", entries, [])
+    for phrasing in phrasings:
+        add_phrasing(entry.intent, phrasing, project)
+    print(f"Neue FAQ {entry.id} angelegt: Antwort, Intent {entry.intent} mit der Frage und "
+          f"{len(phrasings)} Formulierungen, Regel und Domain-Eintrag.")
+    if len(phrasings) < RECOMMENDED_PHRASINGS:
+        print(f"Hinweis: Die Datenprüfung (tests/test_data.py) verlangt mindestens {RECOMMENDED_PHRASINGS} "
+              f"Formulierungen je FAQ; ergänzen Sie weitere mit `add-phrasing {entry.id} \"…\"`.")
+    print("Hinweis: Die Frage steht noch nicht auf der FAQ-Seite (data/faq_seite.txt) und hat keine "
+          "Testbeispiele in tests/nlu_heldout.yml; beides ergänzt das Entwicklungsteam, sonst schlagen "
+          "die Datentests fehl. Danach: `faqbot-trainer train`.")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from faqbot import importer
+
+    argv = [str(args.page), "--project", str(args.projekt)]
+    argv += ["--remove-missing"] if args.remove_missing else []
+    argv += ["--dry-run"] if args.dry_run else []
+    return importer.main(argv)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from faqbot import train
+
+    if train.model_path(args.projekt).exists() and not args.force:
+        print("Die Trainingsdaten sind unverändert: kein Training nötig.")
+    else:
+        print("Die Trainingsdaten haben sich geändert: trainiere neu (etwa eine Minute) ...", flush=True)
+    model = train.train(force=args.force, project=args.projekt)
+    print(f"Modell: {model}. Neu gestartet antwortet der Bot damit (`make run`).")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    try:
+        from faqbot import report
+    except ImportError as error:
+        print(f"Die Auswertung (faqbot.report) ist nicht verfügbar: {error}", file=sys.stderr)
+        return 1
+    return report.main(args.report_args)
+
+
+def parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
+    main = argparse.ArgumentParser(prog="faqbot-trainer", description=__doc__, formatter_class=formatter)
+    main.add_argument("--projekt", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
+    main.set_defaults(func=lambda args: main.print_help() or 0)
+    steps = main.add_subparsers(title="Schritte", metavar="SCHRITT")
+
+    step = steps.add_parser("faqs", help="alle FAQ-Fragen mit Nummer, ID und Kategorie",
+                            description="Listet alle FAQ-Fragen mit Nummer und ID (die review und add-phrasing erwarten).")
+    step.set_defaults(func=cmd_faqs)
+
+    step = steps.add_parser(
+        "review", help="1: verpasste Kundennachrichten durchgehen und zuordnen", formatter_class=formatter,
+        description="Geht die offenen Nachrichten der Review-Warteschlange durch, gruppiert nach der FAQ, "
+                    "die der Bot vermutet hat. Für jede Nachricht:\n"
+                    "  Nummer oder ID  der FAQ zuordnen (wird als Formulierung hinzugefügt)\n"
+                    "  o               nicht in den FAQ (wird als solche Formulierung hinzugefügt)\n"
+                    "  n               neue Frage (für eine spätere FAQ vormerken)\n"
+                    "  s               überspringen\n"
+                    "  q               beenden (das Bisherige bleibt gespeichert)\n"
+                    "Hat der Kunde eine „Meinten Sie …?“-Schaltfläche gewählt, ist diese FAQ der Vorschlag: "
+                    "Enter übernimmt ihn.")
+    step.add_argument("--limit", type=int, help="höchstens so viele Nachrichten")
+    step.add_argument("--kind", "--art", dest="kind", choices=sorted(KIND_NAMES),
+                      help="nur diese Art: " + ", ".join(f"{k} = {v}" for k, v in KIND_NAMES.items()))
+    step.add_argument("--db", type=Path, help="Datei der Warteschlange (Standard: var/review.db bzw. FAQBOT_REVIEW_DB)")
+    step.set_defaults(func=cmd_review)
+
+    step = steps.add_parser(
+        "add-phrasing", help="2: eine Formulierung einer FAQ hinzufügen",
+        description="Fügt eine Kundenformulierung zu einer FAQ hinzu (oder zu out_of_scope, greet, …). "
+                    "Abgelehnt wird sie, wenn sie leer oder zu lang ist, schon dazugehört, schon zu einer anderen "
+                    "FAQ gehört (mit Angabe, zu welcher) oder im Testsatz steht.")
+    step.add_argument("faq", help="FAQ-ID (z. B. erhalte_rechnung, siehe `faqs`) oder Intent-Name")
+    step.add_argument("text", help="die Formulierung, in Anführungszeichen")
+    step.set_defaults(func=cmd_add_phrasing)
+
+    step = steps.add_parser(
+        "add-faq", help="2: eine neue FAQ-Frage mit Antwort und ersten Formulierungen anlegen",
+        description=f"Legt eine neue FAQ-Frage an: Antwort, Intent, Regel und Domain-Eintrag. Nötig sind "
+                    f"mindestens {MIN_NEW_FAQ_PHRASINGS} Formulierungen; die Datenprüfung verlangt "
+                    f"{RECOMMENDED_PHRASINGS} (weitere später mit add-phrasing). Steht die Frage auf der "
+                    "FAQ-Seite, ist `import` der bessere Weg.")
+    step.add_argument("--kategorie", required=True, help="Kategorie, wie auf der FAQ-Seite")
+    step.add_argument("--frage", required=True, help="die Frage, wie sie auf der FAQ-Seite steht")
+    step.add_argument("--antwort", required=True, help="die Antwort (wird wörtlich an Kunden geschickt)")
+    step.add_argument("--formulierung", action="append", default=[], required=True,
+                      help="eine Formulierung, wie Kunden fragen (mehrfach angeben)")
+    step.set_defaults(func=cmd_add_faq)
+
+    step = steps.add_parser("import", help="2: die FAQ-Seite neu einlesen (neue und geänderte Fragen)",
+                            description="Liest eine FAQ-Seite (Text oder HTML) neu ein; hinzugefügte "
+                                        "Formulierungen bleiben erhalten.")
+    step.add_argument("page", type=Path, help="FAQ-Seite als .txt oder .html")
+    step.add_argument("--remove-missing", action="store_true",
+                      help="Fragen, die nicht mehr auf der Seite stehen, samt Intent löschen")
+    step.add_argument("--dry-run", action="store_true", help="nur berichten, nichts schreiben")
+    step.set_defaults(func=cmd_import)
+
+    step = steps.add_parser("train", help="3: neu trainieren, falls sich die Daten geändert haben",
+                            description="Trainiert den Bot neu, wenn sich Formulierungen, FAQ-Fragen oder "
+                                        "Konfiguration geändert haben; sonst wird das vorhandene Modell genutzt.")
+    step.add_argument("--force", action="store_true", help="auch ohne Änderung trainieren")
+    step.set_defaults(func=cmd_train)
+
+    step = steps.add_parser("evaluate", help="4: auswerten und Bericht (HTML) schreiben", add_help=False,
+                            description="Auswertung mit Bericht; Optionen: `faqbot-trainer evaluate --help`.")
+    step.add_argument("report_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    step.set_defaults(func=cmd_evaluate)
+    return main
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
