@@ -59,8 +59,11 @@ bench: train  ## Benchmark: Trainingszeit, Modellgröße, Latenz, Durchsatz, Spe
 import-faq: install  ## FAQ-Seite neu einlesen: make import-faq PAGE=data/faq_seite.txt
 	$(PY) -m faqbot.importer $(or $(PAGE),data/faq_seite.txt)
 
+trainer: install  ## Trainer-Werkzeug: make trainer ARGS="review" (Schritte: make trainer ARGS=--help)
+	$(PY) -m faqbot.trainer $(or $(ARGS),--help)
+
 clean:  ## Modelle, Laufzeitdaten und Ergebnisse löschen (nicht .venv)
 	rm -rf models results .pytest_cache
 	find var -mindepth 1 ! -name .gitkeep -delete
 
-.PHONY: help install browser spacy-official train validate run test bench import-faq clean
+.PHONY: help install browser spacy-official train validate run test bench import-faq trainer clean

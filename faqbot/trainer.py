@@ -21,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from actions.knowledge import PROJECT_DIR, FaqEntry, load
+from actions.knowledge import PROJECT_DIR, FaqEntry, intent_for, load
 from faqbot.phrasings import AlreadyPresent, PhrasingRefused, add_phrasing, check, normalise
 
 KIND_NAMES = {"clarification": "Rückfrage „Meinten Sie …?“", "fallback": "nicht verstanden",
@@ -122,10 +122,11 @@ def _review_entry(entry, store, faqs, numbered, project: Path, done: Dict[str, i
             store.set_status(entry.id, "new_question")
             done["als neue Frage markiert"] += 1
             return True
-        intent = "out_of_scope" if answer == "o" else _choose_faq(answer, numbered, faqs)
-        if intent is None:
+        faq_id = None if answer == "o" else _choose_faq(answer, numbered, faqs)
+        if answer != "o" and faq_id is None:
             print("      Bitte eine FAQ-Nummer oder -ID angeben, oder o, n, s, q.")
             continue
+        intent = intent_for(faq_id) if faq_id else "out_of_scope"
         try:
             add_phrasing(intent, entry.text, project)
             print(f"      Hinzugefügt zu {intent}.")
@@ -227,12 +228,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return report.main(args.report_args)
 
 
+def _german_help(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser._positionals.title, parser._optionals.title = "Argumente", "Optionen"
+    parser.add_argument("-h", "--help", action="help", help="diese Hilfe zeigen")
+    return parser
+
+
 def parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
-    main = argparse.ArgumentParser(prog="faqbot-trainer", description=__doc__, formatter_class=formatter)
+    main = _german_help(argparse.ArgumentParser(prog="faqbot-trainer", description=__doc__,
+                                                formatter_class=formatter, add_help=False))
     main.add_argument("--projekt", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
     main.set_defaults(func=lambda args: main.print_help() or 0)
-    steps = main.add_subparsers(title="Schritte", metavar="SCHRITT")
+    subparsers = main.add_subparsers(title="Schritte", metavar="SCHRITT")
+
+    class steps:  # every step with German help options
+        @staticmethod
+        def add_parser(name: str, **kwargs) -> argparse.ArgumentParser:
+            step = subparsers.add_parser(name, add_help=False, **kwargs)
+            return step if name == "evaluate" else _german_help(step)
 
     step = steps.add_parser("faqs", help="alle FAQ-Fragen mit Nummer, ID und Kategorie",
                             description="Listet alle FAQ-Fragen mit Nummer und ID (die review und add-phrasing erwarten).")
@@ -292,15 +306,19 @@ def parser() -> argparse.ArgumentParser:
     step.add_argument("--force", action="store_true", help="auch ohne Änderung trainieren")
     step.set_defaults(func=cmd_train)
 
-    step = steps.add_parser("evaluate", help="4: auswerten und Bericht (HTML) schreiben", add_help=False,
-                            description="Auswertung mit Bericht; Optionen: `faqbot-trainer evaluate --help`.")
-    step.add_argument("report_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    # Its options belong to faqbot.report: all arguments are passed on, --help included.
+    step = steps.add_parser("evaluate", help="4: auswerten und Bericht (HTML) schreiben")
     step.set_defaults(func=cmd_evaluate)
     return main
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parser().parse_args(argv)
+    cli = parser()
+    args, rest = cli.parse_known_args(argv)
+    if args.func is cmd_evaluate:
+        args.report_args = rest
+    elif rest:
+        cli.error(f"unbekannte Argumente: {' '.join(rest)}")
     return args.func(args)
 
 
