@@ -87,14 +87,18 @@ class Entry:
     status: str
     assigned_to: Optional[str]
 
+    def _best_intent(self) -> Dict[str, Any]:
+        # nlu_fallback only says "unsure"; the classifier's own guess comes after it.
+        return next((item for item in self.ranking if item["name"] != "nlu_fallback"), {})
+
     @property
     def guess(self) -> Optional[str]:
-        """The FAQ id the bot thought most likely (also when it was unsure)."""
-        return next((faq_id_for(item["name"]) for item in self.ranking if faq_id_for(item["name"])), None)
+        """The FAQ id the bot thought most likely (also when it was unsure), if an FAQ."""
+        return faq_id_for(self._best_intent().get("name"))
 
     @property
     def guess_confidence(self) -> Optional[float]:
-        return next((item["confidence"] for item in self.ranking if faq_id_for(item["name"])), None)
+        return self._best_intent().get("confidence")
 
     @property
     def picked_faq(self) -> Optional[str]:

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 from typing import Dict, List, Optional
+from zoneinfo import ZoneInfo
 
 from actions.knowledge import PROJECT_DIR, FaqEntry, intent_for, load
 from faqbot.phrasings import AlreadyPresent, PhrasingRefused, add_phrasing, check, normalise
 
+LOCAL_TIME = ZoneInfo("Europe/Berlin")  # the support team's time, as in support.yml
 KIND_NAMES = {"clarification": "Rückfrage „Meinten Sie …?“", "fallback": "nicht verstanden",
               "out_of_scope": "nicht in den FAQ", "escalation": "an den Support weitergegeben",
               "low_confidence": "beantwortet, aber unsicher"}
@@ -83,7 +87,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     done: Dict[str, int] = defaultdict(int)
     try:
         for guess, group in groups.items():
-            title = f"„{faqs[guess].question}“ ({guess})" if guess in faqs else "keine FAQ"
+            title = f"„{faqs[guess].question}“ ({guess})" if guess in faqs else "keine FAQ-Frage"
             print(f"=== Der Bot vermutete: {title} – {len(group)} Nachricht(en) ===")
             for entry in group:
                 if not _review_entry(entry, store, faqs, numbered, args.projekt, done):
@@ -101,9 +105,10 @@ def cmd_review(args: argparse.Namespace) -> int:
 def _review_entry(entry, store, faqs, numbered, project: Path, done: Dict[str, int]) -> bool:
     """Ask about one message; False when the trainer quits (q or end of input)."""
     confidence = entry.guess_confidence
+    when = datetime.fromisoformat(entry.created).astimezone(LOCAL_TIME).strftime("%d.%m.%Y %H:%M")
     print(f"\n  #{entry.id}  „{entry.text}“")
     print(f"      {KIND_NAMES.get(entry.kind, entry.kind)} · Sicherheit "
-          f"{'–' if confidence is None else f'{confidence:.2f}'} · am {entry.created[:16].replace('T', ' ')} · "
+          f"{'–' if confidence is None else f'{confidence:.2f}'} · am {when} · "
           f"Kunde {_outcome_text(entry.outcome, faqs)}")
     suggestion = entry.picked_faq if entry.picked_faq in faqs else None
     if suggestion:
@@ -313,6 +318,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    # Rasa's imports warn about its own dependencies; trainers cannot act on that.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     cli = parser()
     args, rest = cli.parse_known_args(argv)
     if args.func is cmd_evaluate:
