@@ -171,6 +171,7 @@ class _Turn:
     confidence: Optional[float]
     ranking: List[Dict[str, Any]]
     payload: Optional[str]           # "/faq_x" when a button was pressed
+    in_form: bool                    # an answer to a form's question (escalation details)
     is_question: bool
     clarified: bool = False
     fallback: bool = False
@@ -239,7 +240,7 @@ class ReviewQueue:
         payload = text if text.startswith("/") else None
         has_letters = bool(re.search(r"[^\W\d_]", text))
         return _Turn(text=text, intent=intent.get("name"), confidence=intent.get("confidence"),
-                     ranking=parse.get("intent_ranking") or [], payload=payload,
+                     ranking=parse.get("intent_ranking") or [], payload=payload, in_form=in_form,
                      is_question=(not payload and has_letters and not in_form
                                   and intent.get("name") not in NOT_A_QUESTION))
 
@@ -265,13 +266,17 @@ class ReviewQueue:
         conversation.last_row = self._record(sender_id, turn, kind) if kind else None
 
     def _judge_reaction(self, sender_id: str, conversation: _Conversation, turn: _Turn) -> None:
+        if (turn.intent == "human_handoff" and not turn.payload and not turn.in_form
+                and conversation.last_question is None):
+            # Asking for a person before any question: the request itself is worth a look
+            # once it ends in an escalation (now, or after a form asked for details).
+            conversation.last_question = turn
         if turn.escalated:
             if conversation.last_row:
                 self.store.set_outcome(conversation.last_row, ESCALATED)
-            elif conversation.last_question or (turn.text and not turn.payload):
-                # The customer gave up on an answered question, or asked for a person at once.
-                question = conversation.last_question or turn
-                conversation.last_row = self._record(sender_id, question, "escalation", ESCALATED)
+            elif conversation.last_question:  # e.g. the customer gave up on an answered question
+                conversation.last_row = self._record(sender_id, conversation.last_question,
+                                                     "escalation", ESCALATED)
             return
         if conversation.last_row is None:
             return

@@ -22,12 +22,14 @@ from actions.knowledge import PROJECT_DIR
 from faqbot import spacy_model
 
 MODELS_DIR = PROJECT_DIR / "models"
-# Files under data/ that are not training data (the action server reads them).
-NOT_TRAINING_DATA = {"faq.yml", "faq_seite.txt"}
+# Files under data/ that are not training data (the action server reads them). Paths, not
+# names: data/nlu/faq.yml and data/rules/faq.yml are training data.
+NOT_TRAINING_DATA = {Path("data/faq.yml"), Path("data/faq_seite.txt")}
 
 
 def training_inputs(project: Path = PROJECT_DIR) -> list[Path]:
-    data = sorted(p for p in (project / "data").rglob("*.yml") if p.name not in NOT_TRAINING_DATA)
+    data = sorted(p for p in (project / "data").rglob("*.yml")
+                  if p.relative_to(project) not in NOT_TRAINING_DATA)
     return [project / "config.yml", project / "domain.yml", *data]
 
 

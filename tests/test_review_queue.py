@@ -5,7 +5,7 @@ from typing import Dict, List
 
 import pytest
 
-from faqbot.review_queue import Entry, ReviewStore, sender_hash
+from faqbot.review_queue import Entry, ReviewQueue, ReviewStore, sender_hash
 from tests.helpers import buttons, customs
 
 
@@ -96,3 +96,30 @@ def test_personal_data_is_masked_before_it_is_stored(bot, queue):
 def test_messages_without_letters_are_not_recorded(bot, queue):
     bot.send("rq-symbols", "??? 123")
     assert recorded(queue, "rq-symbols") == []
+
+
+def test_an_escalation_through_a_form_records_the_request_not_the_form_answers(tmp_path):
+    """The escalation flow may ask for details in a form first (events as Rasa publishes them)."""
+    store = ReviewStore(tmp_path / "review.db")
+    queue = ReviewQueue(store)
+
+    def user(text: str, intent: str, confidence: float) -> Dict:
+        return {"event": "user", "text": text,
+                "parse_data": {"intent": {"name": intent, "confidence": confidence},
+                               "intent_ranking": [{"name": intent, "confidence": confidence}]}}
+
+    for event in [
+        {"event": "action", "name": "action_session_start"}, {"event": "action", "name": "action_listen"},
+        user("Ich will mit einem Menschen reden", "human_handoff", 0.97),
+        {"event": "active_loop", "name": "escalation_form"},
+        {"event": "bot", "text": "Worum geht es?", "data": {}}, {"event": "action", "name": "action_listen"},
+        user("anna@example.org wegen meinem Vertrag", "nlu_fallback", 0.6),
+        {"event": "active_loop", "name": None},
+        {"event": "bot", "text": "Ticket T-1", "data": {"custom": {"escalation": {"ticket_id": "T-1"}}}},
+        {"event": "action", "name": "action_listen"},
+    ]:
+        queue.handle({"sender_id": "form-1", **event})
+    entries = store.entries(status=None)
+    assert [(entry.text, entry.kind, entry.outcome) for entry in entries] == \
+        [("Ich will mit einem Menschen reden", "escalation", "escalated")]
+    store.close()

@@ -149,6 +149,6 @@ def test_a_missed_message_is_answered_right_after_adding_it_and_retraining(model
     project = copy_project(tmp_path)
     add_phrasing(MISSED_FAQ, MISSED, project)  # only this message, no variants
     retrained = train.train(project=project, models_dir=tmp_path / "models")
-    assert retrained.parent == tmp_path / "models"
+    assert retrained.parent == tmp_path / "models" and retrained.name != model_path.name  # new data, new model
     after = classify(retrained, [MISSED])[0]
     assert after["intent"]["name"] == f"faq_{MISSED_FAQ}", after["intent_ranking"][:3]
