@@ -43,6 +43,8 @@ STATUSES = ("open", "assigned", "skipped", "new_question", "out_of_scope")
 ESCALATED = "escalated"
 # Conversations remembered at once; older ones are forgotten (only their follow-up is lost).
 MAX_SENDERS = 10_000
+# Longer messages are cut when stored: a trainer reads them, a phrasing may have 500 characters.
+MAX_TEXT = 2000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS review (
@@ -125,6 +127,9 @@ class ReviewStore:
                confidence: Optional[float] = None, ranking: Optional[List[Dict[str, Any]]] = None,
                outcome: Optional[str] = None, created: Optional[str] = None) -> int:
         """Store one message (masked here, so no caller can forget it); returns its id."""
+        # Mask before cutting, so that no half e-mail address escapes the mask; control
+        # characters would garble the trainer's terminal.
+        text = re.sub(r"[\x00-\x1f\x7f]+", " ", mask(text))[:MAX_TEXT]
         if kind not in KINDS:
             raise ValueError(f"Unbekannte Art: {kind}")
         top3 = [{"name": item["name"], "confidence": round(float(item.get("confidence") or 0), 4)}
@@ -132,7 +137,7 @@ class ReviewStore:
         cursor = self._connection.execute(
             "INSERT INTO review (created, sender, text, intent, confidence, ranking, kind, outcome)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (created or datetime.now(timezone.utc).isoformat(timespec="seconds"), sender, mask(text),
+            (created or datetime.now(timezone.utc).isoformat(timespec="seconds"), sender, text,
              intent, None if confidence is None else round(float(confidence), 4),
              json.dumps(top3), kind, outcome))
         return cursor.lastrowid

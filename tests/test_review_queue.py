@@ -123,3 +123,12 @@ def test_an_escalation_through_a_form_records_the_request_not_the_form_answers(t
     assert [(entry.text, entry.kind, entry.outcome) for entry in entries] == \
         [("Ich will mit einem Menschen reden", "escalation", "escalated")]
     store.close()
+
+
+def test_stored_text_is_masked_without_control_characters_and_cut(tmp_path):
+    store = ReviewStore(tmp_path / "review.db")
+    entry_id = store.record("Rechnung\x1b[31m an anna@example.org " + "x" * 5000, "s", "fallback")
+    text = store.entries()[0].text
+    assert store.entries()[0].id == entry_id
+    assert text.startswith("Rechnung [31m an [E-MAIL] x") and len(text) == 2000
+    store.close()
