@@ -240,12 +240,14 @@ class ReviewQueue:
     @staticmethod
     def _turn(event: Dict[str, Any], in_form: bool) -> _Turn:
         text = (event.get("text") or "").strip()
+        if len(text) > MAX_TEXT:  # kept in memory until judged: only what would be stored
+            text = mask(text)[:MAX_TEXT]
         parse = event.get("parse_data") or {}
         intent = parse.get("intent") or {}
         payload = text if text.startswith("/") else None
         has_letters = bool(re.search(r"[^\W\d_]", text))
         return _Turn(text=text, intent=intent.get("name"), confidence=intent.get("confidence"),
-                     ranking=parse.get("intent_ranking") or [], payload=payload, in_form=in_form,
+                     ranking=(parse.get("intent_ranking") or [])[:3], payload=payload, in_form=in_form,
                      is_question=(not payload and has_letters and not in_form
                                   and intent.get("name") not in NOT_A_QUESTION))
 

@@ -143,6 +143,13 @@ def test_review_from_stdin(project, tmp_path):
     store.close()
 
 
+def test_train_retrains_only_when_the_data_changed(model_path, project):
+    result = trainer(project, "train")  # the copy's data are the project's: its model exists
+    assert result.returncode == 0 and "kein Training nötig" in result.stdout and model_path.name in result.stdout
+    add_phrasing("erhalte_rechnung", "wo kann ich die rechnung runterladen", project)
+    assert train.model_path(project) != model_path  # a new phrasing means a new model
+
+
 def test_a_missed_message_is_answered_right_after_adding_it_and_retraining(model_path, tmp_path):
     before = classify(model_path, [MISSED])[0]
     assert before["intent"]["name"] != f"faq_{MISSED_FAQ}", "the current model already knows it: pick another"
