@@ -156,7 +156,7 @@ def confusion_png(source: Source, path: Path) -> None:
     counts = confusion_matrix(expected, best, labels=labels)
     # Colour by the share of each row, so a rare intent's mix-ups show as clearly as a common one's.
     shares = counts / counts.sum(axis=1, keepdims=True).clip(min=1)
-    size = 0.32 * len(labels) + 3
+    size = max(6.0, 0.32 * len(labels) + 3)  # inches at 100 dpi: room for 30+ labels
     figure, axes = plt.subplots(figsize=(size, size))
     axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     names = [short(label) for label in labels]
