@@ -57,6 +57,7 @@ class Source:
     title: str
     examples: List[Tuple[str, str]]
     parses: List[Dict]
+    note: str  # what the trainer should know about these figures
 
     @cached_property
     def evaluation(self) -> Evaluation:
@@ -73,7 +74,8 @@ class Source:
 
 def held_out(model: Path, test_set: Path) -> Source:
     examples = read_examples(test_set)
-    return Source("testdaten", "Testdaten", examples, classify(model, [text for text, _ in examples]))
+    return Source("testdaten", "Testdaten", examples, classify(model, [text for text, _ in examples]),
+                  "Nachrichten, mit denen der Bot nie trainiert wurde: So erlebt ihn ein Kunde.")
 
 
 def fold_splits(intents: List[str], folds: int, seed: int = 42) -> List[Tuple[List[int], List[int]]]:
@@ -107,7 +109,11 @@ def cross_validate(training_data: Path, folds: int, config: Path = PROJECT_DIR /
             parses += classify(Path(model), [text for text, _ in fold_examples])
             print(f"Kreuzvalidierung Teil {number}/{folds}: fertig nach {time.monotonic() - started:.0f} s",
                   flush=True)
-    return Source("kreuzvalidierung", f"Kreuzvalidierung ({folds} Teile)", examples, parses)
+    return Source("kreuzvalidierung", f"Kreuzvalidierung ({folds} Teile)", examples, parses,
+                  f"Die Formulierungen der Trainingsdaten wurden in {folds} Teile geteilt; jeder Teil wurde von "
+                  "einem Modell geprüft, das nur mit den anderen Teilen trainiert wurde. Weil diese Modelle weniger "
+                  "Formulierungen kennen, liegen die Zahlen unter denen der Testdaten. Aussagekräftig sind die "
+                  "Veränderung gegenüber dem vorherigen Lauf und die Verwechslungen.")
 
 
 # --- Figures ----------------------------------------------------------------------------
@@ -324,7 +330,7 @@ def render_source(source: Source, metrics: Dict, previous: Optional[Dict], image
                      f"<td class='zahl'>{count}</td><td><ul>{examples}</ul></td></tr>")
     pair_table = ("<table><tr><th>Frage A</th><th>Frage B</th><th>Verwechslungen</th><th>Beispiele</th></tr>"
                   + "".join(pairs) + "</table>") if pairs else "<p>Keine Verwechslungen.</p>"
-    return (f"<h2 id='{source.key}'>{escape(source.title)}</h2>"
+    return (f"<h2 id='{source.key}'>{escape(source.title)}</h2><p class='hinweis'>{escape(source.note)}</p>"
             f"<h3>Ergebnisse je FAQ-Frage</h3>"
             "<p class='hinweis'><b>Präzision</b>: Wenn der Bot diese Frage erkennt, wie oft stimmt das? "
             "<b>Trefferquote</b>: Von den Nachrichten zu dieser Frage, wie viele erkennt er? <b>F1</b>: beides "

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from actions.knowledge import PROJECT_DIR
 from faqbot import report
 from faqbot.evaluate import DEFAULT_TEST_SET, read_examples
 
@@ -100,3 +101,24 @@ def test_folds_split_every_intent_evenly_without_overlap():
     for train, test in splits:
         assert not set(train) & set(test)
         assert Counter(intents[i] for i in test) == {"a": 3, "b": 2, "c": 1}
+
+
+def test_cross_validation_trains_each_fold_and_tests_every_phrasing_once(model_path: Path, tmp_path: Path, capsys):
+    """Two folds on a small part of the training data (two real trainings, about 1½ minutes)."""
+    training = [(t, i) for t, i in read_examples(PROJECT_DIR / "data" / "nlu" / "faq.yml") if i in STABLE[:3]]
+    subset = [(t, i) for n, (t, i) in enumerate(training) if sum(i == j for _, j in training[:n]) < 10]
+    assert Counter(i for _, i in subset) == {intent: 10 for intent in STABLE[:3]}
+    tiny = [(t, i) for t, i in read_examples(DEFAULT_TEST_SET) if i in STABLE[:3]]
+    out = tmp_path / "bericht"
+    assert report.main(["--folds", "2", "--modell", str(model_path), "--out", str(out),
+                        "--trainingsdaten", str(write_test_set(tmp_path / "teil.yml", subset)),
+                        "--testdaten", str(write_test_set(tmp_path / "test.yml", tiny))]) == 0
+    printed = capsys.readouterr().out
+    assert "Kreuzvalidierung Teil 2/2" in printed and f"Bericht: {out / report.REPORT_FILE}" in printed
+    run = json.loads((out / report.HISTORY_FILE).read_text(encoding="utf-8"))["laeufe"][-1]
+    folds = run["quellen"]["kreuzvalidierung"]
+    assert folds["kennzahlen"]["examples"] == 30
+    assert {intent: m["support"] for intent, m in folds["je_intent"].items()} == {i: 10 for i in STABLE[:3]}
+    html = (out / report.REPORT_FILE).read_text(encoding="utf-8")
+    assert "Kreuzvalidierung (2 Teile)" in html
+    assert (out / "verwechslungsmatrix_kreuzvalidierung.png").read_bytes()[:4] == b"\x89PNG"
