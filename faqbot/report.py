@@ -136,7 +136,7 @@ def per_intent(source: Source) -> Dict[str, Dict[str, float]]:
             for label, p, r, f, s in zip(labels, precision, recall, f1, support)}
 
 
-def confused_pairs(source: Source, top: int = TOP_PAIRS) -> List[Tuple[Tuple[str, str], int, List[Tuple[str, str, str]]]]:
+def confused_pairs(source: Source, top: int = TOP_PAIRS) -> List[Tuple[Tuple[str, str], int, List]]:
     """The pairs of intents mixed up most often (either way round), with example messages."""
     examples = defaultdict(list)
     for text, expected, best in source.pairs:
@@ -369,7 +369,8 @@ def relative(path: Path) -> str:
     return str(path.relative_to(PROJECT_DIR)) if path.is_relative_to(PROJECT_DIR) else str(path)
 
 
-def write_report(sources: List[Source], model: Path, out_dir: Path, files: Dict[str, Path]) -> Tuple[Path, Dict, Optional[Dict]]:
+def write_report(sources: List[Source], model: Path, out_dir: Path,
+                 files: Dict[str, Path]) -> Tuple[Path, Dict, Optional[Dict]]:
     from rasa.engine.storage.local_model_storage import LocalModelStorage
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -417,8 +418,10 @@ def terminal_summary(sources: List[Source], run: Dict, previous: Optional[Dict])
 def main(argv: Optional[List[str]] = None) -> int:
     from faqbot import train
 
-    parser = argparse.ArgumentParser(prog="faqbot-trainer evaluate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="faqbot-trainer evaluate", description=__doc__, add_help=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser._optionals.title = "Optionen"
+    parser.add_argument("-h", "--help", action="help", help="diese Hilfe zeigen")
     parser.add_argument("--folds", type=int, default=3, metavar="N",
                         help="Anzahl der Teile der Kreuzvalidierung (Standard: 3; je Teil etwa 1 Minute Training)")
     parser.add_argument("--ohne-kreuzvalidierung", action="store_true",
