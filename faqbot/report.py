@@ -40,6 +40,9 @@ NO_INTENT = "(keiner)"
 # F1 changes smaller than this are rounding noise, not "besser"/"schlechter".
 TOLERANCE = 0.01
 TOP_PAIRS = 10
+# Every FAQ question has at least 12 phrasings (tests/test_data.py); more folds would leave
+# some intents out of some folds, and each fold costs a minute of training.
+MAX_FOLDS = 10
 EXAMPLES_PER_PAIR = 3
 # What the trainer reads for intents that are not FAQ questions.
 GENERAL_INTENTS = {
@@ -99,7 +102,7 @@ def cross_validate(training_data: Path, folds: int, config: Path = PROJECT_DIR /
             print(f"Kreuzvalidierung Teil {number}/{folds}: Training mit {len(train)} Formulierungen, "
                   f"Prüfung mit {len(test)} …", flush=True)
             started = time.monotonic()
-            fold_data = Path(tmp, f"teil-{number}.yml")
+            fold_data = Path(tmp, f"teil-{number}.yml")  # intents only: the data has no entities or synonyms
             fold_data.write_text(TrainingData(training_examples=[messages[i] for i in train]).nlu_as_yaml(),
                                  encoding="utf-8")
             model = train_nlu(str(config), str(fold_data), str(Path(tmp, "modelle")),
@@ -435,8 +438,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--modell", type=Path, metavar="DATEI",
                         help="Modell (Standard: das aktuelle; wird trainiert, falls sich die Daten geändert haben)")
     args = parser.parse_args(argv)
-    if args.folds < 2:
-        parser.error("--folds: mindestens 2 Teile")
+    if not 2 <= args.folds <= MAX_FOLDS:
+        parser.error(f"--folds: 2 bis {MAX_FOLDS} Teile")
     for path in (args.testdaten, args.modell) + (() if args.ohne_kreuzvalidierung else (args.trainingsdaten,)):
         if path is not None and not path.exists():
             parser.error(f"{path} gibt es nicht")
