@@ -78,13 +78,22 @@ def classify(model: Path, texts: List[str]) -> List[Dict]:
     return asyncio.run(parse_all())
 
 
+def best_intent(parse: Dict) -> Optional[str]:
+    """The classifier's best intent with the fallback ignored: what the phrasings teach it."""
+    ranking = [item for item in parse.get("intent_ranking") or [] if item["name"] != FALLBACK]
+    return ranking[0]["name"] if ranking else None
+
+
 def evaluate(model: Path, test_set: Path = DEFAULT_TEST_SET) -> Evaluation:
     examples = read_examples(test_set)
-    parses = classify(model, [text for text, _ in examples])
+    return score(examples, classify(model, [text for text, _ in examples]))
+
+
+def score(examples: List[Tuple[str, str]], parses: List[Dict]) -> Evaluation:
+    """The figures for labelled examples and their parses (from one model or several, as in cross-validation)."""
     result, counts = Evaluation(examples=len(examples)), Counter()
     for (text, expected), parse in zip(examples, parses):
-        ranking = [item for item in parse.get("intent_ranking") or [] if item["name"] != FALLBACK]
-        best = ranking[0]["name"] if ranking else None
+        best = best_intent(parse)
         predicted = parse["intent"]["name"]
         counts["top_right"] += best == expected
         counts["final_right"] += predicted == expected

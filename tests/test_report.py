@@ -1,0 +1,124 @@
+"""The trainers' evaluation report (faqbot.report), run for real on the trained model."""
+from __future__ import annotations
+
+import json
+import re
+import struct
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from actions.knowledge import PROJECT_DIR
+from faqbot import report
+from faqbot.evaluate import DEFAULT_TEST_SET, read_examples
+
+# FAQ questions the trained model gets right on all their held-out phrasings, so that
+# relabelling some of them changes the figures in a known direction.
+STABLE = ["faq_zahlungsmethoden_akzeptieren", "faq_erreiche_kundenservice",
+          "faq_flexibel_vertraege_laufzeiten", "faq_rabatte_non_profit_organisationen"]
+SCRIPT = '<script>alert("hallo")</script> kann ich mit paypal zahlen'
+
+
+def write_test_set(path: Path, examples) -> Path:
+    by_intent = {}
+    for text, intent in examples:
+        by_intent.setdefault(intent, []).append(text)
+    lines = ['version: "3.1"', "nlu:"]
+    for intent, texts in by_intent.items():
+        lines += [f"  - intent: {intent}", "    examples: |", *(f"      - {text}" for text in texts)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def rows_of(html: str, section_id: str):
+    """The table rows of one report section, as HTML strings."""
+    section = html.split(f"id='{section_id}'", 1)[1].split("<h2", 1)[0]
+    return section.split("<tr")[2:]
+
+
+@pytest.fixture(scope="module")
+def two_runs(model_path: Path, tmp_path_factory):
+    """Run 1: two phrasings of STABLE[1] labelled as STABLE[0]; run 2: labels right, but two of
+    STABLE[3] labelled as STABLE[2]. So STABLE[0] gets better and STABLE[2] worse."""
+    tmp = tmp_path_factory.mktemp("bericht")
+    held_out = [(t, i) for t, i in read_examples(DEFAULT_TEST_SET) if i in STABLE]
+    second, fourth = ([t for t, i in held_out if i == STABLE[n]][:2] for n in (1, 3))
+    first_set = [(t, STABLE[0] if t in second else i) for t, i in held_out]
+    first_set.append((SCRIPT, STABLE[3]))  # a paypal question is never the non-profit discount
+    second_set = [(t, STABLE[2] if t in fourth else i) for t, i in held_out]
+    out = tmp / "bericht"
+    outputs = []
+    for number, examples in enumerate([first_set, second_set], 1):
+        test_set = write_test_set(tmp / f"test{number}.yml", examples)
+        assert report.main(["--ohne-kreuzvalidierung", "--modell", str(model_path),
+                            "--testdaten", str(test_set), "--out", str(out)]) == 0
+        outputs.append((out / report.REPORT_FILE).read_text(encoding="utf-8"))
+    return out, outputs
+
+
+def test_report_has_per_faq_table_matrix_image_and_no_previous_run(two_runs):
+    out, (first, _) = two_runs
+    table = rows_of(first, "testdaten")
+    for intent in STABLE:
+        assert any(f">{intent[len('faq_'):]}<br>" in row for row in table), intent
+    assert "Präzision" in first and "Trefferquote" in first and "Anzahl" in first
+    assert "kein vorheriger lauf" in first.lower()
+    assert "OFFLINE" in first or "offizielles spaCy-Modell" in first  # which spaCy model made the figures
+    images = re.findall(r"<img src='([^']+)'", first)
+    assert images == ["verwechslungsmatrix_testdaten.png"]
+    png = (out / images[0]).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])  # IHDR
+    assert width >= 600 and height >= 600
+
+
+def test_second_run_shows_better_and_worse_per_faq(two_runs):
+    out, (_, second) = two_runs
+    changes = rows_of(second, "veraenderung")
+    better = [row for row in changes if ">zahlungsmethoden_akzeptieren<" in row]
+    worse = [row for row in changes if ">flexibel_vertraege_laufzeiten<" in row]
+    assert better and "besser" in better[0] and "→" in better[0]
+    assert worse and "schlechter" in worse[0]
+    history = json.loads((out / report.HISTORY_FILE).read_text(encoding="utf-8"))["laeufe"]
+    assert len(history) == 2
+    f1 = [run["quellen"]["testdaten"]["je_intent"][STABLE[0]]["f1"] for run in history]
+    assert f1[0] < f1[1] == 1.0
+
+
+def test_message_texts_are_escaped(two_runs):
+    _, (first, _) = two_runs
+    assert "<script>" not in first
+    assert "&lt;script&gt;alert(&quot;hallo&quot;)&lt;/script&gt; kann ich mit paypal zahlen" in first
+
+
+def test_folds_split_every_intent_evenly_without_overlap():
+    intents = ["a"] * 9 + ["b"] * 6 + ["c"] * 3
+    splits = report.fold_splits(intents, 3)
+    assert len(splits) == 3
+    tested = [index for _, test in splits for index in test]
+    assert sorted(tested) == list(range(len(intents)))  # every phrasing tested exactly once
+    for train, test in splits:
+        assert not set(train) & set(test)
+        assert Counter(intents[i] for i in test) == {"a": 3, "b": 2, "c": 1}
+
+
+def test_cross_validation_trains_each_fold_and_tests_every_phrasing_once(model_path: Path, tmp_path: Path, capsys):
+    """Two folds on a small part of the training data (two real trainings, about 1½ minutes)."""
+    training = [(t, i) for t, i in read_examples(PROJECT_DIR / "data" / "nlu" / "faq.yml") if i in STABLE[:3]]
+    subset = [(t, i) for n, (t, i) in enumerate(training) if sum(i == j for _, j in training[:n]) < 10]
+    assert Counter(i for _, i in subset) == {intent: 10 for intent in STABLE[:3]}
+    tiny = [(t, i) for t, i in read_examples(DEFAULT_TEST_SET) if i in STABLE[:3]]
+    out = tmp_path / "bericht"
+    assert report.main(["--folds", "2", "--modell", str(model_path), "--out", str(out),
+                        "--trainingsdaten", str(write_test_set(tmp_path / "teil.yml", subset)),
+                        "--testdaten", str(write_test_set(tmp_path / "test.yml", tiny))]) == 0
+    printed = capsys.readouterr().out
+    assert "Kreuzvalidierung Teil 2/2" in printed and f"Bericht: {out / report.REPORT_FILE}" in printed
+    run = json.loads((out / report.HISTORY_FILE).read_text(encoding="utf-8"))["laeufe"][-1]
+    folds = run["quellen"]["kreuzvalidierung"]
+    assert folds["kennzahlen"]["examples"] == 30
+    assert {intent: m["support"] for intent, m in folds["je_intent"].items()} == {i: 10 for i in STABLE[:3]}
+    html = (out / report.REPORT_FILE).read_text(encoding="utf-8")
+    assert "Kreuzvalidierung (2 Teile)" in html
+    assert (out / "verwechslungsmatrix_kreuzvalidierung.png").read_bytes()[:4] == b"\x89PNG"
