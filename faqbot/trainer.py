@@ -225,11 +225,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    try:
-        from faqbot import report
-    except ImportError as error:
-        print(f"Die Auswertung (faqbot.report) ist nicht verfügbar: {error}", file=sys.stderr)
-        return 1
+    from faqbot import report  # imports Rasa: only load it when the step runs
+
     return report.main(args.report_args)
 
 
