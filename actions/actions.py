@@ -10,14 +10,14 @@ import os
 import re
 import sys
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Dict, List, Optional, Text, Tuple
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.delivery import DeliveryWorker, load_config, read_config_file
-from actions.escalation import TicketStore, transcript_from_events
+from actions.escalation import Ticket, TicketStore, transcript_from_events
 from actions.knowledge import CachedKnowledge, KnowledgeError, faq_id_for
 from actions.support_hours import SupportHours, german_time
 
@@ -30,7 +30,8 @@ CLARIFY_MIN_CONFIDENCE = 0.10
 MAX_CLARIFY_OPTIONS = 3
 NONE_OF_THESE = "Keine davon"
 # Intents whose message is not the customer's actual question.
-NOT_A_QUESTION = {"human_handoff", "affirm", "deny", "greet", "goodbye", "thank", "bot_challenge"}
+NOT_A_QUESTION = {"human_handoff", "affirm", "deny", "greet", "goodbye", "thank", "bot_challenge",
+                  "back_to_bot"}
 
 knowledge = CachedKnowledge()
 _ticket_store: Optional[TicketStore] = None
@@ -83,34 +84,43 @@ def _offer_handoff_reset(tracker: Tracker) -> List[EventType]:
     return [SlotSet("handoff_offered", False)] if tracker.get_slot("handoff_offered") else []
 
 
-def customer_contact(tracker: Tracker) -> Dict[str, Any]:
+def customer_contact(tracker: Tracker, include_form: bool = True) -> Dict[str, Any]:
     """Who to answer: the conversation id, plus id/e-mail an integration passed in REST
-    metadata ``{"metadata": {"customer": {"id": "...", "email": "..."}}}``."""
+    metadata ``{"metadata": {"customer": {"id": "...", "email": "..."}}}``, or the e-mail
+    the customer gave in the escalation form (actions/handoff.py)."""
     contact: Dict[str, Any] = {"id": tracker.sender_id}
     for event in reversed(tracker.events):  # the latest message that carried a customer
         customer = (event.get("metadata") or {}).get("customer") if event.get("event") == "user" else None
         if isinstance(customer, dict):
             contact.update({key: str(customer[key]) for key in ("id", "email") if customer.get(key)})
             break
+    if include_form and tracker.get_slot("customer_email"):
+        contact["email"] = tracker.get_slot("customer_email")
     return contact
 
 
-def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
+def customer_question(tracker: Tracker) -> Optional[Dict[Text, Any]]:
+    """The customer's latest actual question (a user event), not counting small talk,
+    button payloads and answers given to a form (e-mail address, later messages)."""
+    question, active_loop = None, None
+    for event in tracker.events:
+        if event.get("event") == "active_loop":
+            active_loop = event.get("name")
+        elif event.get("event") == "user" and active_loop is None:
+            intent = ((event.get("parse_data") or {}).get("intent") or {}).get("name")
+            text = event.get("text") or ""
+            if intent not in NOT_A_QUESTION and text.strip() and not text.startswith(("/", "EXTERNAL:")):
+                question = event
+    return question
+
+
+def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> Tuple[Optional[Ticket], List[EventType]]:
     """Create (or find) the conversation's ticket and tell the customer its number."""
-    question, guess, confidence = None, None, None
-    for event in reversed(tracker.events):
-        if event.get("event") != "user":
-            continue
-        parse = event.get("parse_data") or {}
-        intent = (parse.get("intent") or {}).get("name")
-        text = event.get("text") or ""
-        if intent in NOT_A_QUESTION or not text.strip() or text.startswith("/"):
-            continue
-        question = text
-        ranking = _faq_ranking(parse)
-        if ranking:
-            guess, confidence = faq_id_for(ranking[0]["name"]), ranking[0].get("confidence")
-        break
+    event = customer_question(tracker)
+    question = tracker.get_slot("problem_description") or (event or {}).get("text")
+    ranking = _faq_ranking((event or {}).get("parse_data") or {})
+    guess = faq_id_for(ranking[0]["name"]) if ranking else None
+    confidence = ranking[0].get("confidence") if ranking else None
     try:
         ticket = ticket_store().create(
             sender_id=tracker.sender_id, channel=tracker.get_latest_input_channel(),
@@ -120,7 +130,7 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventTy
     except Exception:  # the customer must get an answer even if the store is down
         logger.exception("Escalation for %s could not be stored", tracker.sender_id)
         dispatcher.utter_message(response="utter_escalation_failed")
-        return _offer_handoff_reset(tracker)
+        return None, _offer_handoff_reset(tracker)
     if _delivery_worker:
         _delivery_worker.wake()
     dispatcher.utter_message(
@@ -130,7 +140,7 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventTy
     closed_until = support_closed_until()
     if ticket.is_new and closed_until:
         dispatcher.utter_message(response="utter_support_closed", next_opening=closed_until)
-    return _offer_handoff_reset(tracker)
+    return ticket, _offer_handoff_reset(tracker)
 
 
 class ActionAnswerFaq(Action):
@@ -149,7 +159,7 @@ class ActionAnswerFaq(Action):
             entry = knowledge.get(faq_id)
         except KnowledgeError:
             logger.exception("No FAQ answer for %s; escalating", tracker.sender_id)
-            return escalate(dispatcher, tracker)
+            return escalate(dispatcher, tracker)[1]
         dispatcher.utter_message(text=entry.answer, json_message={
             "faq_id": entry.id, "category": entry.category,
             "confidence": round(float(intent.get("confidence") or 0.0), 4)})
@@ -189,14 +199,18 @@ class ActionHandleFallback(Action):
 
 
 class ActionEscalate(Action):
-    """Hand the conversation to the support team with a ticket."""
+    """Hand the conversation to the support team with a ticket. With a ticket, the
+    conversation is handed off (``handed_off``): the rules start ``handoff_form``."""
 
     def name(self) -> Text:
         return "action_escalate"
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
             domain: Dict[Text, Any]) -> List[EventType]:
-        return escalate(dispatcher, tracker)
+        ticket, events = escalate(dispatcher, tracker)
+        return events + [SlotSet("handed_off", ticket is not None),
+                         SlotSet("ticket_id", ticket.ticket_id if ticket else None),
+                         SlotSet("problem_description", None)]
 
 
 class ActionDeclineHandoff(Action):

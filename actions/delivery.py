@@ -113,6 +113,10 @@ def send_webhook(payload: Dict[str, Any], key: str, config: DeliveryConfig) -> N
 
 def email_text(payload: Dict[str, Any]) -> str:
     contact = payload.get("customer") or {}
+    if payload.get("event") == "message":
+        return (f"Ticket: {payload['ticket_id']}\nZeit: {payload['created']}\n"
+                f"Kunde: {contact.get('email') or contact.get('id') or '-'}\n\n"
+                f"Nachtrag des Kunden:\n{payload['text']}\n")
     lines = [f"Ticket: {payload['ticket_id']}", f"Erstellt: {payload['created']}",
              f"Kanal: {payload.get('channel') or '-'}",
              f"Kunde: {contact.get('email') or contact.get('id') or '-'}",
@@ -125,7 +129,8 @@ def email_text(payload: Dict[str, Any]) -> str:
 
 def send_email(payload: Dict[str, Any], key: str, config: DeliveryConfig) -> None:
     message = EmailMessage()
-    message["Subject"] = f"[{payload['ticket_id']}] Neue Anfrage an den Support"
+    message["Subject"] = f"[{payload['ticket_id']}] " + (
+        "Nachtrag des Kunden" if payload.get("event") == "message" else "Neue Anfrage an den Support")
     message["From"] = config.smtp_from
     message["To"] = config.support_email
     message["Message-ID"] = f"<{key}@faqbot>"  # stable, so a resend can be recognised

@@ -33,6 +33,7 @@ tickets = sa.Table(
     sa.Column("confidence", sa.Float),
     sa.Column("transcript", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False, default="open"),
+    sa.Column("contact", sa.Text),  # JSON: conversation id, e-mail the customer gave
 )
 # The outbox: one row per ticket event and delivery target, written with the ticket.
 deliveries = sa.Table(
@@ -61,14 +62,21 @@ class Ticket:
     confidence: Optional[float]
     transcript: List[Dict[str, Any]]
     status: str
+    contact: Dict[str, Any]
     is_new: bool = False
 
-    def payload(self, event: str = "created", contact: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-        """The JSON the support team receives (README, "Escalation and delivery")."""
-        return {"event": event, "ticket_id": self.ticket_id, "created": self.created_at,
-                "channel": self.channel, "customer": contact or {"id": self.sender_id},
+    def payload(self) -> Dict[str, Any]:
+        """The JSON the support team receives for a new ticket (README, "Weitergabe")."""
+        return {"event": "created", "ticket_id": self.ticket_id, "created": self.created_at,
+                "channel": self.channel, "customer": self.contact,
                 "question": self.question, "faq_guess": self.faq_guess,
                 "confidence": self.confidence, "transcript": self.transcript}
+
+    def message_payload(self, line: Dict[str, Any], number: int) -> Dict[str, Any]:
+        """The JSON for a message the customer wrote after the handoff."""
+        return {"event": "message", "ticket_id": self.ticket_id, "number": number,
+                "created": line["time"], "channel": self.channel, "customer": self.contact,
+                "text": line["text"]}
 
 
 @dataclass
@@ -110,7 +118,14 @@ class TicketStore:
     def __init__(self, url: Optional[str] = None) -> None:
         self.engine = sa.create_engine(url or database_url(), future=True)
         metadata.create_all(self.engine)
+        self._add_missing_columns()
         self._lock = threading.Lock()  # one ticket per conversation, even for double clicks
+
+    def _add_missing_columns(self) -> None:
+        """Stores created by an earlier version lack the contact column."""
+        if "contact" not in {column["name"] for column in sa.inspect(self.engine).get_columns("tickets")}:
+            with self.engine.begin() as connection:
+                connection.execute(sa.text("ALTER TABLE tickets ADD COLUMN contact TEXT"))
 
     def open_ticket_for(self, sender_id: str) -> Optional[Ticket]:
         with self.engine.connect() as connection:
@@ -143,20 +158,46 @@ class TicketStore:
                     sender_id=sender_id, created_at=now.isoformat(), channel=channel,
                     question=question, faq_guess=faq_guess, confidence=confidence,
                     transcript=json.dumps(transcript, ensure_ascii=False), status="open",
+                    contact=json.dumps(contact or {"id": sender_id}, ensure_ascii=False),
                 )).inserted_primary_key[0]
                 ticket_id = f"T-{now:%Y%m%d}-{number:05d}"
                 connection.execute(tickets.update().where(tickets.c.number == number)
                                    .values(ticket_id=ticket_id))
                 ticket = self._ticket(connection.execute(
                     sa.select(tickets).where(tickets.c.number == number)).first())
-                payload = ticket.payload("created", contact)
-                for target in targets:
-                    connection.execute(deliveries.insert().values(
-                        key=f"{ticket_id}-created-{target}", ticket_id=ticket_id, target=target,
-                        payload=json.dumps(payload, ensure_ascii=False), status="pending",
-                        attempts=0, next_attempt_at=now.isoformat()))
+                self._queue(connection, ticket_id, "created", ticket.payload(), targets, now)
         ticket.is_new = True
         return ticket
+
+    def append_message(self, ticket_id: str, text: str, targets: Iterable[str] = ()) -> int:
+        """Add a message the customer wrote after the handoff to the open ticket's
+        transcript and queue it for delivery, in one transaction. Returns its position
+        in the transcript (part of the delivery key, so it is delivered once)."""
+        now = datetime.now(timezone.utc)
+        line = {"from": "kunde", "text": text, "time": now.isoformat()}
+        with self._lock, self.engine.begin() as connection:
+            row = connection.execute(sa.select(tickets).where(
+                tickets.c.ticket_id == ticket_id, tickets.c.status == "open")).first()
+            if row is None:
+                raise LookupError(f"no open ticket {ticket_id}")
+            ticket = self._ticket(row)
+            ticket.transcript.append(line)
+            number = len(ticket.transcript)
+            connection.execute(tickets.update().where(tickets.c.number == row.number).values(
+                transcript=json.dumps(ticket.transcript, ensure_ascii=False)))
+            self._queue(connection, ticket_id, f"message-{number}",
+                        ticket.message_payload(line, number), targets, now)
+        return number
+
+    @staticmethod
+    def _queue(connection, ticket_id: str, event: str, payload: Dict[str, Any],
+               targets: Iterable[str], now: datetime) -> None:
+        """Outbox rows, one per target, in the caller's transaction."""
+        for target in targets:
+            connection.execute(deliveries.insert().values(
+                key=f"{ticket_id}-{event}-{target}", ticket_id=ticket_id, target=target,
+                payload=json.dumps(payload, ensure_ascii=False), status="pending",
+                attempts=0, next_attempt_at=now.isoformat()))
 
     def open_tickets(self) -> List[Ticket]:
         with self.engine.connect() as connection:
@@ -206,4 +247,5 @@ class TicketStore:
     @staticmethod
     def _ticket(row) -> Ticket:
         return Ticket(row.ticket_id, row.sender_id, row.created_at, row.channel, row.question,
-                      row.faq_guess, row.confidence, json.loads(row.transcript), row.status)
+                      row.faq_guess, row.confidence, json.loads(row.transcript), row.status,
+                      json.loads(row.contact) if row.contact else {"id": row.sender_id})

@@ -2,7 +2,8 @@
 
     GET  /webhooks/support/tickets             open tickets
     GET  /webhooks/support/tickets/<id>        one ticket with transcript and deliveries
-    POST /webhooks/support/tickets/<id>/close  close it
+    POST /webhooks/support/tickets/<id>/close  close it; the customer's conversation
+                                               goes back to the bot (back_to_bot)
 
 Every request needs ``Authorization: Bearer <FAQBOT_SUPPORT_TOKEN>``. Without a configured
 token the API refuses everything (503), so it is never open by accident.
@@ -12,9 +13,9 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import os
-from typing import Any, Awaitable, Callable, Dict, Optional, Text
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
 
-from rasa.core.channels.channel import InputChannel, UserMessage
+from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 
@@ -30,6 +31,25 @@ def _ticket_json(ticket, store: TicketStore, full: bool = False) -> Dict[str, An
     data["deliveries"] = [{key: value for key, value in dataclasses.asdict(delivery).items()
                            if key != "payload"} for delivery in store.deliveries_for(ticket.ticket_id)]
     return data
+
+
+async def _end_handoff(request: Request, sender_id: Text, ticket_id: Text) -> Optional[List[Dict[str, Any]]]:
+    """If the customer's conversation is still handed off with this ticket, tell the
+    customer (through the channel they last used) and let the bot answer again, by
+    triggering ``back_to_bot`` as Rasa's own trigger_intent endpoint would. Returns the
+    bot's messages for channels that cannot push (REST), None if nothing was to do."""
+    agent = request.app.ctx.agent
+    async with agent.lock_store.lock(sender_id):
+        tracker = await agent.processor.fetch_tracker_and_update_session(sender_id)
+        if not tracker.get_slot("handed_off") or tracker.get_slot("ticket_id") != ticket_id:
+            return None
+        latest_channel = tracker.get_latest_input_channel()
+        output: OutputChannel = CollectingOutputChannel()
+        for channel in getattr(request.app.ctx, "input_channels", None) or []:
+            if channel.name() == latest_channel and channel.get_output_channel():
+                output = channel.get_output_channel()  # socket.io: pushed to the widget
+        await agent.trigger_intent("back_to_bot", [], output, tracker)
+    return output.messages if isinstance(output, CollectingOutputChannel) else []
 
 
 class SupportInput(InputChannel):
@@ -78,8 +98,12 @@ class SupportInput(InputChannel):
 
         @api.route("/tickets/<ticket_id>/close", methods=["POST"])
         async def close_ticket(request: Request, ticket_id: Text) -> response.HTTPResponse:
-            if not self.store().close(ticket_id):
+            ticket = self.store().get(ticket_id)
+            if not ticket or not self.store().close(ticket_id):
                 return response.json({"error": "not_found_or_closed"}, status=404)
-            return response.json({"ticket_id": ticket_id, "status": "closed"})
+            messages = await _end_handoff(request, ticket.sender_id, ticket_id)
+            return response.json({"ticket_id": ticket_id, "status": "closed",
+                                  "customer_notified": messages is not None,
+                                  "messages": messages or []})
 
         return api

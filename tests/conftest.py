@@ -5,7 +5,7 @@ import socket
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 import requests
@@ -33,8 +33,9 @@ class Bot:
         self.webhook = f"{servers.url}/webhooks/rest/webhook"
         self.session = requests.Session()
 
-    def send(self, sender: str, message: str) -> List[Dict[str, Any]]:
-        response = self.session.post(self.webhook, json={"sender": sender, "message": message}, timeout=30)
+    def send(self, sender: str, message: str, metadata: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+        body = {"sender": sender, "message": message, **({"metadata": metadata} if metadata else {})}
+        response = self.session.post(self.webhook, json=body, timeout=30)
         assert response.status_code == 200, response.text
         return response.json()
 

@@ -14,6 +14,8 @@ from actions.actions import (ActionAnswerFaq, ActionDeclineHandoff, ActionEscala
                              ActionHandleFallback)
 from actions.delivery import DeliveryConfig, DeliveryWorker
 from actions.escalation import TicketStore
+from actions.handoff import (ActionAskHandoffMessage, ActionBackToBot, ValidateEscalationForm,
+                             ValidateHandoffForm, email_in)
 from actions.knowledge import PROJECT_DIR, CachedKnowledge, load
 
 KNOWLEDGE = load()
@@ -188,3 +190,133 @@ def test_escalation_payload_carries_the_customer_from_rest_metadata(monkeypatch)
     [delivery] = store.deliveries_for(messages[0]["custom"]["escalation"]["ticket_id"])
     assert delivery.target == "webhook" and delivery.status == "pending"
     assert delivery.payload["customer"] == {"id": "K-1001", "email": "anna@example.org"}
+
+
+# --- Contact details and handoff (actions/handoff.py) ---------------------------------
+
+@pytest.mark.parametrize("text, email", [
+    ("max@beispiel.de", "max@beispiel.de"),
+    ("Meine Adresse ist Max.Muster@Beispiel.DE.", "Max.Muster@beispiel.de"),
+    ("<anna@example.org>", "anna@example.org"),
+    ("max at beispiel punkt de", None), ("max@", None), ("max@beispiel", None),
+    ("@beispiel.de", None), ("max@@beispiel.de", None), ("", None), (None, None),
+])
+def test_email_in_finds_and_validates_the_address(text, email):
+    assert email_in(text) == email
+
+
+async def test_the_form_asks_only_for_what_is_missing(ticket_db):
+    form, dispatcher = ValidateEscalationForm(), CollectingDispatcher()
+    slots = ["problem_description", "customer_email", "contact_confirmed"]
+    asked_directly = tracker_for(user_event("Mitarbeiter bitte", "human_handoff"))
+    assert await form.required_slots(slots, dispatcher, asked_directly, {}) == slots
+    with_question = tracker_for(user_event("Wo ist Ihr Firmensitz?", "out_of_scope"),
+                                user_event("Mitarbeiter bitte", "human_handoff"))
+    assert await form.required_slots(slots, dispatcher, with_question, {}) == slots[1:]
+    known = user_event("Wo ist Ihr Firmensitz?", "out_of_scope")
+    known["metadata"] = {"customer": {"email": "crm@beispiel.de"}}
+    assert await form.required_slots(slots, dispatcher, tracker_for(known), {}) == []
+    run(ActionEscalate(), with_question)  # an open ticket: nothing to ask, its number is repeated
+    assert await form.required_slots(slots, dispatcher, with_question, {}) == []
+
+
+def test_an_invalid_email_is_refused_with_a_hint_and_a_click_is_ignored():
+    form, tracker = ValidateEscalationForm(), tracker_for(user_event("max@", "nlu_fallback"))
+    dispatcher = CollectingDispatcher()
+    assert form.validate_customer_email("max@", dispatcher, tracker, {}) == {"customer_email": None}
+    assert [m["response"] for m in dispatcher.messages] == ["utter_invalid_email"]
+    dispatcher = CollectingDispatcher()
+    assert form.validate_customer_email("/human_handoff", dispatcher, tracker, {}) == {"customer_email": None}
+    assert dispatcher.messages == []
+    assert form.validate_customer_email("ich bin max@beispiel.de", dispatcher, tracker, {}) == \
+        {"customer_email": "max@beispiel.de"}
+
+
+def test_the_confirmation_accepts_yes_no_or_a_corrected_address():
+    form, tracker = ValidateEscalationForm(), tracker_for(user_event("ja", "affirm"))
+    dispatcher = CollectingDispatcher()
+    assert form.validate_contact_confirmed(True, dispatcher, tracker, {}) == {"contact_confirmed": True}
+    assert form.validate_contact_confirmed(False, dispatcher, tracker, {}) == \
+        {"customer_email": None, "contact_confirmed": None}
+    assert form.validate_contact_confirmed("nein, richtig ist eva@beispiel.de", dispatcher, tracker, {}) == \
+        {"customer_email": "eva@beispiel.de", "contact_confirmed": None}
+    assert dispatcher.messages == []
+    assert form.validate_contact_confirmed("vielleicht", dispatcher, tracker, {}) == {"contact_confirmed": None}
+    assert [m["response"] for m in dispatcher.messages] == ["utter_answer_yes_or_no"]
+
+
+def test_escalation_hands_the_conversation_off_with_the_described_problem():
+    tracker = tracker_for(user_event("Mitarbeiter", "human_handoff"),
+                          slots={"problem_description": "Paket fehlt", "customer_email": "a@beispiel.de"})
+    messages, events = run(ActionEscalate(), tracker)
+    ticket_id = messages[0]["custom"]["escalation"]["ticket_id"]
+    assert SlotSet("handed_off", True) in events and SlotSet("ticket_id", ticket_id) in events
+    ticket = actions.ticket_store().get(ticket_id)
+    assert ticket.question == "Paket fehlt" and ticket.contact == {"id": "kunde-42", "email": "a@beispiel.de"}
+
+
+def test_form_answers_are_not_taken_for_the_customers_question():
+    events = [user_event("Wo ist Ihr Firmensitz?", "out_of_scope"),
+              {"event": "active_loop", "name": "escalation_form"},
+              user_event("a@beispiel.de", "nlu_fallback"),
+              {"event": "active_loop", "name": None}]
+    assert actions.customer_question(tracker_for(*events))["text"] == "Wo ist Ihr Firmensitz?"
+
+
+def test_a_message_after_the_handoff_is_added_to_the_ticket_and_queued(monkeypatch):
+    store = actions.ticket_store()
+    monkeypatch.setattr(actions, "_delivery_worker",
+                        DeliveryWorker(store, DeliveryConfig(webhook_url="http://127.0.0.1:9/unused")))
+    ticket = store.create(sender_id="kunde-42", channel="rest", question="Paket fehlt", faq_guess=None,
+                          confidence=None, transcript=[], targets=["webhook"], contact={"id": "kunde-42"})
+    tracker = tracker_for(user_event("Sendungsnummer 123", "out_of_scope"),
+                          slots={"handed_off": True, "ticket_id": ticket.ticket_id})
+    dispatcher = CollectingDispatcher()
+    result = ValidateHandoffForm().validate_handoff_message("Sendungsnummer 123", dispatcher, tracker, {})
+    assert result == {"handoff_message": None}
+    assert [m["response"] for m in dispatcher.messages] == ["utter_handoff_message_added"]
+    assert store.get(ticket.ticket_id).transcript[-1]["text"] == "Sendungsnummer 123"
+    message = [d for d in store.deliveries_for(ticket.ticket_id) if d.payload["event"] == "message"]
+    assert [(d.target, d.payload["text"], d.payload["number"]) for d in message] == \
+        [("webhook", "Sendungsnummer 123", 1)]
+
+    store.close(ticket.ticket_id)  # closed by the support team in the meantime
+    dispatcher = CollectingDispatcher()
+    result = ValidateHandoffForm().validate_handoff_message("noch etwas", dispatcher, tracker, {})
+    assert result == {"handoff_message": None, "handed_off": False, "ticket_id": None}
+    assert [m["response"] for m in dispatcher.messages] == ["utter_ticket_closed"]
+    assert len(store.get(ticket.ticket_id).transcript) == 1
+
+
+def test_back_to_bot_says_who_ended_the_handoff():
+    handed_off = {"handed_off": True, "ticket_id": "T-1"}
+    by_customer, _ = run(ActionBackToBot(), tracker_for(user_event("zurück zum bot", "back_to_bot"),
+                                                        slots=handed_off))
+    by_support, events = run(ActionBackToBot(), tracker_for(
+        user_event("EXTERNAL: back_to_bot", "back_to_bot"), slots=handed_off))
+    not_handed_off, _ = run(ActionBackToBot(), tracker_for(user_event("zurück zum bot", "back_to_bot")))
+    assert [m["response"] for m in by_customer + by_support + not_handed_off] == \
+        ["utter_back_to_bot", "utter_ticket_closed", "utter_how_can_i_help"]
+    assert events == [SlotSet("handed_off", False), SlotSet("ticket_id", None)]
+
+
+def test_the_handoff_is_explained_once_when_it_starts():
+    starting = tracker_for(user_event("ja", "affirm"), {"event": "active_loop", "name": "handoff_form"})
+    running = tracker_for(user_event("ja", "affirm"), {"event": "active_loop", "name": "handoff_form"},
+                          user_event("noch etwas", "out_of_scope"))
+    assert [m["response"] for m in run(ActionAskHandoffMessage(), starting)[0]] == ["utter_handoff_started"]
+    assert run(ActionAskHandoffMessage(), running)[0] == []
+
+
+def test_a_ticket_store_from_before_contact_details_is_upgraded(tmp_path):
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE tickets (number INTEGER PRIMARY KEY, ticket_id VARCHAR(32), "
+                           "sender_id VARCHAR(255) NOT NULL, created_at VARCHAR(40) NOT NULL, "
+                           "channel VARCHAR(64), question TEXT, faq_guess VARCHAR(128), confidence FLOAT, "
+                           "transcript TEXT NOT NULL, status VARCHAR(16) NOT NULL)")
+        connection.execute("INSERT INTO tickets VALUES (1, 'T-1', 'alt', '2026-01-01', 'rest', 'q', NULL, "
+                           "NULL, '[]', 'open')")
+    store = TicketStore(f"sqlite:///{path}")
+    assert store.get("T-1").contact == {"id": "alt"}
+    assert store.append_message("T-1", "Nachtrag") == 1

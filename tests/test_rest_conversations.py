@@ -1,6 +1,7 @@
 """End to end over Rasa's REST channel, against the real Rasa server and action server."""
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -53,17 +54,75 @@ def test_out_of_scope_gets_no_faq_answer_but_an_offer(bot, question):
     assert "/human_handoff" in [b["payload"] for b in buttons(replies)]
 
 
-def test_asking_for_a_person_creates_a_stored_ticket(bot):
+def escalated(replies, again: bool = False, handoff_starts: bool = True) -> str:
+    """The ticket number, after checking the customer was told it and how to go on."""
+    [custom] = customs(replies)
+    ticket_id = custom["escalation"]["ticket_id"]
+    expected = [response_text("utter_escalated_again" if again else "utter_escalated").format(ticket_id=ticket_id)]
+    assert texts(replies) == expected + ([response_text("utter_handoff_started")] if handoff_starts else [])
+    return ticket_id
+
+
+def ticket(bot, ticket_id: str):
+    [row] = [t for t in bot.tickets() if t["ticket_id"] == ticket_id]
+    return row
+
+
+def give_email(bot, sender: str, email: str):
+    replies = bot.send(sender, f"Meine Adresse ist {email}")
+    assert texts(replies) == [response_text("utter_ask_contact_confirmed").format(customer_email=email)]
+    assert [b["payload"] for b in buttons(replies)] == ["/affirm", "/deny"]
+    return bot.send(sender, "ja, stimmt")
+
+
+def test_asking_for_a_person_asks_for_an_email_and_creates_a_stored_ticket(bot):
     sender = new_sender()
     bot.send(sender, "Wie erhalte ich eine Rechnung?")
     replies = bot.send(sender, "Ich möchte bitte mit einem Mitarbeiter sprechen")
-    [custom] = customs(replies)
-    ticket_id = custom["escalation"]["ticket_id"]
-    assert texts(replies) == [response_text("utter_escalated").format(ticket_id=ticket_id)]
-    [ticket] = [t for t in bot.tickets() if t["ticket_id"] == ticket_id]
-    assert ticket["sender_id"] == sender and ticket["channel"] == "rest"
-    assert "Wie erhalte ich eine Rechnung?" in ticket["transcript"]
-    assert KNOWLEDGE["erhalte_rechnung"].answer in ticket["transcript"]
+    assert texts(replies) == [response_text("utter_ask_customer_email")]
+    ticket_id = escalated(give_email(bot, sender, "kundin@beispiel.de"))
+    row = ticket(bot, ticket_id)
+    assert row["sender_id"] == sender and row["channel"] == "rest"
+    assert row["question"] == "Wie erhalte ich eine Rechnung?"
+    assert json.loads(row["contact"]) == {"id": sender, "email": "kundin@beispiel.de"}
+    assert "Wie erhalte ich eine Rechnung?" in row["transcript"]
+    assert KNOWLEDGE["erhalte_rechnung"].answer in row["transcript"]
+
+
+def test_an_email_passed_in_metadata_is_not_asked_for(bot):
+    sender = new_sender()
+    customer = {"customer": {"id": "crm-4711", "email": "crm.kunde@beispiel.de"}}
+    bot.send(sender, "Wie erhalte ich eine Rechnung?", metadata=customer)
+    ticket_id = escalated(bot.send(sender, "Mitarbeiter bitte", metadata=customer))
+    assert json.loads(ticket(bot, ticket_id)["contact"]) == {"id": "crm-4711", "email": "crm.kunde@beispiel.de"}
+
+
+def test_an_invalid_email_is_asked_again_and_a_wrong_one_can_be_corrected(bot):
+    sender = new_sender()
+    # No question yet: the bot asks what it is about first.
+    assert texts(bot.send(sender, "Mitarbeiter")) == [response_text("utter_ask_problem_description")]
+    assert texts(bot.send(sender, "Meine Rechnung wurde doppelt abgebucht")) == \
+        [response_text("utter_ask_customer_email")]
+    for invalid in ("max at beispiel punkt de", "max@", "max@beispiel", "ich habe keine"):
+        assert texts(bot.send(sender, invalid)) == \
+            [response_text("utter_invalid_email"), response_text("utter_ask_customer_email")], invalid
+    replies = bot.send(sender, "max@beispeil.de")
+    assert texts(replies) == [response_text("utter_ask_contact_confirmed").format(customer_email="max@beispeil.de")]
+    assert texts(bot.send(sender, "/deny")) == [response_text("utter_ask_customer_email")]
+    ticket_id = escalated(give_email(bot, sender, "max@beispiel.de"))
+    row = ticket(bot, ticket_id)
+    assert row["question"] == "Meine Rechnung wurde doppelt abgebucht"
+    assert json.loads(row["contact"])["email"] == "max@beispiel.de"
+
+
+def test_the_customer_can_cancel_instead_of_giving_an_email(bot):
+    sender = new_sender()
+    bot.send(sender, "Wo ist eigentlich Ihr Firmensitz?")
+    assert texts(bot.send(sender, "ja bitte")) == [response_text("utter_ask_customer_email")]
+    assert texts(bot.send(sender, "abbrechen")) == [response_text("utter_escalation_cancelled")]
+    assert sender not in [t["sender_id"] for t in bot.tickets()]
+    entry = KNOWLEDGE["login_problemen"]  # the bot answers again
+    assert texts(bot.send(sender, entry.question)) == [entry.answer]
 
 
 def test_accepting_the_offer_escalates_and_declining_does_not(bot):
@@ -71,11 +130,9 @@ def test_accepting_the_offer_escalates_and_declining_does_not(bot):
     for sender in (accepted, declined):
         assert texts(bot.send(sender, "Wo ist eigentlich Ihr Firmensitz?")) == \
             [response_text("utter_offer_handoff")]
-    replies = bot.send(accepted, "ja gerne")
-    ticket_id = customs(replies)[0]["escalation"]["ticket_id"]
-    assert texts(replies) == [response_text("utter_escalated").format(ticket_id=ticket_id)]
-    [ticket] = [t for t in bot.tickets() if t["ticket_id"] == ticket_id]
-    assert ticket["question"] == "Wo ist eigentlich Ihr Firmensitz?"
+    assert texts(bot.send(accepted, "ja gerne")) == [response_text("utter_ask_customer_email")]
+    ticket_id = escalated(give_email(bot, accepted, "firmensitz@beispiel.de"))
+    assert ticket(bot, ticket_id)["question"] == "Wo ist eigentlich Ihr Firmensitz?"
     assert texts(bot.send(declined, "nein danke")) == [response_text("utter_anything_else")]
     assert declined not in [t["sender_id"] for t in bot.tickets()]
     entry = KNOWLEDGE["login_problemen"]  # the conversation goes on normally
@@ -83,12 +140,34 @@ def test_accepting_the_offer_escalates_and_declining_does_not(bot):
 
 
 def test_pressing_the_handoff_button_twice_gives_one_ticket(bot):
-    sender = new_sender()
-    bot.send(sender, "Kann ich bei Ihnen eine Grafikkarte kaufen?")
-    first = customs(bot.send(sender, "/human_handoff"))[0]["escalation"]["ticket_id"]
-    second = customs(bot.send(sender, "/human_handoff"))[0]["escalation"]["ticket_id"]
-    assert first == second
+    sender, customer = new_sender(), {"customer": {"email": "zweimal@beispiel.de"}}
+    bot.send(sender, "Kann ich bei Ihnen eine Grafikkarte kaufen?", metadata=customer)
+    first = escalated(bot.send(sender, "/human_handoff", metadata=customer))
+    transcript = ticket(bot, first)["transcript"]
+    second = bot.send(sender, "/human_handoff", metadata=customer)  # already handed off
+    assert escalated(second, again=True, handoff_starts=False) == first
     assert [t["sender_id"] for t in bot.tickets()].count(sender) == 1
+    assert ticket(bot, first)["transcript"] == transcript  # a click is no message for the team
+
+
+def test_after_the_handoff_messages_go_to_the_ticket_until_the_customer_wants_the_bot(bot):
+    sender, customer = new_sender(), {"customer": {"email": "nachtrag@beispiel.de"}}
+    bot.send(sender, "Meine Rechnung stimmt nicht", metadata=customer)
+    ticket_id = escalated(bot.send(sender, "Mitarbeiter", metadata=customer))
+    added = [response_text("utter_handoff_message_added").format(ticket_id=ticket_id)]
+    entry = KNOWLEDGE["erhalte_rechnung"]
+    # Not answered by the bot: the customer is talking to the support team now.
+    for message in ("Die Rechnungsnummer ist R-2024-0815", entry.question):
+        assert texts(bot.send(sender, message)) == added
+    transcript = json.loads(ticket(bot, ticket_id)["transcript"])
+    assert [line["text"] for line in transcript[-2:]] == ["Die Rechnungsnummer ist R-2024-0815", entry.question]
+    assert all(line["from"] == "kunde" for line in transcript[-2:])
+    assert texts(bot.send(sender, "zurück zum Bot")) == \
+        [response_text("utter_back_to_bot").format(ticket_id=ticket_id)]
+    assert texts(bot.send(sender, entry.question)) == [entry.answer]
+    assert len(json.loads(ticket(bot, ticket_id)["transcript"])) == len(transcript)
+    # Asking for a person again returns to the same open ticket.
+    assert escalated(bot.send(sender, "Mitarbeiter", metadata=customer), again=True) == ticket_id
 
 
 # A bare keyword that fits several FAQ questions (privacy, retention, encryption).
