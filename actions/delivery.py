@@ -134,6 +134,9 @@ def send_email(payload: Dict[str, Any], key: str, config: DeliveryConfig) -> Non
     message["From"] = config.smtp_from
     message["To"] = config.support_email
     message["Message-ID"] = f"<{key}@faqbot>"  # stable, so a resend can be recognised
+    customer_email = (payload.get("customer") or {}).get("email")
+    if customer_email:  # "Antworten" in the support mailbox reaches the customer
+        message["Reply-To"] = customer_email
     message.set_content(email_text(payload))
     with smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=config.timeout_s) as smtp:
         smtp.ehlo()

@@ -19,6 +19,7 @@ from actions.escalation import TicketStore
 from faqbot.serve import BotServers
 from conftest import Bot, free_port, running
 from helpers import customs
+from test_rest_conversations import RESPONSES
 
 SECRET = "geheim-123"
 TOKEN = "support-token-456"
@@ -174,23 +175,37 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
                 "FAQBOT_RETRY_BASE_S": "0.3", "FAQBOT_RETRY_CAP_S": "1"})) as servers:
         bot = Bot(servers)
         bot.send("kunde-crash", "Wie erhalte ich eine Rechnung?")
-        replies = bot.send("kunde-crash", "Ich möchte bitte mit einem Mitarbeiter sprechen")
+        bot.send("kunde-crash", "Ich möchte bitte mit einem Mitarbeiter sprechen")  # asks for the e-mail
+        bot.send("kunde-crash", "kunde.crash@beispiel.de")
+        replies = bot.send("kunde-crash", "ja")
         ticket_id = customs(replies)[0]["escalation"]["ticket_id"]
+        # The next message goes to the ticket, as a delivery of its own.
+        bot.send("kunde-crash", "Meine Kundennummer ist 4711")
         store = TicketStore(f"sqlite:///{var_dir / 'tickets.db'}")
-        wait_for(lambda: len(mailbox.messages) == 1)  # e-mail works, the webhook does not
-        wait_for(lambda: any(d.target == "webhook" and d.attempts >= 1
-                             for d in store.deliveries_for(ticket_id)))
+        wait_for(lambda: len(mailbox.messages) == 2)  # e-mail works, the webhook does not
+        wait_for(lambda: all(d.attempts >= 1 for d in store.deliveries_for(ticket_id)))
         servers.restart_actions()
         servers.wait_ready()
         desk.start()
         wait_for(lambda: {d.status for d in store.deliveries_for(ticket_id)} == {"delivered"}, timeout=60)
         time.sleep(1.5)
         check_support_api(f"{servers.url}/webhooks/support/tickets", ticket_id)
-    assert len({hit["key"] for hit in desk.received}) == 1 and len(desk.received) == 1
-    hit = desk.received[0]
-    assert hit["signature_ok"] and hit["body"]["ticket_id"] == ticket_id
-    assert "Wie erhalte ich eine Rechnung?" in [line["text"] for line in hit["body"]["transcript"]]
-    assert len(mailbox.messages) == 1
+        # Closed by the support team: the customer was told, and the bot answers again.
+        assert bot.send("kunde-crash", "Wie erhalte ich eine Rechnung?")[0]["text"].startswith("Rechnungen")
+    created, added = sorted(desk.received, key=lambda hit: hit["key"])
+    number = added["body"]["number"]  # its position in the ticket's transcript
+    assert store.get(ticket_id).transcript[number - 1]["text"] == "Meine Kundennummer ist 4711"
+    assert [hit["key"] for hit in (created, added)] == [f"{ticket_id}-created-webhook",
+                                                        f"{ticket_id}-message-{number}-webhook"]
+    assert created["signature_ok"] and added["signature_ok"]
+    assert created["body"]["customer"] == {"id": "kunde-crash", "email": "kunde.crash@beispiel.de"}
+    assert created["body"]["question"] == "Wie erhalte ich eine Rechnung?"
+    assert "Wie erhalte ich eine Rechnung?" in [line["text"] for line in created["body"]["transcript"]]
+    assert {key: added["body"][key] for key in ("event", "ticket_id", "number", "text")} == \
+        {"event": "message", "ticket_id": ticket_id, "number": number, "text": "Meine Kundennummer ist 4711"}
+    subjects = sorted(mail["Subject"] for _, mail in mailbox.messages)
+    assert subjects == [f"[{ticket_id}] Nachtrag des Kunden", f"[{ticket_id}] Neue Anfrage an den Support"]
+    assert {mail["Reply-To"] for _, mail in mailbox.messages} == {"kunde.crash@beispiel.de"}
 
 
 def check_support_api(base: str, ticket_id: str) -> None:
@@ -202,7 +217,9 @@ def check_support_api(base: str, ticket_id: str) -> None:
     assert "Wie erhalte ich eine Rechnung?" in [line["text"] for line in ticket["transcript"]]
     assert {(d["target"], d["status"]) for d in ticket["deliveries"]} == {("webhook", "delivered"),
                                                                           ("email", "delivered")}
-    assert requests.post(f"{base}/{ticket_id}/close", headers=auth, timeout=10).json()["status"] == "closed"
+    closed = requests.post(f"{base}/{ticket_id}/close", headers=auth, timeout=10).json()
+    assert closed["status"] == "closed" and closed["customer_notified"] is True
+    assert [m["text"] for m in closed["messages"]] == [RESPONSES["utter_ticket_closed"][0]["text"]]
     assert requests.get(base, headers=auth, timeout=10).json()["tickets"] == []
     assert requests.post(f"{base}/{ticket_id}/close", headers=auth, timeout=10).status_code == 404
 

@@ -62,8 +62,11 @@ def test_a_clarification_records_the_button_the_customer_picked(bot, queue):
 def test_a_fallback_followed_by_escalation(bot, queue):
     replies = bot.send("rq-escalate", "Mein Drucker macht seltsame Geräusche beim Import")
     assert not [b for b in buttons(replies) if b["payload"].startswith("/faq_")], replies
-    replies = bot.send("rq-escalate", "Ich möchte mit einem Mitarbeiter sprechen")
+    bot.send("rq-escalate", "Ich möchte mit einem Mitarbeiter sprechen")  # asks for the e-mail
+    bot.send("rq-escalate", "drucker.kunde@beispiel.de")  # answers to the form: not for review
+    replies = bot.send("rq-escalate", "ja")
     assert "escalation" in customs(replies)[0]
+    bot.send("rq-escalate", "Das Geräusch kommt beim Import von Rechnungen")  # for the support team
     entry = only(queue, "rq-escalate")
     assert entry.text == "Mein Drucker macht seltsame Geräusche beim Import"
     assert entry.kind in ("fallback", "out_of_scope") and entry.outcome == "escalated"
@@ -71,7 +74,8 @@ def test_a_fallback_followed_by_escalation(bot, queue):
 
 def test_an_answered_question_the_customer_escalates_after_is_recorded(bot, queue):
     bot.send("rq-answered", "Wie erhalte ich eine Rechnung?")
-    bot.send("rq-answered", "Ich möchte mit einem Mitarbeiter sprechen")
+    bot.send("rq-answered", "Ich möchte mit einem Mitarbeiter sprechen",
+             metadata={"customer": {"email": "rq@beispiel.de"}})  # known: no form
     entry = only(queue, "rq-answered")
     assert (entry.text, entry.kind, entry.outcome, entry.guess) == \
         ("Wie erhalte ich eine Rechnung?", "escalation", "escalated", "erhalte_rechnung")

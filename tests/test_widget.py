@@ -5,6 +5,7 @@ Screenshots go to results/screenshots/ (CI artifacts).
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import sqlite3
@@ -142,15 +143,31 @@ def test_clarification_buttons_are_quick_replies_and_answer(page, site, knowledg
     expect_reply(page, questions[titles[0]].answer)
 
 
-def test_asking_for_a_person_shows_the_ticket_number(page, site):
+def test_asking_for_a_person_asks_for_contact_and_shows_the_ticket_number(page, site):
     open_chat(page, site)
     ask(page, "Ich möchte bitte mit einem Mitarbeiter sprechen")
+    expect_reply(page, response_text("utter_ask_problem_description"))
+    ask(page, "Meine Lieferung kam beschädigt an")
+    expect_reply(page, response_text("utter_ask_customer_email"))
+    ask(page, "kein mail")
+    expect_reply(page, response_text("utter_invalid_email"))
+    ask(page, "widget.kunde@beispiel.de")
+    expect_reply(page, "Ist Ihre E-Mail-Adresse widget.kunde@beispiel.de richtig?")
+    page.locator(".rw-reply", has_text="Ja, richtig").click()
     confirmation = page.locator(".rw-response .rw-message-text", has_text=re.compile(r"T-\d{8}-\d{5}"))
     expect(confirmation).to_be_visible(timeout=REPLY_TIMEOUT_MS)
     ticket_id = re.search(r"T-\d{8}-\d{5}", confirmation.inner_text()).group()
+    # Handed off: the next message goes to the ticket; the quick reply returns to the bot.
+    ask(page, "Fotos schicke ich gern nach")
+    expect_reply(page, response_text("utter_handoff_message_added").format(ticket_id=ticket_id))
+    page.locator(".rw-reply", has_text="Zurück zum Bot").last.click()
+    expect_reply(page, response_text("utter_back_to_bot").format(ticket_id=ticket_id))
     with sqlite3.connect(site.var_dir / "tickets.db") as connection:
-        channel = connection.execute("SELECT channel FROM tickets WHERE ticket_id = ?", (ticket_id,)).fetchone()
-    assert channel == ("socketio",)
+        row = connection.execute("SELECT channel, question, contact, transcript FROM tickets WHERE ticket_id = ?",
+                                 (ticket_id,)).fetchone()
+    assert row[:2] == ("socketio", "Meine Lieferung kam beschädigt an")
+    assert json.loads(row[2])["email"] == "widget.kunde@beispiel.de"
+    assert json.loads(row[3])[-1]["text"] == "Fotos schicke ich gern nach"
 
 
 def test_a_reload_keeps_the_conversation(page, site, knowledge):
