@@ -26,7 +26,8 @@ def earlier_conversation(bot):
     """A conversation and a ticket that exist before the bad input arrives."""
     sender = f"vorher-{uuid.uuid4().hex[:8]}"
     bot.send(sender, "Wie erhalte ich eine Rechnung?")
-    bot.send(sender, "Ich möchte mit einem Menschen sprechen")
+    bot.send(sender, "Ich möchte mit einem Menschen sprechen", metadata={"customer": {"email": "v@beispiel.de"}})
+    bot.send(sender, "zurück zum Bot")  # the ticket stays; the bot answers again
     return sender, len(bot.tracker_events(sender)), [t["ticket_id"] for t in bot.tickets()]
 
 
