@@ -22,6 +22,7 @@ from actions.knowledge import PROJECT_DIR
 from faqbot import spacy_model
 
 MODELS_DIR = PROJECT_DIR / "models"
+KEEP_MODELS = 5
 # Files under data/ that are not training data (the action server reads them). Paths, not
 # names: data/nlu/faq.yml and data/rules/faq.yml are training data.
 NOT_TRAINING_DATA = {Path("data/faq.yml"), Path("data/faq_seite.txt")}
@@ -64,7 +65,16 @@ def train(force: bool = False, project: Path = PROJECT_DIR, models_dir: Path = M
          "--data", "data", "--force"],
         cwd=project, check=True, stdout=sys.stderr)
     print(f"Training: {time.monotonic() - started:.0f} s", file=sys.stderr)
+    remove_old_models(models_dir)
     return target
+
+
+def remove_old_models(models_dir: Path = MODELS_DIR, keep: int = KEEP_MODELS) -> None:
+    """Each data change adds a model of ~25 MB; keep the newest few (a switch back to
+    earlier data then needs no retraining) and delete the rest."""
+    models = sorted(models_dir.glob("faq-bot-*.tar.gz"), key=lambda path: path.stat().st_mtime, reverse=True)
+    for old in models[keep:]:
+        old.unlink(missing_ok=True)
 
 
 def main() -> int:

@@ -3,6 +3,7 @@ walks the queue from stdin, and a message the bot got wrong is right after a ret
 from __future__ import annotations
 
 import difflib
+import os
 import shutil
 import subprocess
 import sys
@@ -159,3 +160,14 @@ def test_a_missed_message_is_answered_right_after_adding_it_and_retraining(model
     assert retrained.parent == tmp_path / "models" and retrained.name != model_path.name  # new data, new model
     after = classify(retrained, [MISSED])[0]
     assert after["intent"]["name"] == f"faq_{MISSED_FAQ}", after["intent_ranking"][:3]
+
+
+def test_only_the_newest_models_are_kept(tmp_path):
+    for age in range(train.KEEP_MODELS + 2):
+        model = tmp_path / f"faq-bot-{age:016x}.tar.gz"
+        model.write_bytes(b"model")
+        os.utime(model, (1_000_000 - age, 1_000_000 - age))  # age 0 is the newest
+    (tmp_path / "anderes.tar.gz").write_bytes(b"not ours")
+    train.remove_old_models(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == \
+        ["anderes.tar.gz"] + [f"faq-bot-{age:016x}.tar.gz" for age in range(train.KEEP_MODELS)]

@@ -36,6 +36,7 @@ PARAPHRASES = read_nlu(PROJECT_DIR / "tests" / "e2e_paraphrases.yml")
 REPLY_TIMEOUT_MS = 30_000
 # One answer gets a web address, as trainers may write one: it must become a link.
 CONTACT_LINK = "https://www.example.com/kontakt"
+SUPPORT_TOKEN = "widget-support-token"
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,8 @@ def site(model_path, faq_file, tmp_path_factory):
     var_dir = tmp_path_factory.mktemp("widget-var")
     with running(BotServers(port=free_port(), action_port=free_port(), web_port=free_port(),
                             var_dir=var_dir, model=model_path, log_dir=var_dir / "logs",
-                            env={"FAQBOT_FAQ_FILE": str(faq_file)})) as servers:
+                            env={"FAQBOT_FAQ_FILE": str(faq_file),
+                                 "FAQBOT_SUPPORT_TOKEN": SUPPORT_TOKEN})) as servers:
         yield servers
 
 
@@ -162,6 +164,16 @@ def test_asking_for_a_person_asks_for_contact_and_shows_the_ticket_number(page, 
     expect_reply(page, response_text("utter_handoff_message_added").format(ticket_id=ticket_id))
     page.locator(".rw-reply", has_text="Zurück zum Bot").last.click()
     expect_reply(page, response_text("utter_back_to_bot").format(ticket_id=ticket_id))
+    ask(page, "Bitte doch wieder ein Mitarbeiter")  # the same open ticket, handed off again
+    expect_reply(page, response_text("utter_escalated_again").format(ticket_id=ticket_id))
+    # The support team closes the ticket: the widget is told at once (Socket.IO push).
+    closed = requests.post(f"{site.url}/webhooks/support/tickets/{ticket_id}/close", timeout=30,
+                           headers={"Authorization": f"Bearer {SUPPORT_TOKEN}"}).json()
+    assert closed["status"] == "closed" and closed["customer_notified"] is True
+    expect_reply(page, response_text("utter_ticket_closed"))
+    entry = load()["erhalte_rechnung"]  # and the bot answers again
+    ask(page, entry.question)
+    expect_reply(page, entry.answer)
     with sqlite3.connect(site.var_dir / "tickets.db") as connection:
         row = connection.execute("SELECT channel, question, contact, transcript FROM tickets WHERE ticket_id = ?",
                                  (ticket_id,)).fetchone()
