@@ -155,12 +155,14 @@ class ReviewStore:
                                  (status, assigned_to, entry_id))
 
     def entries(self, status: Optional[str] = "open", kind: Optional[str] = None,
-                limit: Optional[int] = None) -> List[Entry]:
+                limit: Optional[int] = None, since: Optional[datetime] = None) -> List[Entry]:
         query, params = "SELECT * FROM review WHERE 1 = 1", []
         if status:
             query, params = query + " AND status = ?", params + [status]
         if kind:
             query, params = query + " AND kind = ?", params + [kind]
+        if since:  # ISO timestamps in UTC compare correctly as text
+            query, params = query + " AND created >= ?", params + [since.astimezone(timezone.utc).isoformat(timespec="seconds")]
         query += " ORDER BY id"
         if limit:
             query, params = query + " LIMIT ?", params + [limit]

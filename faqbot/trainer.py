@@ -19,7 +19,7 @@ import argparse
 import sys
 import warnings
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Dict, List, Optional
 from zoneinfo import ZoneInfo
@@ -72,7 +72,8 @@ def cmd_review(args: argparse.Namespace) -> int:
     from faqbot.review_queue import ReviewStore, db_path
 
     store = ReviewStore(args.db or db_path())
-    entries = store.entries(status="open", kind=args.kind, limit=args.limit)
+    since = datetime.now(timezone.utc) - timedelta(days=args.tage) if args.tage else None
+    entries = store.entries(status="open", kind=args.kind, limit=args.limit, since=since)
     if not entries:
         print("Keine offenen Nachrichten in der Review-Warteschlange.")
         return 0
@@ -266,6 +267,8 @@ def parser() -> argparse.ArgumentParser:
                     "Hat der Kunde eine „Meinten Sie …?“-Schaltfläche gewählt, ist diese FAQ der Vorschlag: "
                     "Enter übernimmt ihn.")
     step.add_argument("--limit", type=int, help="höchstens so viele Nachrichten")
+    step.add_argument("--tage", type=int, metavar="N",
+                      help="nur Nachrichten der letzten N Tage (z. B. --tage 7 für die letzte Woche)")
     step.add_argument("--kind", "--art", dest="kind", choices=sorted(KIND_NAMES),
                       help="nur diese Art: " + ", ".join(f"{k} = {v}" for k, v in KIND_NAMES.items()))
     step.add_argument("--db", type=Path, help="Datei der Warteschlange (Standard: var/review.db bzw. FAQBOT_REVIEW_DB)")

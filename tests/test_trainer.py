@@ -3,6 +3,7 @@ walks the queue from stdin, and a message the bot got wrong is right after a ret
 from __future__ import annotations
 
 import difflib
+from datetime import datetime, timedelta, timezone
 import os
 import shutil
 import subprocess
@@ -171,3 +172,15 @@ def test_only_the_newest_models_are_kept(tmp_path):
     train.remove_old_models(tmp_path)
     assert sorted(path.name for path in tmp_path.iterdir()) == \
         ["anderes.tar.gz"] + [f"faq-bot-{age:016x}.tar.gz" for age in range(train.KEEP_MODELS)]
+
+
+def test_review_of_the_last_days_only(project, tmp_path):
+    store = ReviewStore(tmp_path / "review.db")
+    store.record("eine alte frage von vor einem monat", "a", "fallback", "nlu_fallback", 0.5, [],
+                 created=(datetime.now(timezone.utc) - timedelta(days=30)).isoformat(timespec="seconds"))
+    store.record("eine frage von gestern", "b", "fallback", "nlu_fallback", 0.5, [])
+    result = trainer(project, "review", "--db", str(tmp_path / "review.db"), "--tage", "7", stdin="q\n")
+    assert result.returncode == 0, result.stderr
+    assert "1 offene Nachrichten" in result.stdout and "gestern" in result.stdout
+    assert "vor einem monat" not in result.stdout
+    store.close()
