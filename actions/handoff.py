@@ -65,8 +65,11 @@ class ValidateEscalationForm(FormValidationAction):
 
     async def required_slots(self, domain_slots: List[Text], dispatcher: CollectingDispatcher,
                              tracker: Tracker, domain: DomainDict) -> List[Text]:
-        if actions.ticket_store().open_ticket_for(tracker.sender_id):
-            return []  # action_escalate repeats the existing ticket's number
+        try:
+            if actions.ticket_store().open_ticket_for(tracker.sender_id):
+                return []  # action_escalate repeats the existing ticket's number
+        except Exception:  # store down: ask as usual; action_escalate then apologises
+            logger.exception("Ticket store not readable for %s", tracker.sender_id)
         needed = []
         if not actions.customer_question(tracker):
             needed.append("problem_description")
