@@ -20,6 +20,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions import actions
+from actions.knowledge import FaqEntry, KnowledgeError, faq_id_for
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,9 @@ EMAIL_CANDIDATE = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
 # What the support side sends into the conversation when it closes the ticket
 # (channels/support.py): the bot tells the customer and answers again.
 CLOSED_BY_SUPPORT = "EXTERNAL: back_to_bot"
+# Asked for an e-mail address, the customer asks an FAQ question instead: answered only
+# when the NLU is this sure (the FallbackClassifier threshold would let more through).
+FAQ_INSTEAD_MIN_CONFIDENCE = 0.8
 
 
 def is_button(value: Any) -> bool:
@@ -50,6 +54,18 @@ def email_from_channel(tracker: Tracker) -> Optional[str]:
     """An e-mail address the integration passed in the message metadata."""
     email = actions.customer_contact(tracker, include_form=False).get("email")
     return email_in(email) if email else None
+
+
+def faq_asked_instead(tracker: Tracker) -> Optional[FaqEntry]:
+    """The FAQ entry if the latest message is confidently an FAQ question."""
+    intent = tracker.latest_message.get("intent") or {}
+    faq_id = faq_id_for(intent.get("name"))
+    if not faq_id or float(intent.get("confidence") or 0) < FAQ_INSTEAD_MIN_CONFIDENCE:
+        return None
+    try:
+        return actions.knowledge.get(faq_id)
+    except KnowledgeError:
+        return None
 
 
 class ValidateEscalationForm(FormValidationAction):
@@ -89,9 +105,16 @@ class ValidateEscalationForm(FormValidationAction):
     def validate_customer_email(self, value: Any, dispatcher: CollectingDispatcher,
                                 tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
         email = email_in(value)
-        if not email and not is_button(value):
+        if email or is_button(value):
+            return {"customer_email": email}
+        faq = faq_asked_instead(tracker)
+        if faq:  # a clear FAQ question instead of an address: answer it, then ask again
+            dispatcher.utter_message(text=faq.answer, json_message={
+                "faq_id": faq.id, "category": faq.category,
+                "confidence": round(float(tracker.latest_message["intent"]["confidence"]), 4)})
+        else:
             dispatcher.utter_message(response="utter_invalid_email")
-        return {"customer_email": email}
+        return {"customer_email": None}
 
     def validate_contact_confirmed(self, value: Any, dispatcher: CollectingDispatcher,
                                    tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:

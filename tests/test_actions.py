@@ -232,6 +232,17 @@ def test_an_invalid_email_is_refused_with_a_hint_and_a_click_is_ignored():
         {"customer_email": "max@beispiel.de"}
 
 
+def test_a_clear_faq_question_instead_of_an_email_gets_its_answer():
+    form, dispatcher = ValidateEscalationForm(), CollectingDispatcher()
+    tracker = tracker_for(user_event(INVOICE.question, "faq_erhalte_rechnung", 0.95))
+    assert form.validate_customer_email(INVOICE.question, dispatcher, tracker, {}) == {"customer_email": None}
+    assert [m["text"] for m in dispatcher.messages] == [INVOICE.answer]
+    unsure = tracker_for(user_event("rechnung?", "faq_erhalte_rechnung", 0.5))
+    dispatcher = CollectingDispatcher()
+    form.validate_customer_email("rechnung?", dispatcher, unsure, {})
+    assert [m["response"] for m in dispatcher.messages] == ["utter_invalid_email"]
+
+
 def test_the_confirmation_accepts_yes_no_or_a_corrected_address():
     form, tracker = ValidateEscalationForm(), tracker_for(user_event("ja", "affirm"))
     dispatcher = CollectingDispatcher()

@@ -125,6 +125,14 @@ def test_the_customer_can_cancel_instead_of_giving_an_email(bot):
     assert texts(bot.send(sender, entry.question)) == [entry.answer]
 
 
+def test_an_faq_question_instead_of_the_email_is_answered_and_the_email_asked_again(bot):
+    sender, entry = new_sender(), KNOWLEDGE["login_problemen"]
+    bot.send(sender, "Wo ist eigentlich Ihr Firmensitz?")
+    assert texts(bot.send(sender, "ja bitte")) == [response_text("utter_ask_customer_email")]
+    assert texts(bot.send(sender, entry.question)) == [entry.answer, response_text("utter_ask_customer_email")]
+    assert texts(bot.send(sender, "abbrechen")) == [response_text("utter_escalation_cancelled")]
+
+
 def test_accepting_the_offer_escalates_and_declining_does_not(bot):
     accepted, declined = new_sender(), new_sender()
     for sender in (accepted, declined):
