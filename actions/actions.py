@@ -49,6 +49,12 @@ def delivery_targets() -> List[str]:
     return _delivery_worker.config.targets if _delivery_worker else []
 
 
+def wake_delivery() -> None:
+    """Send new outbox rows now rather than at the worker's next poll."""
+    if _delivery_worker:
+        _delivery_worker.wake()
+
+
 def support_closed_until(now: Optional[datetime] = None) -> Optional[str]:
     """German "when will they answer" text if the support team is not there right now."""
     hours = SupportHours.from_config(read_config_file().get("support_hours"))
@@ -131,8 +137,7 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> Tuple[Option
         logger.exception("Escalation for %s could not be stored", tracker.sender_id)
         dispatcher.utter_message(response="utter_escalation_failed")
         return None, _offer_handoff_reset(tracker)
-    if _delivery_worker:
-        _delivery_worker.wake()
+    wake_delivery()
     dispatcher.utter_message(
         response="utter_escalated" if ticket.is_new else "utter_escalated_again",
         ticket_id=ticket.ticket_id,

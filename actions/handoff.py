@@ -19,7 +19,7 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions import actions
+from actions import actions as bot  # the module, for its shared store and worker
 from actions.knowledge import FaqEntry, KnowledgeError, faq_id_for
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def email_in(text: Any) -> Optional[str]:
 
 def email_from_channel(tracker: Tracker) -> Optional[str]:
     """An e-mail address the integration passed in the message metadata."""
-    email = actions.customer_contact(tracker, include_form=False).get("email")
+    email = bot.customer_contact(tracker, include_form=False).get("email")
     return email_in(email) if email else None
 
 
@@ -63,7 +63,7 @@ def faq_asked_instead(tracker: Tracker) -> Optional[FaqEntry]:
     if not faq_id or float(intent.get("confidence") or 0) < FAQ_INSTEAD_MIN_CONFIDENCE:
         return None
     try:
-        return actions.knowledge.get(faq_id)
+        return bot.knowledge.get(faq_id)
     except KnowledgeError:
         return None
 
@@ -82,12 +82,12 @@ class ValidateEscalationForm(FormValidationAction):
     async def required_slots(self, domain_slots: List[Text], dispatcher: CollectingDispatcher,
                              tracker: Tracker, domain: DomainDict) -> List[Text]:
         try:
-            if actions.ticket_store().open_ticket_for(tracker.sender_id):
+            if bot.ticket_store().open_ticket_for(tracker.sender_id):
                 return []  # action_escalate repeats the existing ticket's number
         except Exception:  # store down: ask as usual; action_escalate then apologises
             logger.exception("Ticket store not readable for %s", tracker.sender_id)
         needed = []
-        if not actions.customer_question(tracker):
+        if not bot.customer_question(tracker):
             needed.append("problem_description")
         if not email_from_channel(tracker):
             needed += ["customer_email", "contact_confirmed"]
@@ -163,7 +163,7 @@ class ValidateHandoffForm(FormValidationAction):
                 dispatcher.utter_message(response="utter_handoff_started")
             return {"handoff_message": None}
         try:
-            actions.ticket_store().append_message(ticket_id, str(value), actions.delivery_targets())
+            bot.ticket_store().append_message(ticket_id, str(value), bot.delivery_targets())
         except LookupError:  # closed by the support team in the meantime
             dispatcher.utter_message(response="utter_ticket_closed", ticket_id=ticket_id)
             return {"handoff_message": None, "handed_off": False, "ticket_id": None}
@@ -171,8 +171,7 @@ class ValidateHandoffForm(FormValidationAction):
             logger.exception("Message for ticket %s could not be stored", ticket_id)
             dispatcher.utter_message(response="utter_handoff_message_failed")
             return {"handoff_message": None}
-        if actions._delivery_worker:
-            actions._delivery_worker.wake()
+        bot.wake_delivery()
         dispatcher.utter_message(response="utter_handoff_message_added", ticket_id=ticket_id)
         return {"handoff_message": None}  # stays empty: the form keeps listening
 
