@@ -18,7 +18,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.delivery import DeliveryWorker, load_config, read_config_file
 from actions.escalation import Ticket, TicketStore, transcript_from_events
-from actions.knowledge import CachedKnowledge, KnowledgeError, faq_id_for
+from actions.knowledge import NOT_A_QUESTION, CachedKnowledge, FaqEntry, KnowledgeError, faq_id_for
 from actions.support_hours import SupportHours, german_time
 
 logger = logging.getLogger(__name__)
@@ -29,9 +29,6 @@ logger = logging.getLogger(__name__)
 CLARIFY_MIN_CONFIDENCE = 0.10
 MAX_CLARIFY_OPTIONS = 3
 NONE_OF_THESE = "Keine davon"
-# Intents whose message is not the customer's actual question.
-NOT_A_QUESTION = {"human_handoff", "affirm", "deny", "greet", "goodbye", "thank", "bot_challenge",
-                  "back_to_bot"}
 
 knowledge = CachedKnowledge()
 _ticket_store: Optional[TicketStore] = None
@@ -120,6 +117,18 @@ def customer_question(tracker: Tracker) -> Optional[Dict[Text, Any]]:
     return question
 
 
+def send_faq_answer(dispatcher: CollectingDispatcher, entry: FaqEntry, confidence: float) -> None:
+    """The FAQ answer verbatim, plus the custom payload REST integrations read."""
+    dispatcher.utter_message(text=entry.answer, json_message={
+        "faq_id": entry.id, "category": entry.category, "confidence": round(float(confidence), 4)})
+
+
+def send_ticket_number(dispatcher: CollectingDispatcher, response: str, ticket_id: str) -> None:
+    """A message with the ticket number, plus the custom payload that marks the handoff."""
+    dispatcher.utter_message(response=response, ticket_id=ticket_id,
+                             json_message={"escalation": {"ticket_id": ticket_id}})
+
+
 def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> Tuple[Optional[Ticket], List[EventType]]:
     """Create (or find) the conversation's ticket and tell the customer its number."""
     event = customer_question(tracker)
@@ -138,10 +147,8 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> Tuple[Option
         dispatcher.utter_message(response="utter_escalation_failed")
         return None, _offer_handoff_reset(tracker)
     wake_delivery()
-    dispatcher.utter_message(
-        response="utter_escalated" if ticket.is_new else "utter_escalated_again",
-        ticket_id=ticket.ticket_id,
-        json_message={"escalation": {"ticket_id": ticket.ticket_id}})
+    send_ticket_number(dispatcher, "utter_escalated" if ticket.is_new else "utter_escalated_again",
+                       ticket.ticket_id)
     closed_until = support_closed_until()
     if ticket.is_new and closed_until:
         dispatcher.utter_message(response="utter_support_closed", next_opening=closed_until)
@@ -165,9 +172,7 @@ class ActionAnswerFaq(Action):
         except KnowledgeError:
             logger.exception("No FAQ answer for %s; escalating", tracker.sender_id)
             return escalate(dispatcher, tracker)[1]
-        dispatcher.utter_message(text=entry.answer, json_message={
-            "faq_id": entry.id, "category": entry.category,
-            "confidence": round(float(intent.get("confidence") or 0.0), 4)})
+        send_faq_answer(dispatcher, entry, intent.get("confidence") or 0.0)
         return _offer_handoff_reset(tracker)
 
 

@@ -109,9 +109,7 @@ class ValidateEscalationForm(FormValidationAction):
             return {"customer_email": email}
         faq = faq_asked_instead(tracker)
         if faq:  # a clear FAQ question instead of an address: answer it, then ask again
-            dispatcher.utter_message(text=faq.answer, json_message={
-                "faq_id": faq.id, "category": faq.category,
-                "confidence": round(float(tracker.latest_message["intent"]["confidence"]), 4)})
+            bot.send_faq_answer(dispatcher, faq, tracker.latest_message["intent"]["confidence"])
         else:
             dispatcher.utter_message(response="utter_invalid_email")
         return {"customer_email": None}
@@ -157,8 +155,7 @@ class ValidateHandoffForm(FormValidationAction):
         ticket_id = tracker.get_slot("ticket_id")
         if is_button(value):  # an old button clicked again: nothing for the support team
             if tracker.get_intent_of_latest_message() == "human_handoff":
-                dispatcher.utter_message(response="utter_escalated_again", ticket_id=ticket_id,
-                                         json_message={"escalation": {"ticket_id": ticket_id}})
+                bot.send_ticket_number(dispatcher, "utter_escalated_again", ticket_id)
             else:
                 dispatcher.utter_message(response="utter_handoff_started")
             return {"handoff_message": None}

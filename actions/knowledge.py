@@ -38,6 +38,12 @@ def intent_for(faq_id: str) -> str:
     return INTENT_PREFIX + faq_id
 
 
+# Intents whose message is a reaction or small talk, not the customer's question (used by
+# the escalation and by the trainers' review queue).
+NOT_A_QUESTION = frozenset({"human_handoff", "affirm", "deny", "greet", "goodbye", "thank",
+                            "bot_challenge", "back_to_bot"})
+
+
 def faq_id_for(intent: Optional[str]) -> Optional[str]:
     """The FAQ id behind an intent name, or None for intents that are not FAQ questions."""
     if intent and intent.startswith(INTENT_PREFIX):

@@ -25,7 +25,7 @@ from typing import Any, Dict, List, Optional
 
 from rasa.core.brokers.broker import EventBroker
 
-from actions.knowledge import PROJECT_DIR, faq_id_for
+from actions.knowledge import NOT_A_QUESTION, PROJECT_DIR, faq_id_for
 from faqbot.masking import mask
 
 logger = logging.getLogger(__name__)
@@ -34,8 +34,6 @@ DEFAULT_DB = PROJECT_DIR / "var" / "review.db"
 # An FAQ answer below this confidence was probably right (the fallback threshold is 0.6)
 # but close enough to a wrong answer that a trainer should confirm it with a phrasing.
 LOW_CONFIDENCE = 0.8
-# Intents whose message is a reaction, not the customer's question (as in actions.py).
-NOT_A_QUESTION = {"human_handoff", "affirm", "deny", "greet", "goodbye", "thank", "bot_challenge"}
 KINDS = ("clarification", "fallback", "out_of_scope", "escalation", "low_confidence")
 STATUSES = ("open", "assigned", "skipped", "new_question", "out_of_scope")
 # Outcomes: "faq:<id>" (clarification button picked), "none_of_these", "declined",
