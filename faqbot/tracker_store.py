@@ -40,6 +40,14 @@ _INSERT = _EVENTS.insert()
 
 
 class LeanSQLTrackerStore(SQLTrackerStore):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.engine.dialect.name == "sqlite":
+            # SQLAlchemy opens a new SQLite connection for every statement (NullPool);
+            # keep a few open instead. All access is from Rasa's event-loop thread.
+            self.engine = sa.create_engine(self.engine.url, poolclass=sa.pool.QueuePool,
+                                           pool_size=2)
+
     async def _retrieve(self, sender_id: Text,
                         fetch_events_from_all_sessions: bool) -> Optional[DialogueStateTracker]:
         query = _ALL_EVENTS if fetch_events_from_all_sessions else _SESSION_EVENTS
