@@ -4,9 +4,9 @@
   checks the (constant) response schema itself: ~3.5 ms of the Rasa server's CPU per action
   call, ~11 % under load (README, "Speed"). Here the response is checked against a
   validator built once, with the same errors.
-* The loaded model and libraries are ~600,000 Python objects. Each full garbage collection walked
-  all of them: 250-300 ms in which the server answered nobody, the worst latencies
-  under load. Once the model is loaded they are frozen (``gc.freeze``): kept for the
+* The loaded model and libraries are ~600,000 Python objects. Each full garbage
+  collection walked all of them: 250-300 ms in which the server answered nobody, the
+  worst latencies under load. Once the model is loaded they are frozen (``gc.freeze``): kept for the
   life of the process (as the model is; a model swapped in at run time through the HTTP
   API keeps the old one's objects) and no longer walked.
 
