@@ -47,7 +47,7 @@ train: install  ## Modell trainieren, falls Daten oder Konfiguration sich geänd
 validate: install  ## rasa data validate
 	$(BIN)/rasa data validate --fail-on-warnings
 
-run: train  ## Action-Server (5055), Rasa-Server (5005) und Hilfe-Center mit Chat-Widget (8080) starten
+run: train  ## Action-Server (5055), Rasa-Server (5005), NLU-Server (5006) und Hilfe-Center mit Chat-Widget (8080) starten
 	$(PY) -m faqbot.serve
 
 test: train browser  ## Alle Tests (pytest), richtet vorher alles Fehlende ein

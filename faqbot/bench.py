@@ -2,7 +2,7 @@
 
 Measures training time and model size (a fresh training in a temporary folder), the
 time until the started servers answer, REST latency over sequential messages,
-throughput and latency with concurrent clients, resident memory of both servers and
+throughput and latency with concurrent clients, resident memory of the servers and
 the held-out accuracy. The SQL tracker store and the action server are in the loop,
 exactly as ``make run`` starts them. Results: printed and written to results/bench.json.
 """
@@ -138,8 +138,8 @@ def main() -> int:
               f"Modell {results['training']['model_mb']} MB", flush=True)
     model = train.train()
     with tempfile.TemporaryDirectory() as var_dir:
-        servers = BotServers(port=15005, action_port=15055, var_dir=Path(var_dir), model=model,
-                             log_dir=Path(var_dir) / "logs")
+        servers = BotServers(port=15005, action_port=15055, nlu_port=15006, var_dir=Path(var_dir),
+                             model=model, log_dir=Path(var_dir) / "logs")
         started = time.monotonic()
         servers.start()
         try:
@@ -154,8 +154,8 @@ def main() -> int:
             results["concurrent"] = asyncio.run(
                 run_clients(url, workload(args.concurrent), args.clients, "par"))
             print(f"{args.clients} Clients: {results['concurrent']}", flush=True)
-            rasa_process, action_process = servers.processes[1], servers.processes[0]
-            results["memory_mb"] = {"rasa": rss_mb(rasa_process.pid),
+            action_process, rasa_process, nlu_process = servers.processes
+            results["memory_mb"] = {"rasa": rss_mb(rasa_process.pid), "nlu": rss_mb(nlu_process.pid),
                                     "actions": rss_mb(action_process.pid)}
             print(f"Speicher (RSS): {results['memory_mb']}", flush=True)
         finally:

@@ -18,11 +18,6 @@ from rasa.core.tracker_store import SQLTrackerStore
 from rasa.shared.core.events import SessionStarted
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from faqbot import rasa_speedups
-
-# Rasa imports this module when it loads endpoints.yml: the one hook into the Rasa server.
-rasa_speedups.install()
-
 # Rasa's query for the current session: the events since the latest session_started (all
 # if there is none), in the order they were stored. Built once, with SQLAlchemy Core, so
 # each dialect quotes and compiles it its own way.

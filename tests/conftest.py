@@ -73,7 +73,7 @@ def running(servers: BotServers) -> Iterator[BotServers]:
 @pytest.fixture(scope="session")
 def bot(model_path: Path, tmp_path_factory) -> Bot:
     var_dir = tmp_path_factory.mktemp("var")
-    with running(BotServers(port=free_port(), action_port=free_port(), var_dir=var_dir,
+    with running(BotServers(port=free_port(), action_port=free_port(), nlu_port=free_port(), var_dir=var_dir,
                             model=model_path, log_dir=var_dir / "logs")) as servers:
         yield Bot(servers)
 

@@ -167,7 +167,8 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
     desk.stop()
     var_dir = tmp_path / "var"
     with running(BotServers(
-            port=free_port(), action_port=free_port(), var_dir=var_dir, model=model_path,
+            port=free_port(), action_port=free_port(), nlu_port=free_port(), var_dir=var_dir,
+            model=model_path,
             log_dir=var_dir / "logs", env={
                 "FAQBOT_WEBHOOK_URL": desk.url, "FAQBOT_WEBHOOK_SECRET": SECRET,
                 "FAQBOT_SMTP_HOST": "127.0.0.1", "FAQBOT_SMTP_PORT": str(mailbox.controller.port),

@@ -14,10 +14,10 @@ from helpers import texts
 
 
 def test_serve_starts_all_servers_and_stops_them_on_ctrl_c(model_path, tmp_path):
-    port, action_port, web_port = free_port(), free_port(), free_port()
+    port, action_port, nlu_port, web_port = free_port(), free_port(), free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "faqbot.serve", "--port", str(port), "--action-port", str(action_port),
-         "--web-port", str(web_port), "--var-dir", str(tmp_path)], cwd=PROJECT_DIR, stdout=subprocess.PIPE,
+         "--nlu-port", str(nlu_port), "--web-port", str(web_port), "--var-dir", str(tmp_path)], cwd=PROJECT_DIR, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     output = []
     try:
@@ -43,7 +43,7 @@ def test_serve_starts_all_servers_and_stops_them_on_ctrl_c(model_path, tmp_path)
         process.wait(timeout=60)
     assert process.returncode == 0
     for url in (f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{action_port}/health",
-                f"http://127.0.0.1:{web_port}/"):
+                f"http://127.0.0.1:{nlu_port}/status", f"http://127.0.0.1:{web_port}/"):
         try:
             requests.get(url, timeout=2)
             raise AssertionError(f"{url} still answers after Ctrl-C")

@@ -1,5 +1,5 @@
 """The lean SQL tracker store stores and loads exactly what Rasa's SQLTrackerStore does,
-and the prebuilt response validator rejects what Rasa's validation rejects."""
+and faqbot.rasa_server's prebuilt response validator rejects what Rasa's rejects."""
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +17,7 @@ from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, 
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from actions.knowledge import PROJECT_DIR
-from faqbot import rasa_speedups
+from faqbot import rasa_server
 from faqbot.tracker_store import LeanSQLTrackerStore
 
 DOMAIN = Domain.load(PROJECT_DIR / "domain.yml")
@@ -90,8 +90,7 @@ def test_hands_each_new_event_to_the_event_broker_once(tmp_path):
 
 
 def test_action_responses_are_validated_as_rasa_does():
-    # Importing faqbot.tracker_store (as Rasa does from endpoints.yml) installed it.
-    assert RemoteAction._validate_action_result is rasa_speedups._validate_action_result
+    rasa_server.install()  # as `python -m faqbot.rasa_server run` does before Rasa starts
     action = RemoteAction("action_answer_faq", None)
     assert action._validate_action_result({"events": [], "responses": [{"text": "Hallo"}]})
     with pytest.raises(ValidationError, match="Failed to validate Action server response"):

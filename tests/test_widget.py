@@ -54,7 +54,7 @@ def faq_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def site(model_path, faq_file, tmp_path_factory):
     var_dir = tmp_path_factory.mktemp("widget-var")
-    with running(BotServers(port=free_port(), action_port=free_port(), web_port=free_port(),
+    with running(BotServers(port=free_port(), action_port=free_port(), nlu_port=free_port(), web_port=free_port(),
                             var_dir=var_dir, model=model_path, log_dir=var_dir / "logs",
                             env={"FAQBOT_FAQ_FILE": str(faq_file),
                                  "FAQBOT_SUPPORT_TOKEN": SUPPORT_TOKEN})) as servers:

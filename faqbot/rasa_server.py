@@ -1,4 +1,9 @@
-"""Two speed-ups of Rasa 3.6's serving path that Rasa has no setting for.
+"""Rasa's own server, ``rasa run ...``, with two speed-ups Rasa has no setting for.
+
+    python -m faqbot.rasa_server run [any options of rasa run]
+
+``make run`` (``faqbot.serve``) starts the Rasa server and the NLU server this way; plain
+``rasa run`` works the same, only without these two:
 
 * Rasa checks every custom-action response with ``jsonschema.validate()``, which first
   checks the (constant) response schema itself: ~3.5 ms of the Rasa server's CPU per action
@@ -6,26 +11,25 @@
   validator built once, with the same errors.
 * The loaded model and libraries are ~600,000 Python objects. Each full garbage
   collection walked all of them: 250-300 ms in which the server answered nobody, the
-  worst latencies under load. Once the model is loaded they are frozen (``gc.freeze``): kept for the
-  life of the process (as the model is; a model swapped in at run time through the HTTP
-  API keeps the old one's objects) and no longer walked.
-
-Installed when Rasa loads the project's tracker store (``faqbot.tracker_store``, named in
-``endpoints.yml``), so ``rasa run`` and ``make run`` both get them.
+  worst latencies under load. Once the model is loaded they are frozen (``gc.freeze``):
+  kept for the life of the process (as the model is; a model swapped in at run time
+  through the HTTP API keeps the old one's objects) and no longer walked.
 """
 from __future__ import annotations
 
-import asyncio
 import gc
+import logging
+import sys
 from functools import lru_cache
 from typing import Any, Dict
 
+import rasa.core.run
 from jsonschema import validators
 from jsonschema.exceptions import best_match
 from rasa.core.actions.action import RemoteAction
 from rasa.shared.constants import DOCS_BASE_URL
-from sanic import Sanic
-from sanic.exceptions import SanicException
+
+logger = logging.getLogger("faqbot.rasa_server")  # also when run as __main__
 
 
 @lru_cache(maxsize=1)
@@ -47,18 +51,30 @@ def _validate_action_result(self: RemoteAction, result: Dict[str, Any]) -> bool:
     raise error
 
 
-async def _freeze_heap_once_model_loaded(app: Sanic) -> None:
-    while not (getattr(app.ctx, "agent", None) and app.ctx.agent.is_ready()):
-        await asyncio.sleep(0.2)
+_load_agent_on_start = rasa.core.run.load_agent_on_start
+
+
+async def _load_agent_then_freeze(*args: Any, **kwargs: Any) -> Any:
+    agent = await _load_agent_on_start(*args, **kwargs)
     gc.collect()
     gc.freeze()
+    logger.info("Modell geladen; %d Objekte vom Garbage Collector ausgenommen.", gc.get_freeze_count())
+    return agent
 
 
 def install() -> None:
     RemoteAction._validate_action_result = _validate_action_result
-    try:  # inside the Rasa server, which is loading its model right now
-        app, loop = Sanic.get_app(), asyncio.get_running_loop()  # with or without --enable-api
-    except (SanicException, RuntimeError):
-        return  # imported elsewhere (tests, tools): nothing to freeze
-    loop.create_task(_freeze_heap_once_model_loaded(app))
+    # serve_application() registers this function as the server's start-up listener.
+    rasa.core.run.load_agent_on_start = _load_agent_then_freeze
 
+
+def main() -> None:
+    from rasa.__main__ import main as rasa_main
+
+    install()
+    sys.argv = ["rasa", *sys.argv[1:]]
+    rasa_main()
+
+
+if __name__ == "__main__":
+    main()
