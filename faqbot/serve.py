@@ -1,4 +1,4 @@
-"""Start the action server and the Rasa server together (``make run``).
+"""Start the action server, the Rasa server and the NLU server together (``make run``).
 
     python -m faqbot.serve [--port 5005] [--action-port 5055] [--nlu-port 5006]
                            [--web-port 8080] [--cors ORIGIN ...]
@@ -11,8 +11,9 @@ core, dialogue on the other, ~40 % more messages per second (README, "Speed").
 Ports default to Rasa's own (5005, 5055), 5006 for the NLU server and 8080 for the page;
 FAQBOT_PORT, FAQBOT_ACTION_PORT, FAQBOT_NLU_PORT, FAQBOT_WEB_PORT, FAQBOT_CORS (allowed
 origins, separated by spaces; default: the page's own origin) and FAQBOT_VAR_DIR
-(conversations and tickets, default var/) set them too. Ctrl-C stops everything. The tests start the bot through
-``BotServers`` as well, so what they test is what ``make run`` runs.
+(conversations and tickets, default var/) set them too. Ctrl-C stops everything. The
+tests start the bot through ``BotServers`` as well, so what they test is what ``make run``
+runs.
 """
 from __future__ import annotations
 
@@ -139,7 +140,7 @@ class BotServers:
         return ["--cors", *self.cors] if self.cors else []
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> float:
-        """Seconds until both servers answer; raises if one dies or the time runs out."""
+        """Seconds until all servers answer; raises if one dies or the time runs out."""
         started = time.monotonic()
         # The NLU server's /status answers 200 once its model is loaded.
         pending = {f"{self.action_url}/health", f"{self.url}/webhooks/rest/", f"{self.nlu_url}/status"}

@@ -10,6 +10,7 @@ in one transaction, and hands the new events to the event broker (the review que
 """
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any, Dict, Optional, Text
 
@@ -56,7 +57,7 @@ class LeanSQLTrackerStore(SQLTrackerStore):
     async def save(self, tracker: DialogueStateTracker) -> None:
         with self.engine.begin() as connection:
             stored = connection.execute(_SESSION_COUNT, {"sender_id": tracker.sender_id}).scalar()
-            new_events = list(tracker.events)[stored:]
+            new_events = list(itertools.islice(tracker.events, stored, None))
             if new_events:
                 connection.execute(_INSERT,
                                    [self._row(tracker.sender_id, event) for event in new_events])
@@ -72,4 +73,3 @@ class LeanSQLTrackerStore(SQLTrackerStore):
                 "timestamp": data.get("timestamp"),
                 "intent_name": intent.get("name"),
                 "action_name": data.get("name"), "data": json.dumps(data)}
-
