@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock scripts/find-python310.sh
 	  echo "Virtuelle Umgebung $(VENV) mit $$python"; rm -rf $(VENV); "$$python" -m venv $(VENV) || exit 1; fi
 	$(PY) -m pip install --quiet --upgrade 'pip==24.0' 'setuptools==70.3.0' 'wheel==0.45.1'
 	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
-	$(PY) -m faqbot.spacy_model ensure
+	$(PY) -m faqbot.tools.spacy_model ensure
 	@# Plain `rasa test` looks for test_*.yml stories in the whole project, .venv included,
 	@# and would run the sample stories of `rasa init` against this bot.
 	rm -f $(VENV)/lib/python3.10/site-packages/rasa/cli/initial_project/tests/test_stories.yml
@@ -39,31 +39,43 @@ browser:  ## Chromium für die Browser-Tests installieren (apt, braucht root)
 	else echo "Chromium fehlt für die Browser-Tests: bitte 'sudo apt-get install chromium' ausführen." >&2; exit 1; fi
 
 spacy-official: install  ## Das offizielle de_core_news_sm nachinstallieren (braucht Netz)
-	$(PY) -m faqbot.spacy_model official
+	$(PY) -m faqbot.tools.spacy_model official
 
 train: install  ## Modell trainieren, falls Daten oder Konfiguration sich geändert haben
-	$(PY) -m faqbot.train
+	$(PY) -m faqbot.tools.train
 
 validate: install  ## rasa data validate
 	$(BIN)/rasa data validate --fail-on-warnings
 
 run: train  ## Action-Server (5055), Rasa-Server (5005), NLU-Server (5006) und Hilfe-Center mit Chat-Widget (8080) starten
-	$(PY) -m faqbot.serve
+	$(PY) -m faqbot.server.serve
 
-test: train browser  ## Alle Tests (pytest), richtet vorher alles Fehlende ein
-	$(PY) -m pytest $(PYTEST_ARGS)
+lint: install  ## Ruff: Fehler- und Stilprüfung, Formatierung prüfen (ändert nichts)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install  ## Ruff: Code formatieren und einfache Funde beheben
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test-unit: install  ## Schnelle Tests ohne trainiertes Modell und Browser (unter einer Minute)
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+# Fast checks first: a lint error or a failing unit test stops before training and Chromium.
+test: install lint test-unit train browser  ## Alle Tests: Ruff, schnelle Tests, dann Training, Chromium und der Rest
+	$(PY) -m pytest -m "not unit" $(PYTEST_ARGS)
 
 bench: train  ## Benchmark: Trainingszeit, Modellgröße, Latenz, Durchsatz, Speicher, Genauigkeit
-	$(PY) -m faqbot.bench
+	$(PY) -m faqbot.tools.bench
 
 import-faq: install  ## FAQ-Seite neu einlesen: make import-faq PAGE=data/faq_seite.txt
-	$(PY) -m faqbot.importer $(or $(PAGE),data/faq_seite.txt)
+	$(PY) -m faqbot.tools.importer $(or $(PAGE),data/faq_seite.txt)
 
 trainer: install  ## Trainer-Werkzeug: make trainer ARGS="review" (Schritte: make trainer ARGS=--help)
-	$(PY) -m faqbot.trainer $(or $(ARGS),--help)
+	$(PY) -m faqbot.tools.trainer $(or $(ARGS),--help)
 
 clean:  ## Modelle, Laufzeitdaten und Ergebnisse löschen (nicht .venv)
 	rm -rf models results .pytest_cache
 	find var -mindepth 1 ! -name .gitkeep -delete
 
-.PHONY: help install browser spacy-official train validate run test bench import-faq trainer clean
+.PHONY: help install browser spacy-official train validate run lint format test-unit test bench import-faq trainer clean

@@ -6,9 +6,6 @@ this module decides which one to send.
 from __future__ import annotations
 
 import logging
-import os
-import re
-import sys
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Text, Tuple
 
@@ -16,23 +13,21 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.delivery import DeliveryWorker, load_config, read_config_file
-from actions.escalation import Ticket, TicketStore, transcript_from_events
-from actions.knowledge import NOT_A_QUESTION, CachedKnowledge, FaqEntry, KnowledgeError, faq_id_for
-from actions.support_hours import SupportHours, german_time
+from faqbot.core.clarify import clarify_candidates, faq_ranking
+from faqbot.core.delivery import load_config
+from faqbot.core.intents import NOT_A_QUESTION, faq_id_for
+from faqbot.core.knowledge import CachedKnowledge, FaqEntry, KnowledgeError
+from faqbot.core.support_config import read_support_config
+from faqbot.core.support_hours import SupportHours, german_time
+from faqbot.core.text import has_letters
+from faqbot.core.tickets import Ticket, TicketStore, transcript_from_events
 
 logger = logging.getLogger(__name__)
 
-# Show an FAQ question as a "Meinten Sie …?" button only if the NLU gave it at least
-# this confidence; below it for the best guess, the bot offers the support team instead.
-# Chosen on the held-out set (`python -m faqbot.evaluate --clarify-min X`, README).
-CLARIFY_MIN_CONFIDENCE = 0.10
-MAX_CLARIFY_OPTIONS = 3
 NONE_OF_THESE = "Keine davon"
 
 knowledge = CachedKnowledge()
 _ticket_store: Optional[TicketStore] = None
-_delivery_worker: Optional[DeliveryWorker] = None
 
 
 def ticket_store() -> TicketStore:
@@ -43,44 +38,18 @@ def ticket_store() -> TicketStore:
 
 
 def delivery_targets() -> List[str]:
-    return _delivery_worker.config.targets if _delivery_worker else []
-
-
-def wake_delivery() -> None:
-    """Send new outbox rows now rather than at the worker's next poll."""
-    if _delivery_worker:
-        _delivery_worker.wake()
+    """Where new tickets and messages go, from the configuration: the outbox rows are
+    written whether or not a delivery worker runs in this process (it is started with the
+    action server, see faqbot.server.action_server)."""
+    return load_config().targets
 
 
 def support_closed_until(now: Optional[datetime] = None) -> Optional[str]:
     """German "when will they answer" text if the support team is not there right now."""
-    hours = SupportHours.from_config(read_config_file().get("support_hours"))
+    hours = SupportHours.from_config(read_support_config().get("support_hours"))
     now = now or datetime.now(timezone.utc)
     opening = hours.next_opening(now) if hours else None
     return german_time(opening, now) if opening else None
-
-
-def _in_action_server() -> bool:
-    """True when loaded by `python -m rasa_sdk` or `rasa run actions` (not by unit tests)."""
-    argv = sys.argv or [""]
-    return argv[0].endswith(os.path.join("rasa_sdk", "__main__.py")) or argv[1:3] == ["run", "actions"]
-
-
-if _in_action_server():
-    # Started with the action server so that pending deliveries resume after a restart.
-    _delivery_worker = DeliveryWorker(ticket_store(), load_config()).start()
-
-
-def _faq_ranking(message: Dict[Text, Any]) -> List[Dict[Text, Any]]:
-    """The FAQ intents the NLU considered, best first (without nlu_fallback and others)."""
-    return [item for item in message.get("intent_ranking") or []
-            if faq_id_for(item.get("name"))]
-
-
-def clarify_candidates(message: Dict[Text, Any]) -> List[Dict[Text, Any]]:
-    """The FAQ intents worth a "Meinten Sie …?" button for this parsed message."""
-    return [item for item in _faq_ranking(message)
-            if item.get("confidence", 0) >= CLARIFY_MIN_CONFIDENCE][:MAX_CLARIFY_OPTIONS]
 
 
 def _offer_handoff_reset(tracker: Tracker) -> List[EventType]:
@@ -133,7 +102,7 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> Tuple[Option
     """Create (or find) the conversation's ticket and tell the customer its number."""
     event = customer_question(tracker)
     question = tracker.get_slot("problem_description") or (event or {}).get("text")
-    ranking = _faq_ranking((event or {}).get("parse_data") or {})
+    ranking = faq_ranking((event or {}).get("parse_data") or {})
     guess = faq_id_for(ranking[0]["name"]) if ranking else None
     confidence = ranking[0].get("confidence") if ranking else None
     try:
@@ -146,7 +115,6 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> Tuple[Option
         logger.exception("Escalation for %s could not be stored", tracker.sender_id)
         dispatcher.utter_message(response="utter_escalation_failed")
         return None, _offer_handoff_reset(tracker)
-    wake_delivery()
     send_ticket_number(dispatcher, "utter_escalated" if ticket.is_new else "utter_escalated_again",
                        ticket.ticket_id)
     closed_until = support_closed_until()
@@ -189,7 +157,7 @@ class ActionHandleFallback(Action):
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
             domain: Dict[Text, Any]) -> List[EventType]:
         message = tracker.latest_message
-        if not re.search(r"[^\W\d_]", message.get("text") or ""):
+        if not has_letters(message.get("text") or ""):
             dispatcher.utter_message(response="utter_ask_for_words")
             return []
         candidates = clarify_candidates(message)

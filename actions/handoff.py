@@ -19,8 +19,10 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions import actions as bot  # the module, for its shared store and worker
-from actions.knowledge import FaqEntry, KnowledgeError, faq_id_for
+from actions import actions as bot  # the module, for its shared ticket store and knowledge
+from faqbot.core.intents import faq_id_for
+from faqbot.core.knowledge import FaqEntry, KnowledgeError
+from faqbot.core.text import has_word
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ class ValidateEscalationForm(FormValidationAction):
                                      tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
         if is_button(value):  # e.g. the handoff button clicked twice: just ask again
             return {"problem_description": None}
-        if not re.search(r"[^\W\d_]{2}", str(value or "")):
+        if not has_word(str(value or "")):
             dispatcher.utter_message(response="utter_ask_for_words")
             return {"problem_description": None}
         return {"problem_description": str(value).strip()}
@@ -168,7 +170,6 @@ class ValidateHandoffForm(FormValidationAction):
             logger.exception("Message for ticket %s could not be stored", ticket_id)
             dispatcher.utter_message(response="utter_handoff_message_failed")
             return {"handoff_message": None}
-        bot.wake_delivery()
         dispatcher.utter_message(response="utter_handoff_message_added", ticket_id=ticket_id)
         return {"handoff_message": None}  # stays empty: the form keeps listening
 

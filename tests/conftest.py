@@ -1,4 +1,10 @@
-"""Shared fixtures: the trained model and the real servers, started as `make run` does."""
+"""Shared fixtures: the trained model and the real servers, started as `make run` does.
+
+Test tiers (pyproject.toml): a test marked ``browser`` or ``training`` keeps that mark;
+every other test is ``e2e`` if it needs the trained model (the ``model_path`` fixture,
+also through ``bot``) and ``unit`` if not. So ``make test-unit`` can never start a
+training run or a browser by accident.
+"""
 from __future__ import annotations
 
 import socket
@@ -10,8 +16,22 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 import requests
 
-from faqbot import train
-from faqbot.serve import BotServers
+from faqbot.tools import train
+from faqbot.server.serve import BotServers
+
+
+EXPLICIT_TIERS = ("browser", "training")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        explicit = [name for name in EXPLICIT_TIERS if item.get_closest_marker(name)]
+        if len(explicit) > 1:
+            raise pytest.UsageError(f"{item.nodeid}: more than one tier ({', '.join(explicit)})")
+        if item.get_closest_marker("unit") or item.get_closest_marker("e2e"):
+            raise pytest.UsageError(f"{item.nodeid}: unit/e2e are derived from the fixtures, do not set them")
+        if not explicit:
+            item.add_marker("e2e" if "model_path" in item.fixturenames else "unit")
 
 
 def free_port() -> int:

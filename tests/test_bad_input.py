@@ -7,7 +7,8 @@ import uuid
 import pytest
 from ruamel.yaml import YAML
 
-from actions.knowledge import PROJECT_DIR, load
+from faqbot.core.knowledge import load
+from faqbot.core.paths import PROJECT_DIR
 from helpers import texts
 
 RESPONSES = YAML(typ="safe").load((PROJECT_DIR / "domain.yml").read_text(encoding="utf-8"))["responses"]

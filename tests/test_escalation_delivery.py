@@ -6,6 +6,7 @@ import hmac
 import json
 import threading
 import time
+from datetime import datetime, timezone
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Dict, List
@@ -14,9 +15,9 @@ import pytest
 import requests
 from aiosmtpd.controller import Controller
 
-from actions.delivery import DeliveryConfig, DeliveryWorker
-from actions.escalation import TicketStore
-from faqbot.serve import BotServers
+from faqbot.core.delivery import DeliveryConfig, DeliveryWorker
+from faqbot.core.tickets import TicketStore
+from faqbot.server.serve import BotServers
 from conftest import Bot, free_port, running
 from helpers import customs
 from test_rest_conversations import RESPONSES
@@ -228,3 +229,37 @@ def check_support_api(base: str, ticket_id: str) -> None:
 def test_support_api_without_configured_token_refuses(bot):
     response = requests.get(f"{bot.servers.url}/webhooks/support/tickets", timeout=10)
     assert response.status_code == 503 and "FAQBOT_SUPPORT_TOKEN" in response.json()["message"]
+
+
+def test_plain_rasa_run_actions_delivers_tickets(model_path, tmp_path, desk):
+    """A Rasa user starts the action server with plain `rasa run actions`: the ticket still
+    reaches the configured webhook (the worker starts through rasa-sdk's plugin hook)."""
+    var_dir = tmp_path / "var"
+    with running(BotServers(
+            port=free_port(), action_port=free_port(), nlu_port=free_port(), var_dir=var_dir,
+            model=model_path, log_dir=var_dir / "logs", plain_rasa_actions=True,
+            env={"FAQBOT_WEBHOOK_URL": desk.url, "FAQBOT_WEBHOOK_SECRET": SECRET})) as servers:
+        assert servers.processes[0].args[1:3] == ["run", "actions"]
+        bot = Bot(servers)
+        bot.send("kunde-plain", "Wie erhalte ich eine Rechnung?")
+        bot.send("kunde-plain", "Ich möchte bitte mit einem Mitarbeiter sprechen")
+        bot.send("kunde-plain", "kunde.plain@beispiel.de")
+        ticket_id = customs(bot.send("kunde-plain", "ja"))[0]["escalation"]["ticket_id"]
+        wait_for(lambda: len(desk.received) == 1)
+    [hit] = desk.received
+    assert hit["signature_ok"] and hit["key"] == f"{ticket_id}-created-webhook"
+    assert hit["body"]["customer"]["email"] == "kunde.plain@beispiel.de"
+
+
+def test_two_workers_on_one_outbox_send_each_row_once(tmp_path, desk):
+    """Several action-server workers share the outbox: each row is claimed by one of them."""
+    config = DeliveryConfig(webhook_url=desk.url, webhook_secret=SECRET)
+    store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
+    tickets = [make_ticket(store, config.targets, sender=f"kunde-{number}") for number in range(10)]
+    due = store.due_deliveries(datetime.now(timezone.utc))
+    first, second = DeliveryWorker(store, config), DeliveryWorker(store, config)
+    for delivery in due:  # both saw the same due rows; the second comes too late for each
+        first.attempt(delivery)
+        second.attempt(delivery)
+    assert sorted(hit["key"] for hit in desk.received) == sorted(f"{t.ticket_id}-created-webhook" for t in tickets)
+    assert all(d.attempts == 1 for t in tickets for d in store.deliveries_for(t.ticket_id))

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from actions.knowledge import PROJECT_DIR, load
-from faqbot.importer import parse_html, parse_page, parse_text, run_import, slugify
+from faqbot.core.knowledge import load
+from faqbot.core.paths import PROJECT_DIR
+from faqbot.tools.importer import parse_html, parse_page, parse_text, run_import, slugify
 
 SEED = PROJECT_DIR / "data" / "faq_seite.txt"
 

@@ -1,6 +1,6 @@
 import pytest
 
-from faqbot.masking import mask
+from faqbot.core.masking import mask
 
 
 @pytest.mark.parametrize("text,expected", [

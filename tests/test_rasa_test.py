@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from actions.knowledge import PROJECT_DIR
+from faqbot.core.paths import PROJECT_DIR
 
 # The bar for the held-out set (tests/nlu_heldout.yml, never trained on). README has the
 # measured figure; this threshold sits below it with room for run-to-run noise.
@@ -33,7 +33,7 @@ def test_conversation_stories_pass(model_path: Path, tmp_path: Path):
 def test_held_out_evaluation(model_path: Path, tmp_path: Path):
     """Intent accuracy on phrasings the model never saw, and what the customer gets."""
     report = tmp_path / "evaluation.json"
-    result = subprocess.run([sys.executable, "-m", "faqbot.evaluate", "--model", str(model_path),
+    result = subprocess.run([sys.executable, "-m", "faqbot.tools.evaluate", "--model", str(model_path),
                              "--json", str(report), "--errors"], cwd=PROJECT_DIR,
                             capture_output=True, text=True)
     print(result.stdout)

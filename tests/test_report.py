@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from actions.knowledge import PROJECT_DIR
-from faqbot import report
-from faqbot.evaluate import DEFAULT_TEST_SET, read_examples
+from faqbot.core.paths import PROJECT_DIR
+from faqbot.tools import report
+from faqbot.tools.evaluate import DEFAULT_TEST_SET, read_examples
 
 # FAQ questions the trained model gets right on all their held-out phrasings, so that
 # relabelling some of them changes the figures in a known direction.
@@ -103,6 +103,7 @@ def test_folds_split_every_intent_evenly_without_overlap():
         assert Counter(intents[i] for i in test) == {"a": 3, "b": 2, "c": 1}
 
 
+@pytest.mark.training
 def test_cross_validation_trains_each_fold_and_tests_every_phrasing_once(model_path: Path, tmp_path: Path, capsys):
     """Two folds on a small part of the training data (two real trainings, about 1½ minutes)."""
     training = [(t, i) for t, i in read_examples(PROJECT_DIR / "data" / "nlu" / "faq.yml") if i in STABLE[:3]]

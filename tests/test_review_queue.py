@@ -5,7 +5,8 @@ from typing import Dict, List
 
 import pytest
 
-from faqbot.review_queue import Entry, ReviewQueue, ReviewStore, sender_hash
+from faqbot.core.review_store import Entry, ReviewStore, sender_hash
+from faqbot.server.review_broker import ReviewQueue
 from tests.helpers import buttons, customs
 
 

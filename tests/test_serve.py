@@ -8,7 +8,8 @@ import time
 
 import requests
 
-from actions.knowledge import PROJECT_DIR, load
+from faqbot.core.knowledge import load
+from faqbot.core.paths import PROJECT_DIR
 from conftest import free_port
 from helpers import texts
 
@@ -16,7 +17,7 @@ from helpers import texts
 def test_serve_starts_all_servers_and_stops_them_on_ctrl_c(model_path, tmp_path):
     port, action_port, nlu_port, web_port = free_port(), free_port(), free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "faqbot.serve", "--port", str(port), "--action-port", str(action_port),
+        [sys.executable, "-m", "faqbot.server.serve", "--port", str(port), "--action-port", str(action_port),
          "--nlu-port", str(nlu_port), "--web-port", str(web_port), "--var-dir", str(tmp_path)], cwd=PROJECT_DIR, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)
     output = []

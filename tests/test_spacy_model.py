@@ -6,8 +6,8 @@ import sys
 
 import spacy
 
-from actions.knowledge import PROJECT_DIR
-from faqbot import spacy_model
+from faqbot.core.paths import PROJECT_DIR
+from faqbot.core import spacy_model
 
 
 def test_config_names_the_installed_german_model():
@@ -19,7 +19,7 @@ def test_config_names_the_installed_german_model():
 
 def test_a_stand_in_never_passes_for_the_official_model():
     nlp = spacy.load(spacy_model.MODEL)
-    status = subprocess.run([sys.executable, "-m", "faqbot.spacy_model", "status"],
+    status = subprocess.run([sys.executable, "-m", "faqbot.tools.spacy_model", "status"],
                             capture_output=True, text=True, cwd=PROJECT_DIR)
     assert status.returncode == 0
     if spacy_model.is_standin():

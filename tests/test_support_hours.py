@@ -2,7 +2,7 @@
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from actions.support_hours import SupportHours, german_time
+from faqbot.core.support_hours import SupportHours, german_time
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOURS = SupportHours.from_config({

@@ -16,9 +16,9 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from actions.knowledge import PROJECT_DIR
-from faqbot import rasa_server
-from faqbot.tracker_store import LeanSQLTrackerStore
+from faqbot.core.paths import PROJECT_DIR
+from faqbot.server import rasa_server
+from faqbot.server.tracker_store import LeanSQLTrackerStore
 
 DOMAIN = Domain.load(PROJECT_DIR / "domain.yml")
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from actions.knowledge import PROJECT_DIR, load
-from faqbot import train
-from faqbot.evaluate import classify
-from faqbot.importer import slugify
-from faqbot.phrasings import AlreadyPresent, PhrasingRefused, add_phrasing, read_examples
-from faqbot.review_queue import ReviewStore
+from faqbot.core.knowledge import load
+from faqbot.core.paths import PROJECT_DIR
+from faqbot.tools import train
+from faqbot.tools.evaluate import classify
+from faqbot.tools.importer import slugify
+from faqbot.tools.phrasings import AlreadyPresent, PhrasingRefused, add_phrasing, read_examples
+from faqbot.core.review_store import ReviewStore
 
 # Found by classifying candidate phrasings with the current model: it calls this
 # out_of_scope with high confidence, and no phrasing like it is in the training data.
@@ -42,7 +43,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def trainer(project: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "faqbot.trainer", "--projekt", str(project), *args],
+    return subprocess.run([sys.executable, "-m", "faqbot.tools.trainer", "--projekt", str(project), *args],
                           input=stdin, capture_output=True, text=True, cwd=PROJECT_DIR, timeout=120)
 
 
@@ -152,6 +153,7 @@ def test_train_retrains_only_when_the_data_changed(model_path, project):
     assert train.model_path(project) != model_path  # a new phrasing means a new model
 
 
+@pytest.mark.training
 def test_a_missed_message_is_answered_right_after_adding_it_and_retraining(model_path, tmp_path):
     before = classify(model_path, [MISSED])[0]
     assert before["intent"]["name"] != f"faq_{MISSED_FAQ}", "the current model already knows it: pick another"

@@ -20,13 +20,16 @@ import socketio
 from playwright.sync_api import Page, expect, sync_playwright
 from ruamel.yaml import YAML
 
-from actions.knowledge import PROJECT_DIR, load
-from channels.socketio import TOO_LONG
+from faqbot.core.knowledge import load
+from faqbot.core.paths import PROJECT_DIR
+from faqbot.server.channels.socketio import TOO_LONG
 from conftest import free_port, running
-from faqbot.serve import BotServers
-from faqbot.web import CONTACT_FAQ_ID, HelpCentre
+from faqbot.server.serve import BotServers
+from faqbot.server.web import CONTACT_FAQ_ID, HelpCentre
 from test_data import read_nlu
 from test_rest_conversations import AMBIGUOUS, response_text
+
+pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -6,7 +6,7 @@ the event broker, once to decide what to insert). Under load that was ~40 % of t
 server's CPU (README, "Speed"). This store runs the same queries, built once with
 SQLAlchemy Core: one to load the current session, one count and one bulk insert per save
 in one transaction, and hands the new events to the event broker (the review queue,
-``faqbot.review_queue``) after they are committed.
+``faqbot.server.review_broker``) after they are committed.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Install and report the German spaCy model ``de_core_news_sm`` that config.yml names.
 
-    python -m faqbot.spacy_model ensure   # install if missing, then report
-    python -m faqbot.spacy_model status   # report only (exit 1 if missing)
+    python -m faqbot.tools.spacy_model ensure   # install if missing, then report
+    python -m faqbot.tools.spacy_model status   # report only (exit 1 if missing)
 
 The official model is tried first (``python -m spacy download``). Only when it cannot be
 downloaded (no route to its host) an OFFLINE STAND-IN is built: spaCy's German tokenizer
@@ -12,58 +12,27 @@ are labelled as such.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Optional
 
-MODEL = "de_core_news_sm"
+from faqbot.core.spacy_model import (
+    MODEL,
+    STANDIN_VERSION,
+    describe,
+    installed_version,
+    is_standin,
+    warning_banner,
+)
+
 OFFICIAL_VERSION = "3.4.0"  # the release built for spaCy 3.4.x
-STANDIN_VERSION = "0.0.0+offline"
 STANDIN_DESCRIPTION = (
     "OFFLINE STAND-IN, NOT the official de_core_news_sm: spaCy's German tokenizer plus the "
     "lookup lemmatizer from spacy-lookups-data, built because the official model could not "
-    "be downloaded. No tagger, parser, NER or vectors.")
+    "be downloaded. No tagger, parser, NER or vectors."
+)
 DOWNLOAD_TIMEOUT_S = 180
-
-
-def installed_version() -> Optional[str]:
-    try:
-        return importlib.metadata.version(MODEL)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def is_standin(version: Optional[str] = None) -> bool:
-    return (version or installed_version() or "").endswith("+offline")
-
-
-def describe() -> str:
-    version = installed_version()
-    if version is None:
-        return f"{MODEL}: nicht installiert"
-    if is_standin(version):
-        return f"{MODEL} {version}: OFFLINE-ERSATZ (nicht das offizielle Modell)"
-    return f"{MODEL} {version}: offizielles spaCy-Modell"
-
-
-def warning_banner() -> str:
-    """Printed by install and start-up whenever the stand-in is in use."""
-    line = "!" * 78
-    return (f"{line}\n"
-            f"!! ACHTUNG: {MODEL} ist der OFFLINE-ERSATZ ({installed_version()}),\n"
-            f"!! nicht das offizielle spaCy-Modell. Tokenizer + Lookup-Lemmatizer, ohne\n"
-            f"!! Tagger/Parser/Vektoren. Mit Netz: make spacy-official\n"
-            f"{line}")
-
-
-def warn_if_standin(log=None) -> None:
-    """Called when the servers start (channels/, actions/): the stand-in must never go unnoticed."""
-    if is_standin():
-        for line in warning_banner().splitlines():
-            (log or print)(line)
 
 
 def download_official() -> bool:
@@ -119,7 +88,7 @@ def ensure(official_only: bool = False) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m faqbot.spacy_model", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m faqbot.tools.spacy_model", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["ensure", "official", "status"])
     args = parser.parse_args()

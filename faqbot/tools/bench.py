@@ -24,10 +24,12 @@ from typing import Dict, List
 
 import aiohttp
 
-from actions.knowledge import PROJECT_DIR, load
-from faqbot import spacy_model, train
-from faqbot.evaluate import DEFAULT_TEST_SET, evaluate, read_examples
-from faqbot.serve import BotServers
+from faqbot.core import spacy_model
+from faqbot.core.knowledge import load
+from faqbot.core.paths import PROJECT_DIR
+from faqbot.server.serve import BotServers
+from faqbot.tools import train
+from faqbot.tools.evaluate import DEFAULT_TEST_SET, evaluate, read_examples
 
 MESSAGES_PER_CONVERSATION = 5
 RESULTS = PROJECT_DIR / "results" / "bench.json"
@@ -119,7 +121,7 @@ def machine() -> Dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m faqbot.bench", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m faqbot.tools.bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sequential", type=int, default=200, help="Nachrichten nacheinander")
     parser.add_argument("--clients", type=int, default=20, help="gleichzeitige Clients")

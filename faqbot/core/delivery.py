@@ -2,7 +2,7 @@
 
 ``TicketStore.create`` writes the ticket and one ``deliveries`` row per configured target in
 one transaction, before anything is sent. ``DeliveryWorker`` (a daemon thread in the action
-server) sends due rows, marks them delivered, and on failure retries with exponential
+server, started by ``faqbot.server.action_server``) sends due rows, marks them delivered, and on failure retries with exponential
 backoff. Rows survive restarts, so pending deliveries resume when the action server starts
 again. Delivery is at-least-once with a stable key (``Idempotency-Key`` header, e-mail
 ``Message-ID``): a crash between the receiver's acknowledgement and our "delivered" mark can
@@ -25,13 +25,10 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import yaml
-
-from actions.knowledge import PROJECT_DIR
+from faqbot.core.support_config import read_support_config
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = PROJECT_DIR / "support.yml"
 SIGNATURE_HEADER = "X-FAQBot-Signature"
 
 
@@ -71,15 +68,9 @@ _ENV = {
 }
 
 
-def read_config_file(path: Optional[Path] = None) -> Dict[str, Any]:
-    """support.yml (or the file named by FAQBOT_SUPPORT_CONFIG); empty if there is none."""
-    path = Path(os.environ.get("FAQBOT_SUPPORT_CONFIG", path or CONFIG_FILE))
-    return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
-
-
 def load_config(path: Optional[Path] = None) -> DeliveryConfig:
     raw: Dict[str, Any] = {}
-    data = read_config_file(path)
+    data = read_support_config(path)
     if data:
         webhook, smtp, retry = data.get("webhook") or {}, data.get("email") or {}, data.get("retry") or {}
         raw = {"webhook_url": webhook.get("url"), "smtp_host": smtp.get("host"),
@@ -197,6 +188,10 @@ class DeliveryWorker:
 
     def attempt(self, delivery) -> None:
         sender = SENDERS[delivery.target]
+        # Longer than one send can take, so no other worker takes the row meanwhile.
+        claim_until = datetime.now(timezone.utc) + timedelta(seconds=3 * self.config.timeout_s)
+        if not self.store.claim(delivery, claim_until):
+            return
         try:
             sender(delivery.payload, delivery.key, self.config)
         except Exception as error:

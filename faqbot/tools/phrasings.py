@@ -15,7 +15,10 @@ from typing import Dict, List, Tuple
 
 from ruamel.yaml import YAML
 
-from actions.knowledge import INTENT_PREFIX, PROJECT_DIR, KnowledgeError, faq_id_for, load
+from faqbot.core.intents import INTENT_PREFIX, faq_id_for
+from faqbot.core.knowledge import KnowledgeError, load
+from faqbot.core.paths import PROJECT_DIR
+from faqbot.core.text import one_line
 
 MAX_LENGTH = 500
 # Test sets the bot must never be trained on (tests/test_data.py checks this): a phrasing
@@ -39,8 +42,7 @@ def normalise(text: str) -> str:
 
 def clean(text: str) -> str:
     """One line without list dash or control characters, so the YAML block stays intact."""
-    text = re.sub(r"[\x00-\x1f\x7f]+", " ", text)
-    return re.sub(r"^[-\s]+", "", re.sub(r"\s+", " ", text)).strip()
+    return re.sub(r"^[-\s]+", "", one_line(text)).strip()
 
 
 def nlu_files(project: Path) -> List[Path]:

@@ -1,8 +1,8 @@
 """Import an FAQ page into the project's FAQ knowledge and training data.
 
-    python -m faqbot.importer data/faq_seite.txt          # text form, as in the seed
-    python -m faqbot.importer faq.html                     # the same page as HTML
-    python -m faqbot.importer faq.html --dry-run           # only report what would change
+    python -m faqbot.tools.importer data/faq_seite.txt          # text form, as in the seed
+    python -m faqbot.tools.importer faq.html                     # the same page as HTML
+    python -m faqbot.tools.importer faq.html --dry-run           # only report what would change
 
 Reads question/answer pairs, gives each question a stable id (a slug), and updates
 ``data/faq.yml`` (the answers), ``data/nlu/faq.yml`` (one intent per question; the
@@ -25,17 +25,19 @@ from typing import Dict, Iterable, List, Optional
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import LiteralScalarString
 
-from actions.knowledge import PROJECT_DIR, FaqEntry, dump, intent_for, load
+from faqbot.core.intents import intent_for
+from faqbot.core.knowledge import FaqEntry, dump, load
+from faqbot.core.paths import PROJECT_DIR
 
 KNOWLEDGE_HEADER = """\
 # FAQ-Wissen des Bots: eine Eintrag je FAQ-Frage (id, Kategorie, Frage, Antwort).
-# Erzeugt und aktualisiert von `python -m faqbot.importer <FAQ-Seite>`.
+# Erzeugt und aktualisiert von `python -m faqbot.tools.importer <FAQ-Seite>`.
 # Die Antworten werden wörtlich an Kunden geschickt. Eine korrigierte Antwort
 # wirkt sofort, ohne Neutraining. Die id ist stabil: nicht ändern, sie ist der
 # Name des Intents (faq_<id>) in data/nlu/faq.yml.
 """
 RULES_HEADER = """\
-# Erzeugt von faqbot.importer aus data/faq.yml: jede FAQ-Frage wird mit
+# Erzeugt von faqbot.tools.importer aus data/faq.yml: jede FAQ-Frage wird mit
 # action_answer_faq beantwortet. Nicht von Hand bearbeiten.
 """
 NLU_HEADER = """\
@@ -290,7 +292,7 @@ def run_import(page: Path, project: Path = PROJECT_DIR, remove_missing: bool = F
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m faqbot.importer",
+        prog="python -m faqbot.tools.importer",
         description="Liest eine FAQ-Seite (Text oder HTML) und aktualisiert FAQ-Wissen, "
                     "Intents, Regeln und Domain. Vorhandene Formulierungen bleiben erhalten.")
     parser.add_argument("page", type=Path, help="FAQ-Seite als .txt oder .html")

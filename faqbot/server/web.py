@@ -1,8 +1,8 @@
 """The company's help-centre page with the chat widget, served next to the bot.
 
-    python -m faqbot.web [--port 8080] [--rasa-port 5005]
+    python -m faqbot.server.web [--port 8080] [--rasa-port 5005]
 
-``make run`` starts it together with the two Rasa servers (``faqbot.serve``). The page
+``make run`` starts it together with the two Rasa servers (``faqbot.server.serve``). The page
 lists the FAQ from ``data/faq.yml`` and embeds ``rasa-webchat``, served from
 ``web/node_modules`` (installed by ``make install``), so the browser loads nothing from a
 CDN. The widget talks to Rasa's socketio channel; the Rasa server must allow this page's
@@ -21,7 +21,8 @@ from pathlib import Path
 from string import Template
 from typing import Dict, Optional, Tuple
 
-from actions.knowledge import PROJECT_DIR, KnowledgeError, load
+from faqbot.core.knowledge import KnowledgeError, load
+from faqbot.core.paths import PROJECT_DIR
 
 WEB_DIR = PROJECT_DIR / "web"
 WEBCHAT_BUNDLE = WEB_DIR / "node_modules" / "rasa-webchat" / "lib" / "index.js"
@@ -150,7 +151,7 @@ class HelpCentre(ThreadingHTTPServer):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m faqbot.web", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m faqbot.server.web", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=int(os.environ.get("FAQBOT_WEB_PORT", DEFAULT_PORT)))
     parser.add_argument("--rasa-port", type=int, default=int(os.environ.get("FAQBOT_PORT", 5005)))

@@ -20,7 +20,7 @@ from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, Ou
 from sanic import Blueprint, response
 from sanic.request import Request
 
-from actions.escalation import TicketStore
+from faqbot.core.tickets import TicketStore
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any, Dict, Iterable, List, Optional
 
 import sqlalchemy as sa
 
-from actions.knowledge import PROJECT_DIR
+from faqbot.core.paths import VAR_DIR
 
-DEFAULT_DB = PROJECT_DIR / "var" / "tickets.db"
+DEFAULT_DB = VAR_DIR / "tickets.db"
 
 metadata = sa.MetaData()
 tickets = sa.Table(
@@ -225,6 +225,18 @@ class TicketStore:
                                             deliveries.c.next_attempt_at <= now.isoformat())
                 .order_by(deliveries.c.next_attempt_at).limit(limit)).all()
         return [self._delivery(row) for row in rows]
+
+    def claim(self, delivery: "Delivery", until: datetime) -> bool:
+        """Take a due row for one attempt, until ``until``: False if another worker took it
+        first (it moved ``next_attempt_at``). A worker that dies while sending leaves the
+        row to be retried once the claim runs out."""
+        with self.engine.begin() as connection:
+            result = connection.execute(deliveries.update().where(
+                deliveries.c.key == delivery.key, deliveries.c.status == "pending",
+                deliveries.c.attempts == delivery.attempts,
+                deliveries.c.next_attempt_at == delivery.next_attempt_at,
+            ).values(next_attempt_at=until.isoformat()))
+        return result.rowcount == 1
 
     def mark_delivered(self, key: str, attempts: int) -> None:
         with self.engine.begin() as connection:

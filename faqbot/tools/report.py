@@ -27,10 +27,10 @@ from html import escape
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from actions import knowledge
-from actions.knowledge import PROJECT_DIR, faq_id_for
-from faqbot import spacy_model
-from faqbot.evaluate import DEFAULT_TEST_SET, Evaluation, best_intent, classify, read_examples, score
+from faqbot.core import knowledge, spacy_model
+from faqbot.core.intents import GENERAL_INTENTS, faq_id_for
+from faqbot.core.paths import PROJECT_DIR
+from faqbot.tools.evaluate import DEFAULT_TEST_SET, Evaluation, best_intent, classify, read_examples, score
 
 DEFAULT_OUT_DIR = PROJECT_DIR / "results" / "bericht"
 DEFAULT_TRAINING_DATA = PROJECT_DIR / "data" / "nlu"
@@ -45,12 +45,7 @@ TOP_PAIRS = 10
 MAX_FOLDS = 10
 EXAMPLES_PER_PAIR = 3
 # What the trainer reads for intents that are not FAQ questions.
-GENERAL_INTENTS = {
-    "greet": "Begrüßung", "goodbye": "Verabschiedung", "thank": "Dank", "affirm": "Zustimmung („ja“)",
-    "deny": "Ablehnung („nein“)", "bot_challenge": "Frage, ob ein Bot antwortet",
-    "human_handoff": "Wunsch nach einem Mitarbeiter", "out_of_scope": "Nicht in der FAQ",
-    NO_INTENT: "nichts erkannt",
-}
+INTENT_NAMES = {**GENERAL_INTENTS, NO_INTENT: "nichts erkannt"}
 
 
 @dataclass
@@ -221,7 +216,7 @@ def percent(value: Optional[float]) -> str:
 
 
 def question(intent: str, questions: Dict[str, str]) -> str:
-    return questions.get(intent) or GENERAL_INTENTS.get(intent, intent)
+    return questions.get(intent) or INTENT_NAMES.get(intent, intent)
 
 
 SUMMARY_ROWS = [
@@ -419,7 +414,7 @@ def terminal_summary(sources: List[Source], run: Dict, previous: Optional[Dict])
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from faqbot import train
+    from faqbot.tools import train
 
     parser = argparse.ArgumentParser(prog="faqbot-trainer evaluate", description=__doc__, add_help=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,7 +1,7 @@
 """Evaluate the trained model on a labelled test set (default: the held-out set).
 
-    python -m faqbot.evaluate [--nlu tests/nlu_heldout.yml] [--model models/....tar.gz]
-    python -m faqbot.evaluate --config experiments/words_only.yml   # try a pipeline variant
+    python -m faqbot.tools.evaluate [--nlu tests/nlu_heldout.yml] [--model models/....tar.gz]
+    python -m faqbot.tools.evaluate --config experiments/words_only.yml   # try a pipeline variant
 
 Besides plain intent accuracy (what ``rasa test nlu`` reports without the fallback) it
 reports what the customer experiences, using the same decision rules as the actions:
@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from actions import actions
-from actions.actions import clarify_candidates
-from actions.knowledge import PROJECT_DIR, faq_id_for
+from faqbot.core.clarify import CLARIFY_MIN_CONFIDENCE, clarify_candidates
+from faqbot.core.intents import faq_id_for
+from faqbot.core.paths import PROJECT_DIR
 
 DEFAULT_TEST_SET = PROJECT_DIR / "tests" / "nlu_heldout.yml"
 FALLBACK = "nlu_fallback"
@@ -84,12 +84,14 @@ def best_intent(parse: Dict) -> Optional[str]:
     return ranking[0]["name"] if ranking else None
 
 
-def evaluate(model: Path, test_set: Path = DEFAULT_TEST_SET) -> Evaluation:
+def evaluate(model: Path, test_set: Path = DEFAULT_TEST_SET,
+             clarify_min: float = CLARIFY_MIN_CONFIDENCE) -> Evaluation:
     examples = read_examples(test_set)
-    return score(examples, classify(model, [text for text, _ in examples]))
+    return score(examples, classify(model, [text for text, _ in examples]), clarify_min)
 
 
-def score(examples: List[Tuple[str, str]], parses: List[Dict]) -> Evaluation:
+def score(examples: List[Tuple[str, str]], parses: List[Dict],
+          clarify_min: float = CLARIFY_MIN_CONFIDENCE) -> Evaluation:
     """The figures for labelled examples and their parses (from one model or several, as in cross-validation)."""
     result, counts = Evaluation(examples=len(examples)), Counter()
     for (text, expected), parse in zip(examples, parses):
@@ -102,7 +104,7 @@ def score(examples: List[Tuple[str, str]], parses: List[Dict]) -> Evaluation:
         if faq_id_for(expected):
             counts["faq"] += 1
             if predicted == FALLBACK:
-                options = [item["name"] for item in clarify_candidates(parse)]
+                options = [item["name"] for item in clarify_candidates(parse, clarify_min)]
                 counts["faq_buttons" if expected in options else "faq_none"] += 1
             elif predicted == expected:
                 counts["faq_right"] += 1
@@ -136,27 +138,25 @@ def train_variant(config: Path, out_dir: Path) -> Path:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from faqbot import train
+    from faqbot.tools import train
 
-    parser = argparse.ArgumentParser(prog="python -m faqbot.evaluate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m faqbot.tools.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nlu", type=Path, default=DEFAULT_TEST_SET, help="Testdaten (Rasa-NLU-YAML)")
     parser.add_argument("--model", type=Path, help="Modell (Standard: das aktuelle)")
     parser.add_argument("--config", type=Path, help="statt eines Modells: mit dieser Konfiguration trainieren")
     parser.add_argument("--json", type=Path, help="Ergebnis zusätzlich als JSON schreiben")
     parser.add_argument("--errors", action="store_true", help="Verwechslungen auflisten")
-    parser.add_argument("--clarify-min", type=float,
-                        help="Mindest-Konfidenz für „Meinten Sie …?“-Knöpfe (Standard: wie actions.py)")
+    parser.add_argument("--clarify-min", type=float, default=CLARIFY_MIN_CONFIDENCE,
+                        help="Mindest-Konfidenz für „Meinten Sie …?“-Knöpfe (Standard: %(default)s, wie im Bot)")
     args = parser.parse_args(argv)
-    if args.clarify_min is not None:
-        actions.CLARIFY_MIN_CONFIDENCE = args.clarify_min
     if args.config:
         import tempfile
 
         with tempfile.TemporaryDirectory() as out_dir:
-            result = evaluate(train_variant(args.config, Path(out_dir)), args.nlu)
+            result = evaluate(train_variant(args.config, Path(out_dir)), args.nlu, args.clarify_min)
     else:
-        result = evaluate(args.model or train.train(), args.nlu)
+        result = evaluate(args.model or train.train(), args.nlu, args.clarify_min)
     print(result.summary())
     if args.errors:
         for text, expected, best in result.confusions:

@@ -1,7 +1,7 @@
-"""Input channels of the Rasa server (credentials.yml)."""
+"""Input channels of the Rasa server (credentials.yml): REST, Socket.IO, support API."""
 import logging
 
-from faqbot.spacy_model import warn_if_standin
+from faqbot.core.spacy_model import warn_if_standin
 
 # The Rasa server imports this package at start-up: say loudly if the spaCy model is
 # the offline stand-in.

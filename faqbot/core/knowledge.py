@@ -2,7 +2,7 @@
 
 This is the single place that knows the file's format. The action server reads the
 answers from here at run time (so correcting an answer needs no retraining) and the
-importer (``faqbot.importer``) writes it.
+importer (``faqbot.tools.importer``) writes it.
 """
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from typing import Dict, List, Optional
 
 from ruamel.yaml import YAML
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_FAQ_FILE = PROJECT_DIR / "data" / "faq.yml"
-INTENT_PREFIX = "faq_"
+from faqbot.core.intents import intent_for
+from faqbot.core.paths import FAQ_FILE
 
 
 class KnowledgeError(Exception):
@@ -34,25 +33,8 @@ class FaqEntry:
         return intent_for(self.id)
 
 
-def intent_for(faq_id: str) -> str:
-    return INTENT_PREFIX + faq_id
-
-
-# Intents whose message is a reaction or small talk, not the customer's question (used by
-# the escalation and by the trainers' review queue).
-NOT_A_QUESTION = frozenset({"human_handoff", "affirm", "deny", "greet", "goodbye", "thank",
-                            "bot_challenge", "back_to_bot"})
-
-
-def faq_id_for(intent: Optional[str]) -> Optional[str]:
-    """The FAQ id behind an intent name, or None for intents that are not FAQ questions."""
-    if intent and intent.startswith(INTENT_PREFIX):
-        return intent[len(INTENT_PREFIX):]
-    return None
-
-
 def faq_file() -> Path:
-    return Path(os.environ.get("FAQBOT_FAQ_FILE", DEFAULT_FAQ_FILE))
+    return Path(os.environ.get("FAQBOT_FAQ_FILE", FAQ_FILE))
 
 
 def load(path: Optional[Path] = None) -> Dict[str, FaqEntry]:

@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Dict, List, Optional
 from zoneinfo import ZoneInfo
 
-from actions.knowledge import PROJECT_DIR, FaqEntry, intent_for, load
-from faqbot.phrasings import AlreadyPresent, PhrasingRefused, add_phrasing, check, normalise
+from faqbot.core.intents import intent_for
+from faqbot.core.knowledge import FaqEntry, load
+from faqbot.core.paths import PROJECT_DIR
+from faqbot.tools.phrasings import AlreadyPresent, PhrasingRefused, add_phrasing, check, normalise
 
 LOCAL_TIME = ZoneInfo("Europe/Berlin")  # the support team's time, as in support.yml
 KIND_NAMES = {"clarification": "Rückfrage „Meinten Sie …?“", "fallback": "nicht verstanden",
@@ -69,7 +71,7 @@ def _choose_faq(answer: str, numbered: List[FaqEntry], faqs: Dict[str, FaqEntry]
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from faqbot.review_queue import ReviewStore, db_path
+    from faqbot.core.review_store import ReviewStore, db_path
 
     store = ReviewStore(args.db or db_path())
     since = datetime.now(timezone.utc) - timedelta(days=args.tage) if args.tage else None
@@ -164,7 +166,7 @@ def cmd_add_phrasing(args: argparse.Namespace) -> int:
 
 
 def cmd_add_faq(args: argparse.Namespace) -> int:
-    from faqbot import importer
+    from faqbot.tools import importer
 
     project = args.projekt
     faqs = knowledge(project)
@@ -205,7 +207,7 @@ def cmd_add_faq(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from faqbot import importer
+    from faqbot.tools import importer
 
     argv = [str(args.page), "--project", str(args.projekt)]
     argv += ["--remove-missing"] if args.remove_missing else []
@@ -214,7 +216,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from faqbot import train
+    from faqbot.tools import train
 
     if train.model_path(args.projekt).exists() and not args.force:
         print("Die Trainingsdaten sind unverändert: kein Training nötig.")
@@ -226,7 +228,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from faqbot import report  # imports Rasa: only load it when the step runs
+    from faqbot.tools import report  # imports Rasa: only load it when the step runs
 
     return report.main(args.report_args)
 
@@ -311,7 +313,7 @@ def parser() -> argparse.ArgumentParser:
     step.add_argument("--force", action="store_true", help="auch ohne Änderung trainieren")
     step.set_defaults(func=cmd_train)
 
-    # Its options belong to faqbot.report: all arguments are passed on, --help included.
+    # Its options belong to faqbot.tools.report: all arguments are passed on, --help included.
     step = steps.add_parser("evaluate", help="4: auswerten und Bericht (HTML) schreiben")
     step.set_defaults(func=cmd_evaluate)
     return main

@@ -10,8 +10,6 @@ processing a message still gives the customer a reply.
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
 from typing import Any, Awaitable, Callable, Optional, Text
 
 from rasa.core.channels.channel import UserMessage
@@ -20,20 +18,15 @@ from sanic import Blueprint, response
 from sanic.exceptions import InvalidUsage
 from sanic.request import Request
 
+from faqbot.core.text import clean_text
+
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 50_000
-# C0/C1 control characters except tab and newline: they mean nothing to the NLU and some
-# databases (PostgreSQL) refuse NUL in text.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 EXPECTED = 'Erwartet wird JSON der Form {"sender": "<Gesprächs-ID>", "message": "<Text>"}.'
 PROCESSING_ERROR = ("Entschuldigung, bei der Verarbeitung Ihrer Nachricht ist ein Fehler "
                     "aufgetreten. Bitte versuchen Sie es gleich noch einmal oder wenden Sie "
                     "sich an unseren Kundenservice.")
-
-
-def clean_text(text: Text) -> Text:
-    return CONTROL_CHARACTERS.sub("", unicodedata.normalize("NFC", text))
 
 
 def _bad_request(code: str, message: str, status: int = 400) -> response.HTTPResponse:

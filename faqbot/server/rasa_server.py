@@ -1,8 +1,8 @@
 """Rasa's own server, ``rasa run ...``, with two speed-ups Rasa has no setting for.
 
-    python -m faqbot.rasa_server run [any options of rasa run]
+    python -m faqbot.server.rasa_server run [any options of rasa run]
 
-``make run`` (``faqbot.serve``) starts the Rasa server and the NLU server this way; plain
+``make run`` (``faqbot.server.serve``) starts the Rasa server and the NLU server this way; plain
 ``rasa run`` works the same, only without these two:
 
 * Rasa checks every custom-action response with ``jsonschema.validate()``, which first
@@ -29,7 +29,7 @@ from jsonschema.exceptions import best_match
 from rasa.core.actions.action import RemoteAction
 from rasa.shared.constants import DOCS_BASE_URL
 
-logger = logging.getLogger("faqbot.rasa_server")  # also when run as __main__
+logger = logging.getLogger("faqbot.server.rasa_server")  # also when run as __main__
 
 
 @lru_cache(maxsize=1)

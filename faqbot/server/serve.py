@@ -1,10 +1,10 @@
 """Start the action server, the Rasa server and the NLU server together (``make run``).
 
-    python -m faqbot.serve [--port 5005] [--action-port 5055] [--nlu-port 5006]
+    python -m faqbot.server.serve [--port 5005] [--action-port 5055] [--nlu-port 5006]
                            [--web-port 8080] [--cors ORIGIN ...]
 
 Starts the action server, the Rasa server, Rasa's NLU-only server and the help-centre
-page with the chat widget (faqbot.web). The NLU server (``rasa run --enable-api`` with
+page with the chat widget (faqbot.server.web). The NLU server (``rasa run --enable-api`` with
 the same model, on 127.0.0.1 only) understands the messages for the Rasa server, which
 it reaches through the ``nlu`` endpoint (Rasa's "NLU-only server" setup): NLU on one
 core, dialogue on the other, ~40 % more messages per second (README, "Speed").
@@ -29,9 +29,10 @@ from typing import Dict, List, Optional, Sequence
 
 from ruamel.yaml import YAML
 
-from actions.knowledge import PROJECT_DIR
-from faqbot import spacy_model, train
-from faqbot.web import DEFAULT_PORT as DEFAULT_WEB_PORT, HelpCentre, origins
+from faqbot.core import spacy_model
+from faqbot.core.models import model_path
+from faqbot.core.paths import PROJECT_DIR, VAR_DIR
+from faqbot.server.web import DEFAULT_PORT as DEFAULT_WEB_PORT, HelpCentre, origins
 
 DEFAULT_PORT = 5005
 DEFAULT_ACTION_PORT = 5055
@@ -45,16 +46,19 @@ class BotServers:
     process."""
 
     def __init__(self, port: int = DEFAULT_PORT, action_port: int = DEFAULT_ACTION_PORT,
-                 cors: Optional[Sequence[str]] = None, var_dir: Path = PROJECT_DIR / "var",
+                 cors: Optional[Sequence[str]] = None, var_dir: Path = VAR_DIR,
                  model: Optional[Path] = None, env: Optional[Dict[str, str]] = None,
                  log_dir: Optional[Path] = None, web_port: Optional[int] = None,
-                 nlu_port: int = DEFAULT_NLU_PORT) -> None:
+                 nlu_port: int = DEFAULT_NLU_PORT, plain_rasa_actions: bool = False) -> None:
         self.port, self.action_port, self.web_port = port, action_port, web_port
         self.nlu_port = nlu_port
+        # The action server as a plain Rasa user starts it (`rasa run actions`) instead of
+        # through faqbot.server.action_server: both must deliver tickets.
+        self.plain_rasa_actions = plain_rasa_actions
         # Browsers may talk to the bot only from the help-centre page (not "*").
         self.cors = list(cors or (origins(web_port) if web_port else []))
         self.var_dir = Path(var_dir)
-        self.model = model or train.model_path()
+        self.model = model or model_path()
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
         self.env.setdefault("FAQBOT_TICKET_DB", str(self.var_dir / "tickets.db"))
         self.env.setdefault("FAQBOT_REVIEW_DB", str(self.var_dir / "review.db"))
@@ -91,7 +95,7 @@ class BotServers:
     def nlu_server_file(self) -> Path:
         """Endpoints and credentials of the NLU server: none (no channels, stores, actions)."""
         path = self.var_dir / "nlu-server.yml"
-        path.write_text("# Rasa's NLU-only server (faqbot.serve): no channels, stores or actions.\n{}\n",
+        path.write_text("# Rasa's NLU-only server (faqbot.server.serve): no channels, stores or actions.\n{}\n",
                         encoding="utf-8")
         return path
 
@@ -107,7 +111,10 @@ class BotServers:
         return process
 
     def _actions_command(self) -> List[str]:
-        return [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(self.action_port)]
+        if self.plain_rasa_actions:
+            rasa = str(Path(sys.executable).with_name("rasa"))
+            return [rasa, "run", "actions", "--actions", "actions", "--port", str(self.action_port)]
+        return [sys.executable, "-m", "faqbot.server.action_server", "--port", str(self.action_port)]
 
     def restart_actions(self) -> None:
         """Kill the action server hard (as a crash would) and start it again."""
@@ -122,7 +129,7 @@ class BotServers:
             raise SystemExit(f"Kein trainiertes Modell {self.model}: bitte zuerst `make train`.")
         self.var_dir.mkdir(parents=True, exist_ok=True)
         self._spawn("actions", self._actions_command())
-        rasa_run = [sys.executable, "-m", "faqbot.rasa_server", "run", "--model", str(self.model)]
+        rasa_run = [sys.executable, "-m", "faqbot.server.rasa_server", "run", "--model", str(self.model)]
         self._spawn("rasa", [*rasa_run, "--port", str(self.port),
                              "--endpoints", str(self.endpoints_file()),
                              "--credentials", "credentials.yml", *self._cors_args()])
@@ -184,7 +191,7 @@ class BotServers:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m faqbot.serve", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m faqbot.server.serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, default=int(os.environ.get("FAQBOT_PORT", DEFAULT_PORT)))
     parser.add_argument("--action-port", type=int,
@@ -198,7 +205,7 @@ def main() -> int:
     parser.add_argument("--no-web", action="store_true", help="ohne Hilfe-Center-Seite")
     parser.add_argument("--cors", nargs="+", default=os.environ.get("FAQBOT_CORS", "").split() or None,
                         help="erlaubte Origins der Website (Standard: die Hilfe-Center-Seite; nie *)")
-    parser.add_argument("--var-dir", type=Path, default=Path(os.environ.get("FAQBOT_VAR_DIR", PROJECT_DIR / "var")),
+    parser.add_argument("--var-dir", type=Path, default=Path(os.environ.get("FAQBOT_VAR_DIR", VAR_DIR)),
                         help="Ordner für Gespräche (SQLite) und Tickets")
     args = parser.parse_args()
 

@@ -1,7 +1,7 @@
 """Train the Rasa model only when its inputs changed.
 
-    python -m faqbot.train            # prints the model path; trains if needed
-    python -m faqbot.train --force    # train even if a model for these inputs exists
+    python -m faqbot.tools.train            # prints the model path; trains if needed
+    python -m faqbot.tools.train --force    # train even if a model for these inputs exists
 
 A model is named after a hash of everything that shapes it: config.yml, domain.yml,
 the training data (NLU and rules; not the answers in data/faq.yml, which the action
@@ -11,40 +11,17 @@ its model in ~0 s, so ``make run`` and ``make test`` stay fast the second time.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from actions.knowledge import PROJECT_DIR
-from faqbot import spacy_model
+from faqbot.core import spacy_model
+from faqbot.core.models import MODELS_DIR, model_path
+from faqbot.core.paths import PROJECT_DIR
 
-MODELS_DIR = PROJECT_DIR / "models"
 KEEP_MODELS = 5
-# Files under data/ that are not training data (the action server reads them). Paths, not
-# names: data/nlu/faq.yml and data/rules/faq.yml are training data.
-NOT_TRAINING_DATA = {Path("data/faq.yml"), Path("data/faq_seite.txt")}
-
-
-def training_inputs(project: Path = PROJECT_DIR) -> list[Path]:
-    data = sorted(p for p in (project / "data").rglob("*.yml")
-                  if p.relative_to(project) not in NOT_TRAINING_DATA)
-    return [project / "config.yml", project / "domain.yml", *data]
-
-
-def model_hash(project: Path = PROJECT_DIR) -> str:
-    digest = hashlib.sha256()
-    for path in training_inputs(project):
-        digest.update(str(path.relative_to(project)).encode())
-        digest.update(path.read_bytes())
-    digest.update(f"{spacy_model.MODEL}=={spacy_model.installed_version()}".encode())
-    return digest.hexdigest()[:16]
-
-
-def model_path(project: Path = PROJECT_DIR, models_dir: Path = MODELS_DIR) -> Path:
-    return models_dir / f"faq-bot-{model_hash(project)}.tar.gz"
 
 
 def train(force: bool = False, project: Path = PROJECT_DIR, models_dir: Path = MODELS_DIR) -> Path:
@@ -78,7 +55,7 @@ def remove_old_models(models_dir: Path = MODELS_DIR, keep: int = KEEP_MODELS) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m faqbot.train", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m faqbot.tools.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--force", action="store_true", help="auch ohne Änderung trainieren")
     args = parser.parse_args()

@@ -22,8 +22,9 @@ from rasa.core.channels.socketio import SocketIOInput as RasaSocketIOInput
 from rasa.core.channels.socketio import SocketIOOutput
 from sanic import Blueprint
 
-from channels.rest import MAX_MESSAGE_CHARS, clean_text, process_or_apologise
-from faqbot.web import DEFAULT_PORT as DEFAULT_WEB_PORT, origins
+from faqbot.core.text import clean_text
+from faqbot.server.channels.rest import MAX_MESSAGE_CHARS, process_or_apologise
+from faqbot.server.web import DEFAULT_PORT as DEFAULT_WEB_PORT, origins
 
 logger = logging.getLogger(__name__)
 

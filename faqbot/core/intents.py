@@ -1,0 +1,32 @@
+"""Names of intents: the FAQ intents (``faq_<id>``) and the general ones."""
+from __future__ import annotations
+
+from typing import Optional
+
+INTENT_PREFIX = "faq_"
+# The general intents (data/nlu/general.yml), with what a trainer reads for them.
+GENERAL_INTENTS = {
+    "greet": "Begrüßung",
+    "goodbye": "Verabschiedung",
+    "thank": "Dank",
+    "affirm": "Zustimmung („ja“)",
+    "deny": "Ablehnung („nein“)",
+    "bot_challenge": "Frage, ob ein Bot antwortet",
+    "human_handoff": "Wunsch nach einem Mitarbeiter",
+    "back_to_bot": "Zurück zum Bot",
+    "out_of_scope": "Nicht in der FAQ",
+}
+# Intents whose message is a reaction or small talk, not the customer's question (used by
+# the escalation and by the trainers' review queue).
+NOT_A_QUESTION = frozenset(GENERAL_INTENTS) - {"out_of_scope"}
+
+
+def intent_for(faq_id: str) -> str:
+    return INTENT_PREFIX + faq_id
+
+
+def faq_id_for(intent: Optional[str]) -> Optional[str]:
+    """The FAQ id behind an intent name, or None for intents that are not FAQ questions."""
+    if intent and intent.startswith(INTENT_PREFIX):
+        return intent[len(INTENT_PREFIX) :]
+    return None

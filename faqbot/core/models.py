@@ -1,0 +1,35 @@
+"""Which trained model belongs to the project's current data: models are named after a hash
+of everything that shapes them, so an unchanged project reuses its model
+(``faqbot.tools.train`` trains; the servers and tools look the model up here).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from faqbot.core import spacy_model
+from faqbot.core.paths import PROJECT_DIR
+
+MODELS_DIR = PROJECT_DIR / "models"
+# Files under data/ that are not training data (the action server reads them). Paths, not
+# names: data/nlu/faq.yml and data/rules/faq.yml are training data.
+NOT_TRAINING_DATA = {Path("data/faq.yml"), Path("data/faq_seite.txt")}
+
+
+def training_inputs(project: Path = PROJECT_DIR) -> list[Path]:
+    data = sorted(p for p in (project / "data").rglob("*.yml")
+                  if p.relative_to(project) not in NOT_TRAINING_DATA)
+    return [project / "config.yml", project / "domain.yml", *data]
+
+
+def model_hash(project: Path = PROJECT_DIR) -> str:
+    digest = hashlib.sha256()
+    for path in training_inputs(project):
+        digest.update(str(path.relative_to(project)).encode())
+        digest.update(path.read_bytes())
+    digest.update(f"{spacy_model.MODEL}=={spacy_model.installed_version()}".encode())
+    return digest.hexdigest()[:16]
+
+
+def model_path(project: Path = PROJECT_DIR, models_dir: Path = MODELS_DIR) -> Path:
+    return models_dir / f"faq-bot-{model_hash(project)}.tar.gz"

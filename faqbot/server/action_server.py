@@ -1,0 +1,80 @@
+"""The action server: rasa-sdk's own, with the ticket delivery worker.
+
+    python -m faqbot.server.action_server [any option of `rasa run actions`]
+    rasa run actions                      # the same, for plain Rasa users
+
+The actions (``actions/``) write each ticket and its outbox rows to the ticket store;
+the delivery worker (``faqbot.core.delivery``) sends them to the configured webhook and
+mailbox. It runs in the action server's process, started and stopped with its web server
+through rasa-sdk's plugin hook ``attach_sanic_app_extensions``: rasa-sdk looks for a
+package named ``rasa_sdk_plugins`` (this project's registers this module), so plain
+``rasa run actions`` and ``python -m rasa_sdk`` deliver tickets too. With several Sanic
+workers (``ACTION_SERVER_SANIC_WORKERS``) each runs a worker; they claim each outbox row
+before sending it, so nothing is sent twice.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import pluggy
+import rasa_sdk.plugin
+
+from faqbot.core.delivery import DeliveryWorker, load_config
+from faqbot.core.tickets import TicketStore
+from faqbot.server.patches import PatchTargetError, require_attribute, require_version
+
+logger = logging.getLogger("faqbot.server.action_server")  # also when run as __main__
+
+RASA_SDK_VERSION = "3.6.2"
+hookimpl = pluggy.HookimplMarker("rasa_sdk")
+
+
+def check_plugin_hook() -> None:
+    """rasa-sdk must still offer the hook, and find this project's plugin."""
+    patch = "faqbot.server.action_server (delivery worker)"
+    require_version("rasa-sdk", RASA_SDK_VERSION, patch)
+    require_attribute(rasa_sdk.plugin, "attach_sanic_app_extensions", patch)
+    registered = rasa_sdk.plugin.plugin_manager().get_plugins()
+    if sys.modules[__name__] not in registered and not any(
+        getattr(plugin, "__name__", "") == "faqbot.server.action_server" for plugin in registered
+    ):
+        raise PatchTargetError(
+            f"{patch}: rasa-sdk did not load the plugin from rasa_sdk_plugins/; "
+            "is the project installed (`make install`)?"
+        )
+
+
+async def start_delivery(app: Any, loop: Any) -> None:
+    config = load_config()
+    app.ctx.delivery_worker = DeliveryWorker(TicketStore(), config).start()
+    logger.info("Zustellung der Tickets gestartet: %s", ", ".join(config.targets) or "keine Ziele konfiguriert")
+
+
+async def stop_delivery(app: Any, loop: Any) -> None:
+    worker = getattr(app.ctx, "delivery_worker", None)
+    if worker is not None:
+        worker.stop()
+
+
+@hookimpl
+def attach_sanic_app_extensions(app: Any) -> None:
+    """rasa-sdk calls this with its Sanic app before it serves."""
+    app.register_listener(start_delivery, "before_server_start")
+    app.register_listener(stop_delivery, "after_server_stop")
+
+
+def main() -> None:
+    from rasa_sdk.__main__ import main as rasa_sdk_main
+
+    check_plugin_hook()
+    args = sys.argv[1:]
+    if "--actions" not in args:
+        args = ["--actions", "actions", *args]
+    sys.argv = ["rasa_sdk", *args]
+    rasa_sdk_main()
+
+
+if __name__ == "__main__":
+    main()
