@@ -3,11 +3,12 @@
 Customer-facing texts live in ``domain.yml`` (responses) and ``data/faq.yml`` (answers);
 this module decides which one to send.
 """
+
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Text, Tuple
+from typing import Any
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 NONE_OF_THESE = "Keine davon"
 
 knowledge = CachedKnowledge()
-_ticket_store: Optional[TicketStore] = None
+_ticket_store: TicketStore | None = None
 
 
 def ticket_store() -> TicketStore:
@@ -37,14 +38,14 @@ def ticket_store() -> TicketStore:
     return _ticket_store
 
 
-def delivery_targets() -> List[str]:
+def delivery_targets() -> list[str]:
     """Where new tickets and messages go, from the configuration: the outbox rows are
     written whether or not a delivery worker runs in this process (it is started with the
     action server, see faqbot.server.action_server)."""
     return load_config().targets
 
 
-def support_closed_until(now: Optional[datetime] = None) -> Optional[str]:
+def support_closed_until(now: datetime | None = None) -> str | None:
     """German "when will they answer" text if the support team is not there right now."""
     hours = SupportHours.from_config(read_support_config().get("support_hours"))
     now = now or datetime.now(timezone.utc)
@@ -52,15 +53,15 @@ def support_closed_until(now: Optional[datetime] = None) -> Optional[str]:
     return german_time(opening, now) if opening else None
 
 
-def _offer_handoff_reset(tracker: Tracker) -> List[EventType]:
+def _offer_handoff_reset(tracker: Tracker) -> list[EventType]:
     return [SlotSet("handoff_offered", False)] if tracker.get_slot("handoff_offered") else []
 
 
-def customer_contact(tracker: Tracker, include_form: bool = True) -> Dict[str, Any]:
+def customer_contact(tracker: Tracker, include_form: bool = True) -> dict[str, Any]:
     """Who to answer: the conversation id, plus id/e-mail an integration passed in REST
     metadata ``{"metadata": {"customer": {"id": "...", "email": "..."}}}``, or the e-mail
     the customer gave in the escalation form (actions/handoff.py)."""
-    contact: Dict[str, Any] = {"id": tracker.sender_id}
+    contact: dict[str, Any] = {"id": tracker.sender_id}
     for event in reversed(tracker.events):  # the latest message that carried a customer
         customer = (event.get("metadata") or {}).get("customer") if event.get("event") == "user" else None
         if isinstance(customer, dict):
@@ -71,7 +72,7 @@ def customer_contact(tracker: Tracker, include_form: bool = True) -> Dict[str, A
     return contact
 
 
-def customer_question(tracker: Tracker) -> Optional[Dict[Text, Any]]:
+def customer_question(tracker: Tracker) -> dict[str, Any] | None:
     """The customer's latest actual question (a user event), not counting small talk,
     button payloads and answers given to a form (e-mail address, later messages)."""
     question, active_loop = None, None
@@ -88,17 +89,20 @@ def customer_question(tracker: Tracker) -> Optional[Dict[Text, Any]]:
 
 def send_faq_answer(dispatcher: CollectingDispatcher, entry: FaqEntry, confidence: float) -> None:
     """The FAQ answer verbatim, plus the custom payload REST integrations read."""
-    dispatcher.utter_message(text=entry.answer, json_message={
-        "faq_id": entry.id, "category": entry.category, "confidence": round(float(confidence), 4)})
+    dispatcher.utter_message(
+        text=entry.answer,
+        json_message={"faq_id": entry.id, "category": entry.category, "confidence": round(float(confidence), 4)},
+    )
 
 
 def send_ticket_number(dispatcher: CollectingDispatcher, response: str, ticket_id: str) -> None:
     """A message with the ticket number, plus the custom payload that marks the handoff."""
-    dispatcher.utter_message(response=response, ticket_id=ticket_id,
-                             json_message={"escalation": {"ticket_id": ticket_id}})
+    dispatcher.utter_message(
+        response=response, ticket_id=ticket_id, json_message={"escalation": {"ticket_id": ticket_id}}
+    )
 
 
-def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> Tuple[Optional[Ticket], List[EventType]]:
+def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> tuple[Ticket | None, list[EventType]]:
     """Create (or find) the conversation's ticket and tell the customer its number."""
     event = customer_question(tracker)
     question = tracker.get_slot("problem_description") or (event or {}).get("text")
@@ -107,16 +111,20 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> Tuple[Option
     confidence = ranking[0].get("confidence") if ranking else None
     try:
         ticket = ticket_store().create(
-            sender_id=tracker.sender_id, channel=tracker.get_latest_input_channel(),
-            question=question, faq_guess=guess, confidence=confidence,
-            transcript=transcript_from_events(tracker.events), targets=delivery_targets(),
-            contact=customer_contact(tracker))
+            sender_id=tracker.sender_id,
+            channel=tracker.get_latest_input_channel(),
+            question=question,
+            faq_guess=guess,
+            confidence=confidence,
+            transcript=transcript_from_events(tracker.events),
+            targets=delivery_targets(),
+            contact=customer_contact(tracker),
+        )
     except Exception:  # the customer must get an answer even if the store is down
         logger.exception("Escalation for %s could not be stored", tracker.sender_id)
         dispatcher.utter_message(response="utter_escalation_failed")
         return None, _offer_handoff_reset(tracker)
-    send_ticket_number(dispatcher, "utter_escalated" if ticket.is_new else "utter_escalated_again",
-                       ticket.ticket_id)
+    send_ticket_number(dispatcher, "utter_escalated" if ticket.is_new else "utter_escalated_again", ticket.ticket_id)
     closed_until = support_closed_until()
     if ticket.is_new and closed_until:
         dispatcher.utter_message(response="utter_support_closed", next_opening=closed_until)
@@ -126,11 +134,10 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> Tuple[Option
 class ActionAnswerFaq(Action):
     """Answer the recognised FAQ question verbatim from data/faq.yml."""
 
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_answer_faq"
 
-    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-            domain: Dict[Text, Any]) -> List[EventType]:
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         intent = tracker.latest_message.get("intent") or {}
         try:
             faq_id = faq_id_for(intent.get("name"))
@@ -151,11 +158,10 @@ class ActionHandleFallback(Action):
     "Meinten Sie …?" with one button per question. Otherwise: offer the support team.
     """
 
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_handle_fallback"
 
-    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-            domain: Dict[Text, Any]) -> List[EventType]:
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         message = tracker.latest_message
         if not has_letters(message.get("text") or ""):
             dispatcher.utter_message(response="utter_ask_for_words")
@@ -164,8 +170,10 @@ class ActionHandleFallback(Action):
         top_intent = (message.get("intent") or {}).get("name")
         if candidates and top_intent != "out_of_scope":
             try:
-                buttons = [{"title": knowledge.get(faq_id_for(item["name"])).question,
-                            "payload": f"/{item['name']}"} for item in candidates]
+                buttons = [
+                    {"title": knowledge.get(faq_id_for(item["name"])).question, "payload": f"/{item['name']}"}
+                    for item in candidates
+                ]
             except KnowledgeError:
                 logger.exception("FAQ knowledge unreadable; offering the support team")
             else:
@@ -180,25 +188,24 @@ class ActionEscalate(Action):
     """Hand the conversation to the support team with a ticket. With a ticket, the
     conversation is handed off (``handed_off``): the rules start ``handoff_form``."""
 
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_escalate"
 
-    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-            domain: Dict[Text, Any]) -> List[EventType]:
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         ticket, events = escalate(dispatcher, tracker)
-        return events + [SlotSet("handed_off", ticket is not None),
-                         SlotSet("ticket_id", ticket.ticket_id if ticket else None),
-                         SlotSet("problem_description", None)]
+        return events + [
+            SlotSet("handed_off", ticket is not None),
+            SlotSet("ticket_id", ticket.ticket_id if ticket else None),
+            SlotSet("problem_description", None),
+        ]
 
 
 class ActionDeclineHandoff(Action):
     """The customer does not want the question passed on."""
 
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_decline_handoff"
 
-    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-            domain: Dict[Text, Any]) -> List[EventType]:
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         dispatcher.utter_message(response="utter_anything_else")
         return [SlotSet("handoff_offered", False)]
-

@@ -7,11 +7,12 @@ open ticket already has. ``handoff_form`` keeps the conversation with the suppor
 after the ticket exists: every further message is appended to the ticket, until the
 customer asks for the bot again (``back_to_bot``) or the support team closes the ticket.
 """
+
 from __future__ import annotations
 
 import logging
 import re
-from typing import Any, Dict, List, Optional, Text
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from rasa_sdk import Action, FormValidationAction, Tracker
@@ -40,7 +41,7 @@ def is_button(value: Any) -> bool:
     return str(value or "").startswith("/")
 
 
-def email_in(text: Any) -> Optional[str]:
+def email_in(text: Any) -> str | None:
     """The e-mail address in the customer's message, normalised, or None if it has
     none or only an invalid one (no DNS lookup: no network at run time)."""
     match = EMAIL_CANDIDATE.search(str(text or ""))
@@ -52,13 +53,13 @@ def email_in(text: Any) -> Optional[str]:
         return None
 
 
-def email_from_channel(tracker: Tracker) -> Optional[str]:
+def email_from_channel(tracker: Tracker) -> str | None:
     """An e-mail address the integration passed in the message metadata."""
     email = bot.customer_contact(tracker, include_form=False).get("email")
     return email_in(email) if email else None
 
 
-def faq_asked_instead(tracker: Tracker) -> Optional[FaqEntry]:
+def faq_asked_instead(tracker: Tracker) -> FaqEntry | None:
     """The FAQ entry if the latest message is confidently an FAQ question."""
     intent = tracker.latest_message.get("intent") or {}
     faq_id = faq_id_for(intent.get("name"))
@@ -71,18 +72,18 @@ def faq_asked_instead(tracker: Tracker) -> Optional[FaqEntry]:
 
 
 class ValidateEscalationForm(FormValidationAction):
-    def name(self) -> Text:
+    def name(self) -> str:
         return "validate_escalation_form"
 
-    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-                  domain: DomainDict) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         events = await super().run(dispatcher, tracker, domain)
         if tracker.get_slot("handoff_offered"):  # the offer is being answered by this form
             events.insert(0, SlotSet("handoff_offered", False))
         return events
 
-    async def required_slots(self, domain_slots: List[Text], dispatcher: CollectingDispatcher,
-                             tracker: Tracker, domain: DomainDict) -> List[Text]:
+    async def required_slots(
+        self, domain_slots: list[str], dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[str]:
         try:
             if bot.ticket_store().open_ticket_for(tracker.sender_id):
                 return []  # action_escalate repeats the existing ticket's number
@@ -95,8 +96,9 @@ class ValidateEscalationForm(FormValidationAction):
             needed += ["customer_email", "contact_confirmed"]
         return needed
 
-    def validate_problem_description(self, value: Any, dispatcher: CollectingDispatcher,
-                                     tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
+    def validate_problem_description(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
         if is_button(value):  # e.g. the handoff button clicked twice: just ask again
             return {"problem_description": None}
         if not has_word(str(value or "")):
@@ -104,8 +106,9 @@ class ValidateEscalationForm(FormValidationAction):
             return {"problem_description": None}
         return {"problem_description": str(value).strip()}
 
-    def validate_customer_email(self, value: Any, dispatcher: CollectingDispatcher,
-                                tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
+    def validate_customer_email(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
         email = email_in(value)
         if email or is_button(value):
             return {"customer_email": email}
@@ -116,8 +119,9 @@ class ValidateEscalationForm(FormValidationAction):
             dispatcher.utter_message(response="utter_invalid_email")
         return {"customer_email": None}
 
-    def validate_contact_confirmed(self, value: Any, dispatcher: CollectingDispatcher,
-                                   tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
+    def validate_contact_confirmed(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
         if value is True:
             return {"contact_confirmed": True}
         if value is False:  # "Nein, korrigieren": ask for the address again
@@ -132,28 +136,30 @@ class ValidateEscalationForm(FormValidationAction):
 class ActionCancelEscalation(Action):
     """The customer does not want to give contact details after all."""
 
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_cancel_escalation"
 
-    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-            domain: Dict[Text, Any]) -> List[EventType]:
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         dispatcher.utter_message(response="utter_escalation_cancelled")
-        return [SlotSet(slot, None) for slot in ("problem_description", "customer_email",
-                                                 "contact_confirmed")] + [SlotSet("handoff_offered", False)]
+        return [SlotSet(slot, None) for slot in ("problem_description", "customer_email", "contact_confirmed")] + [
+            SlotSet("handoff_offered", False)
+        ]
 
 
 class ValidateHandoffForm(FormValidationAction):
     """Each message of a handed-off customer goes to the ticket, not to the NLU's answer."""
 
-    def name(self) -> Text:
+    def name(self) -> str:
         return "validate_handoff_form"
 
-    async def required_slots(self, domain_slots: List[Text], dispatcher: CollectingDispatcher,
-                             tracker: Tracker, domain: DomainDict) -> List[Text]:
+    async def required_slots(
+        self, domain_slots: list[str], dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> list[str]:
         return domain_slots if tracker.get_slot("handed_off") else []
 
-    def validate_handoff_message(self, value: Any, dispatcher: CollectingDispatcher,
-                                 tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
+    def validate_handoff_message(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
         ticket_id = tracker.get_slot("ticket_id")
         if is_button(value):  # an old button clicked again: nothing for the support team
             if tracker.get_intent_of_latest_message() == "human_handoff":
@@ -178,11 +184,10 @@ class ActionAskHandoffMessage(Action):
     """Explain the handoff once, when it starts; later messages are acknowledged by
     the validation above, so asking again would only repeat it."""
 
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_ask_handoff_message"
 
-    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-            domain: Dict[Text, Any]) -> List[EventType]:
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         for event in reversed(tracker.events):
             if event.get("event") == "user":
                 return []  # the form is already running
@@ -196,11 +201,10 @@ class ActionBackToBot(Action):
     """End the handoff: the customer wants the bot again, or the support team closed the
     ticket (then the support API sends ``EXTERNAL: back_to_bot``)."""
 
-    def name(self) -> Text:
+    def name(self) -> str:
         return "action_back_to_bot"
 
-    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker,
-            domain: Dict[Text, Any]) -> List[EventType]:
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         if (tracker.latest_message.get("text") or "").startswith(CLOSED_BY_SUPPORT):
             dispatcher.utter_message(response="utter_ticket_closed", ticket_id=tracker.get_slot("ticket_id"))
         elif tracker.get_slot("handed_off"):

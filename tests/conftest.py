@@ -5,20 +5,21 @@ every other test is ``e2e`` if it needs the trained model (the ``model_path`` fi
 also through ``bot``) and ``unit`` if not. So ``make test-unit`` can never start a
 training run or a browser by accident.
 """
+
 from __future__ import annotations
 
 import socket
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any
 
 import pytest
 import requests
 
-from faqbot.tools import train
 from faqbot.server.serve import BotServers
-
+from faqbot.tools import train
 
 EXPLICIT_TIERS = ("browser", "training")
 
@@ -53,22 +54,21 @@ class Bot:
         self.webhook = f"{servers.url}/webhooks/rest/webhook"
         self.session = requests.Session()
 
-    def send(self, sender: str, message: str, metadata: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+    def send(self, sender: str, message: str, metadata: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         body = {"sender": sender, "message": message, **({"metadata": metadata} if metadata else {})}
         response = self.session.post(self.webhook, json=body, timeout=30)
         assert response.status_code == 200, response.text
         return response.json()
 
-    def tickets(self) -> List[sqlite3.Row]:
+    def tickets(self) -> list[sqlite3.Row]:
         with sqlite3.connect(self.servers.var_dir / "tickets.db") as connection:
             connection.row_factory = sqlite3.Row
             return connection.execute("SELECT * FROM tickets ORDER BY number").fetchall()
 
-    def tracker_events(self, sender: str) -> List[sqlite3.Row]:
+    def tracker_events(self, sender: str) -> list[sqlite3.Row]:
         with sqlite3.connect(self.servers.var_dir / "tracker.db") as connection:
             connection.row_factory = sqlite3.Row
-            return connection.execute("SELECT * FROM events WHERE sender_id = ? ORDER BY id",
-                                      (sender,)).fetchall()
+            return connection.execute("SELECT * FROM events WHERE sender_id = ? ORDER BY id", (sender,)).fetchall()
 
     def alive(self) -> bool:
         return all(process.poll() is None for process in self.servers.processes)
@@ -93,7 +93,14 @@ def running(servers: BotServers) -> Iterator[BotServers]:
 @pytest.fixture(scope="session")
 def bot(model_path: Path, tmp_path_factory) -> Bot:
     var_dir = tmp_path_factory.mktemp("var")
-    with running(BotServers(port=free_port(), action_port=free_port(), nlu_port=free_port(), var_dir=var_dir,
-                            model=model_path, log_dir=var_dir / "logs")) as servers:
+    with running(
+        BotServers(
+            port=free_port(),
+            action_port=free_port(),
+            nlu_port=free_port(),
+            var_dir=var_dir,
+            model=model_path,
+            log_dir=var_dir / "logs",
+        )
+    ) as servers:
         yield Bot(servers)
-

@@ -1,8 +1,9 @@
 """The custom actions, with rasa-sdk's own Tracker and CollectingDispatcher."""
+
 from __future__ import annotations
 
 import sqlite3
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import pytest
 from rasa_sdk import Tracker
@@ -10,13 +11,17 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions import actions
-from actions.actions import (ActionAnswerFaq, ActionDeclineHandoff, ActionEscalate,
-                             ActionHandleFallback)
-from faqbot.core.tickets import TicketStore
-from actions.handoff import (ActionAskHandoffMessage, ActionBackToBot, ValidateEscalationForm,
-                             ValidateHandoffForm, email_in)
+from actions.actions import ActionAnswerFaq, ActionDeclineHandoff, ActionEscalate, ActionHandleFallback
+from actions.handoff import (
+    ActionAskHandoffMessage,
+    ActionBackToBot,
+    ValidateEscalationForm,
+    ValidateHandoffForm,
+    email_in,
+)
 from faqbot.core.knowledge import CachedKnowledge, load
 from faqbot.core.paths import PROJECT_DIR
+from faqbot.core.tickets import TicketStore
 
 KNOWLEDGE = load()
 INVOICE = KNOWLEDGE["erhalte_rechnung"]
@@ -32,20 +37,25 @@ def ticket_db(tmp_path, monkeypatch):
     return path
 
 
-def user_event(text: str, intent: Optional[str], confidence: float = 0.9,
-               ranking: Optional[List[Dict[str, Any]]] = None) -> Dict[str, Any]:
-    parse = {"text": text, "intent": {"name": intent, "confidence": confidence},
-             "intent_ranking": ranking or [{"name": intent, "confidence": confidence}], "entities": []}
-    return {"event": "user", "text": text, "timestamp": 1764000000.0, "parse_data": parse,
-            "input_channel": "rest"}
+def user_event(
+    text: str, intent: str | None, confidence: float = 0.9, ranking: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    parse = {
+        "text": text,
+        "intent": {"name": intent, "confidence": confidence},
+        "intent_ranking": ranking or [{"name": intent, "confidence": confidence}],
+        "entities": [],
+    }
+    return {"event": "user", "text": text, "timestamp": 1764000000.0, "parse_data": parse, "input_channel": "rest"}
 
 
-def tracker_for(*events: Dict[str, Any], slots: Optional[Dict[str, Any]] = None) -> Tracker:
+def tracker_for(*events: dict[str, Any], slots: dict[str, Any] | None = None) -> Tracker:
     events = list(events)
     bot_and_user = [{"event": "action", "name": "action_listen", "timestamp": 1764000000.0}] + events
     latest = next(e["parse_data"] for e in reversed(events) if e["event"] == "user")
-    return Tracker("kunde-42", slots or {"handoff_offered": False}, latest, bot_and_user, False,
-                   None, None, "action_listen")
+    return Tracker(
+        "kunde-42", slots or {"handoff_offered": False}, latest, bot_and_user, False, None, None, "action_listen"
+    )
 
 
 def run(action, tracker: Tracker):
@@ -55,17 +65,18 @@ def run(action, tracker: Tracker):
 
 
 def test_answer_is_the_faq_answer_verbatim_with_a_custom_payload():
-    messages, events = run(ActionAnswerFaq(), tracker_for(
-        user_event("wo finde ich meine rechnung", "faq_erhalte_rechnung", 0.93)))
+    messages, events = run(
+        ActionAnswerFaq(), tracker_for(user_event("wo finde ich meine rechnung", "faq_erhalte_rechnung", 0.93))
+    )
     assert messages[0]["text"] == INVOICE.answer
-    assert messages[0]["custom"] == {"faq_id": "erhalte_rechnung", "category": INVOICE.category,
-                                     "confidence": 0.93}
+    assert messages[0]["custom"] == {"faq_id": "erhalte_rechnung", "category": INVOICE.category, "confidence": 0.93}
     assert events == []
 
 
 def test_answer_resets_a_pending_handoff_offer():
-    _, events = run(ActionAnswerFaq(), tracker_for(
-        user_event("rechnung", "faq_erhalte_rechnung"), slots={"handoff_offered": True}))
+    _, events = run(
+        ActionAnswerFaq(), tracker_for(user_event("rechnung", "faq_erhalte_rechnung"), slots={"handoff_offered": True})
+    )
     assert events == [SlotSet("handoff_offered", False)]
 
 
@@ -93,35 +104,39 @@ def test_internal_error_escalates_instead_of_crashing(problem, tmp_path, monkeyp
 
 
 def test_medium_confidence_offers_the_likely_questions_as_buttons():
-    ranking = [{"name": "nlu_fallback", "confidence": 0.6},
-               {"name": "faq_erhalte_rechnung", "confidence": 0.45},
-               {"name": "faq_zahlungsdaten_aendern", "confidence": 0.40},
-               {"name": "greet", "confidence": 0.1},
-               {"name": "faq_passiert_zahlungsverzug", "confidence": 0.03}]
-    messages, events = run(ActionHandleFallback(), tracker_for(
-        user_event("rechnung zahlungsdaten", "nlu_fallback", 0.6, ranking)))
+    ranking = [
+        {"name": "nlu_fallback", "confidence": 0.6},
+        {"name": "faq_erhalte_rechnung", "confidence": 0.45},
+        {"name": "faq_zahlungsdaten_aendern", "confidence": 0.40},
+        {"name": "greet", "confidence": 0.1},
+        {"name": "faq_passiert_zahlungsverzug", "confidence": 0.03},
+    ]
+    messages, events = run(
+        ActionHandleFallback(), tracker_for(user_event("rechnung zahlungsdaten", "nlu_fallback", 0.6, ranking))
+    )
     assert messages[0]["response"] == "utter_clarify"
     assert messages[0]["buttons"] == [
         {"title": INVOICE.question, "payload": "/faq_erhalte_rechnung"},
         {"title": PAYMENT_DATA.question, "payload": "/faq_zahlungsdaten_aendern"},
-        {"title": "Keine davon", "payload": "/out_of_scope"}]
+        {"title": "Keine davon", "payload": "/out_of_scope"},
+    ]
     assert events == []
 
 
 def test_low_confidence_offers_the_support_team():
-    ranking = [{"name": "nlu_fallback", "confidence": 0.6},
-               {"name": "faq_erhalte_rechnung", "confidence": 0.08}]
-    messages, events = run(ActionHandleFallback(), tracker_for(
-        user_event("wie wird das wetter", "nlu_fallback", 0.6, ranking)))
+    ranking = [{"name": "nlu_fallback", "confidence": 0.6}, {"name": "faq_erhalte_rechnung", "confidence": 0.08}]
+    messages, events = run(
+        ActionHandleFallback(), tracker_for(user_event("wie wird das wetter", "nlu_fallback", 0.6, ranking))
+    )
     assert messages[0]["response"] == "utter_offer_handoff"
     assert events == [SlotSet("handoff_offered", True)]
 
 
 def test_out_of_scope_offers_the_support_team_even_with_faq_guesses():
-    ranking = [{"name": "out_of_scope", "confidence": 0.7},
-               {"name": "faq_erhalte_rechnung", "confidence": 0.2}]
-    messages, _ = run(ActionHandleFallback(), tracker_for(
-        user_event("wo ist mein paket", "out_of_scope", 0.7, ranking)))
+    ranking = [{"name": "out_of_scope", "confidence": 0.7}, {"name": "faq_erhalte_rechnung", "confidence": 0.2}]
+    messages, _ = run(
+        ActionHandleFallback(), tracker_for(user_event("wo ist mein paket", "out_of_scope", 0.7, ranking))
+    )
     assert messages[0]["response"] == "utter_offer_handoff"
 
 
@@ -135,11 +150,18 @@ def test_escalation_creates_one_ticket_with_transcript_and_question(ticket_db):
     tracker = tracker_for(
         user_event("Hallo", "greet"),
         {"event": "bot", "text": "Guten Tag!", "timestamp": 1764000001.0},
-        user_event("Kann ich in Bitcoin zahlen?", "nlu_fallback", 0.4,
-                   [{"name": "nlu_fallback", "confidence": 0.6},
-                    {"name": "faq_zahlungsmethoden_akzeptieren", "confidence": 0.4}]),
+        user_event(
+            "Kann ich in Bitcoin zahlen?",
+            "nlu_fallback",
+            0.4,
+            [
+                {"name": "nlu_fallback", "confidence": 0.6},
+                {"name": "faq_zahlungsmethoden_akzeptieren", "confidence": 0.4},
+            ],
+        ),
         {"event": "bot", "text": "Diese Frage kann ich leider nicht beantworten.", "timestamp": 1764000002.0},
-        user_event("/human_handoff", "human_handoff", 1.0))
+        user_event("/human_handoff", "human_handoff", 1.0),
+    )
     messages, _ = run(ActionEscalate(), tracker)
     ticket_id = messages[0]["custom"]["escalation"]["ticket_id"]
     assert ticket_id.startswith("T-") and messages[0]["response"] == "utter_escalated"
@@ -150,8 +172,12 @@ def test_escalation_creates_one_ticket_with_transcript_and_question(ticket_db):
     assert ticket.question == "Kann ich in Bitcoin zahlen?"
     assert ticket.faq_guess == "zahlungsmethoden_akzeptieren" and ticket.confidence == 0.4
     assert [line["text"] for line in ticket.transcript] == [
-        "Hallo", "Guten Tag!", "Kann ich in Bitcoin zahlen?",
-        "Diese Frage kann ich leider nicht beantworten.", "/human_handoff"]
+        "Hallo",
+        "Guten Tag!",
+        "Kann ich in Bitcoin zahlen?",
+        "Diese Frage kann ich leider nicht beantworten.",
+        "/human_handoff",
+    ]
     assert ticket.channel == "rest" and ticket.sender_id == "kunde-42"
 
 
@@ -159,14 +185,16 @@ def test_escalation_with_store_down_tells_the_customer(monkeypatch):
     class BrokenStore:
         def create(self, **kwargs):
             raise OSError("disk full")
+
     monkeypatch.setattr(actions, "_ticket_store", BrokenStore())
     messages, _ = run(ActionEscalate(), tracker_for(user_event("mensch bitte", "human_handoff")))
     assert [m["response"] for m in messages] == ["utter_escalation_failed"]
 
 
 def test_declining_the_offer_resets_it():
-    messages, events = run(ActionDeclineHandoff(), tracker_for(
-        user_event("nein", "deny"), slots={"handoff_offered": True}))
+    messages, events = run(
+        ActionDeclineHandoff(), tracker_for(user_event("nein", "deny"), slots={"handoff_offered": True})
+    )
     assert messages[0]["response"] == "utter_anything_else"
     assert events == [SlotSet("handoff_offered", False)]
 
@@ -195,13 +223,22 @@ def test_escalation_payload_carries_the_customer_from_rest_metadata(monkeypatch)
 
 # --- Contact details and handoff (actions/handoff.py) ---------------------------------
 
-@pytest.mark.parametrize("text, email", [
-    ("max@beispiel.de", "max@beispiel.de"),
-    ("Meine Adresse ist Max.Muster@Beispiel.DE.", "Max.Muster@beispiel.de"),
-    ("<anna@example.org>", "anna@example.org"),
-    ("max at beispiel punkt de", None), ("max@", None), ("max@beispiel", None),
-    ("@beispiel.de", None), ("max@@beispiel.de", None), ("", None), (None, None),
-])
+
+@pytest.mark.parametrize(
+    "text, email",
+    [
+        ("max@beispiel.de", "max@beispiel.de"),
+        ("Meine Adresse ist Max.Muster@Beispiel.DE.", "Max.Muster@beispiel.de"),
+        ("<anna@example.org>", "anna@example.org"),
+        ("max at beispiel punkt de", None),
+        ("max@", None),
+        ("max@beispiel", None),
+        ("@beispiel.de", None),
+        ("max@@beispiel.de", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_email_in_finds_and_validates_the_address(text, email):
     assert email_in(text) == email
 
@@ -211,8 +248,9 @@ async def test_the_form_asks_only_for_what_is_missing(ticket_db):
     slots = ["problem_description", "customer_email", "contact_confirmed"]
     asked_directly = tracker_for(user_event("Mitarbeiter bitte", "human_handoff"))
     assert await form.required_slots(slots, dispatcher, asked_directly, {}) == slots
-    with_question = tracker_for(user_event("Wo ist Ihr Firmensitz?", "out_of_scope"),
-                                user_event("Mitarbeiter bitte", "human_handoff"))
+    with_question = tracker_for(
+        user_event("Wo ist Ihr Firmensitz?", "out_of_scope"), user_event("Mitarbeiter bitte", "human_handoff")
+    )
     assert await form.required_slots(slots, dispatcher, with_question, {}) == slots[1:]
     known = user_event("Wo ist Ihr Firmensitz?", "out_of_scope")
     known["metadata"] = {"customer": {"email": "crm@beispiel.de"}}
@@ -229,8 +267,9 @@ def test_an_invalid_email_is_refused_with_a_hint_and_a_click_is_ignored():
     dispatcher = CollectingDispatcher()
     assert form.validate_customer_email("/human_handoff", dispatcher, tracker, {}) == {"customer_email": None}
     assert dispatcher.messages == []
-    assert form.validate_customer_email("ich bin max@beispiel.de", dispatcher, tracker, {}) == \
-        {"customer_email": "max@beispiel.de"}
+    assert form.validate_customer_email("ich bin max@beispiel.de", dispatcher, tracker, {}) == {
+        "customer_email": "max@beispiel.de"
+    }
 
 
 def test_a_clear_faq_question_instead_of_an_email_gets_its_answer():
@@ -248,18 +287,24 @@ def test_the_confirmation_accepts_yes_no_or_a_corrected_address():
     form, tracker = ValidateEscalationForm(), tracker_for(user_event("ja", "affirm"))
     dispatcher = CollectingDispatcher()
     assert form.validate_contact_confirmed(True, dispatcher, tracker, {}) == {"contact_confirmed": True}
-    assert form.validate_contact_confirmed(False, dispatcher, tracker, {}) == \
-        {"customer_email": None, "contact_confirmed": None}
-    assert form.validate_contact_confirmed("nein, richtig ist eva@beispiel.de", dispatcher, tracker, {}) == \
-        {"customer_email": "eva@beispiel.de", "contact_confirmed": None}
+    assert form.validate_contact_confirmed(False, dispatcher, tracker, {}) == {
+        "customer_email": None,
+        "contact_confirmed": None,
+    }
+    assert form.validate_contact_confirmed("nein, richtig ist eva@beispiel.de", dispatcher, tracker, {}) == {
+        "customer_email": "eva@beispiel.de",
+        "contact_confirmed": None,
+    }
     assert dispatcher.messages == []
     assert form.validate_contact_confirmed("vielleicht", dispatcher, tracker, {}) == {"contact_confirmed": None}
     assert [m["response"] for m in dispatcher.messages] == ["utter_answer_yes_or_no"]
 
 
 def test_escalation_hands_the_conversation_off_with_the_described_problem():
-    tracker = tracker_for(user_event("Mitarbeiter", "human_handoff"),
-                          slots={"problem_description": "Paket fehlt", "customer_email": "a@beispiel.de"})
+    tracker = tracker_for(
+        user_event("Mitarbeiter", "human_handoff"),
+        slots={"problem_description": "Paket fehlt", "customer_email": "a@beispiel.de"},
+    )
     messages, events = run(ActionEscalate(), tracker)
     ticket_id = messages[0]["custom"]["escalation"]["ticket_id"]
     assert SlotSet("handed_off", True) in events and SlotSet("ticket_id", ticket_id) in events
@@ -268,28 +313,40 @@ def test_escalation_hands_the_conversation_off_with_the_described_problem():
 
 
 def test_form_answers_are_not_taken_for_the_customers_question():
-    events = [user_event("Wo ist Ihr Firmensitz?", "out_of_scope"),
-              {"event": "active_loop", "name": "escalation_form"},
-              user_event("a@beispiel.de", "nlu_fallback"),
-              {"event": "active_loop", "name": None}]
+    events = [
+        user_event("Wo ist Ihr Firmensitz?", "out_of_scope"),
+        {"event": "active_loop", "name": "escalation_form"},
+        user_event("a@beispiel.de", "nlu_fallback"),
+        {"event": "active_loop", "name": None},
+    ]
     assert actions.customer_question(tracker_for(*events))["text"] == "Wo ist Ihr Firmensitz?"
 
 
 def test_a_message_after_the_handoff_is_added_to_the_ticket_and_queued(monkeypatch):
     store = actions.ticket_store()
     monkeypatch.setenv("FAQBOT_WEBHOOK_URL", "http://127.0.0.1:9/unused")
-    ticket = store.create(sender_id="kunde-42", channel="rest", question="Paket fehlt", faq_guess=None,
-                          confidence=None, transcript=[], targets=["webhook"], contact={"id": "kunde-42"})
-    tracker = tracker_for(user_event("Sendungsnummer 123", "out_of_scope"),
-                          slots={"handed_off": True, "ticket_id": ticket.ticket_id})
+    ticket = store.create(
+        sender_id="kunde-42",
+        channel="rest",
+        question="Paket fehlt",
+        faq_guess=None,
+        confidence=None,
+        transcript=[],
+        targets=["webhook"],
+        contact={"id": "kunde-42"},
+    )
+    tracker = tracker_for(
+        user_event("Sendungsnummer 123", "out_of_scope"), slots={"handed_off": True, "ticket_id": ticket.ticket_id}
+    )
     dispatcher = CollectingDispatcher()
     result = ValidateHandoffForm().validate_handoff_message("Sendungsnummer 123", dispatcher, tracker, {})
     assert result == {"handoff_message": None}
     assert [m["response"] for m in dispatcher.messages] == ["utter_handoff_message_added"]
     assert store.get(ticket.ticket_id).transcript[-1]["text"] == "Sendungsnummer 123"
     message = [d for d in store.deliveries_for(ticket.ticket_id) if d.payload["event"] == "message"]
-    assert [(d.target, d.payload["text"], d.payload["number"]) for d in message] == \
-        [("webhook", "Sendungsnummer 123", 1)]
+    assert [(d.target, d.payload["text"], d.payload["number"]) for d in message] == [
+        ("webhook", "Sendungsnummer 123", 1)
+    ]
 
     store.close(ticket.ticket_id)  # closed by the support team in the meantime
     dispatcher = CollectingDispatcher()
@@ -301,20 +358,26 @@ def test_a_message_after_the_handoff_is_added_to_the_ticket_and_queued(monkeypat
 
 def test_back_to_bot_says_who_ended_the_handoff():
     handed_off = {"handed_off": True, "ticket_id": "T-1"}
-    by_customer, _ = run(ActionBackToBot(), tracker_for(user_event("zurück zum bot", "back_to_bot"),
-                                                        slots=handed_off))
-    by_support, events = run(ActionBackToBot(), tracker_for(
-        user_event("EXTERNAL: back_to_bot", "back_to_bot"), slots=handed_off))
+    by_customer, _ = run(ActionBackToBot(), tracker_for(user_event("zurück zum bot", "back_to_bot"), slots=handed_off))
+    by_support, events = run(
+        ActionBackToBot(), tracker_for(user_event("EXTERNAL: back_to_bot", "back_to_bot"), slots=handed_off)
+    )
     not_handed_off, _ = run(ActionBackToBot(), tracker_for(user_event("zurück zum bot", "back_to_bot")))
-    assert [m["response"] for m in by_customer + by_support + not_handed_off] == \
-        ["utter_back_to_bot", "utter_ticket_closed", "utter_how_can_i_help"]
+    assert [m["response"] for m in by_customer + by_support + not_handed_off] == [
+        "utter_back_to_bot",
+        "utter_ticket_closed",
+        "utter_how_can_i_help",
+    ]
     assert events == [SlotSet("handed_off", False), SlotSet("ticket_id", None)]
 
 
 def test_the_handoff_is_explained_once_when_it_starts():
     starting = tracker_for(user_event("ja", "affirm"), {"event": "active_loop", "name": "handoff_form"})
-    running = tracker_for(user_event("ja", "affirm"), {"event": "active_loop", "name": "handoff_form"},
-                          user_event("noch etwas", "out_of_scope"))
+    running = tracker_for(
+        user_event("ja", "affirm"),
+        {"event": "active_loop", "name": "handoff_form"},
+        user_event("noch etwas", "out_of_scope"),
+    )
     assert [m["response"] for m in run(ActionAskHandoffMessage(), starting)[0]] == ["utter_handoff_started"]
     assert run(ActionAskHandoffMessage(), running)[0] == []
 
@@ -322,12 +385,15 @@ def test_the_handoff_is_explained_once_when_it_starts():
 def test_a_ticket_store_from_before_contact_details_is_upgraded(tmp_path):
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as connection:
-        connection.execute("CREATE TABLE tickets (number INTEGER PRIMARY KEY, ticket_id VARCHAR(32), "
-                           "sender_id VARCHAR(255) NOT NULL, created_at VARCHAR(40) NOT NULL, "
-                           "channel VARCHAR(64), question TEXT, faq_guess VARCHAR(128), confidence FLOAT, "
-                           "transcript TEXT NOT NULL, status VARCHAR(16) NOT NULL)")
-        connection.execute("INSERT INTO tickets VALUES (1, 'T-1', 'alt', '2026-01-01', 'rest', 'q', NULL, "
-                           "NULL, '[]', 'open')")
+        connection.execute(
+            "CREATE TABLE tickets (number INTEGER PRIMARY KEY, ticket_id VARCHAR(32), "
+            "sender_id VARCHAR(255) NOT NULL, created_at VARCHAR(40) NOT NULL, "
+            "channel VARCHAR(64), question TEXT, faq_guess VARCHAR(128), confidence FLOAT, "
+            "transcript TEXT NOT NULL, status VARCHAR(16) NOT NULL)"
+        )
+        connection.execute(
+            "INSERT INTO tickets VALUES (1, 'T-1', 'alt', '2026-01-01', 'rest', 'q', NULL, NULL, '[]', 'open')"
+        )
     store = TicketStore(f"sqlite:///{path}")
     assert store.get("T-1").contact == {"id": "alt"}
     assert store.append_message("T-1", "Nachtrag") == 1

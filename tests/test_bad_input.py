@@ -1,15 +1,16 @@
 """Bad input over REST: a friendly German reply or a clear HTTP error, never a crash or a loss."""
+
 from __future__ import annotations
 
 import json
 import uuid
 
 import pytest
+from helpers import texts
 from ruamel.yaml import YAML
 
 from faqbot.core.knowledge import load
 from faqbot.core.paths import PROJECT_DIR
-from helpers import texts
 
 RESPONSES = YAML(typ="safe").load((PROJECT_DIR / "domain.yml").read_text(encoding="utf-8"))["responses"]
 # Everything the bot may say: FAQ answers verbatim and the domain's responses. Responses
@@ -55,20 +56,22 @@ def test_bad_message_gets_a_friendly_german_reply(bot, earlier_conversation, nam
     assert bot.alive()
 
 
-@pytest.mark.parametrize("body, error", [
-    (b"kein json", "invalid_json"),
-    (b"", "invalid_body"),
-    (b"[1, 2]", "invalid_body"),
-    (b'{"sender": "x"}', "invalid_message"),
-    (b'{"sender": "x", "message": null}', "invalid_message"),
-    (b'{"sender": "x", "message": 42}', "invalid_message"),
-    (b'{"sender": ["x"], "message": "hallo"}', "invalid_sender"),
-    (bytes(range(256)) * 8, "invalid_json"),
-    (json.dumps({"sender": "x", "message": "a" * 60_000}).encode(), "message_too_long"),
-])
+@pytest.mark.parametrize(
+    "body, error",
+    [
+        (b"kein json", "invalid_json"),
+        (b"", "invalid_body"),
+        (b"[1, 2]", "invalid_body"),
+        (b'{"sender": "x"}', "invalid_message"),
+        (b'{"sender": "x", "message": null}', "invalid_message"),
+        (b'{"sender": "x", "message": 42}', "invalid_message"),
+        (b'{"sender": ["x"], "message": "hallo"}', "invalid_sender"),
+        (bytes(range(256)) * 8, "invalid_json"),
+        (json.dumps({"sender": "x", "message": "a" * 60_000}).encode(), "message_too_long"),
+    ],
+)
 def test_malformed_request_gets_a_clear_http_error(bot, earlier_conversation, body, error):
-    response = bot.session.post(bot.webhook, data=body, headers={"Content-Type": "application/json"},
-                                timeout=30)
+    response = bot.session.post(bot.webhook, data=body, headers={"Content-Type": "application/json"}, timeout=30)
     assert response.status_code in (400, 413)
     assert response.json()["error"] == error
     assert "Erwartet wird JSON" in response.json()["message"]

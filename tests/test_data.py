@@ -1,4 +1,5 @@
 """The training data, the FAQ knowledge and the domain agree with each other."""
+
 from __future__ import annotations
 
 import re
@@ -6,7 +7,6 @@ import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List
 
 import pytest
 from ruamel.yaml import YAML
@@ -18,17 +18,18 @@ from faqbot.core.paths import PROJECT_DIR
 MIN_EXAMPLES = 12
 
 
-def read_nlu(path: Path) -> Dict[str, List[str]]:
-    examples: Dict[str, List[str]] = defaultdict(list)
+def read_nlu(path: Path) -> dict[str, list[str]]:
+    examples: dict[str, list[str]] = defaultdict(list)
     for block in YAML(typ="safe").load(path.read_text(encoding="utf-8"))["nlu"]:
         if "intent" in block:
-            examples[block["intent"]] += [line[2:].strip() for line in block["examples"].splitlines()
-                                          if line.startswith("- ")]
+            examples[block["intent"]] += [
+                line[2:].strip() for line in block["examples"].splitlines() if line.startswith("- ")
+            ]
     return examples
 
 
-def training_examples() -> Dict[str, List[str]]:
-    merged: Dict[str, List[str]] = defaultdict(list)
+def training_examples() -> dict[str, list[str]]:
+    merged: dict[str, list[str]] = defaultdict(list)
     for path in sorted((PROJECT_DIR / "data" / "nlu").glob("*.yml")):
         for intent, examples in read_nlu(path).items():
             merged[intent] += examples
@@ -91,8 +92,9 @@ def test_test_phrasings_are_never_trained_on(examples, test_file):
     test_set = read_nlu(PROJECT_DIR / "tests" / test_file)
     leaked = [text for phrasings in test_set.values() for text in phrasings if normalise(text) in trained]
     assert not leaked
-    assert {intent for intent in test_set if intent.startswith("faq_")} == \
-        {intent for intent in examples if intent.startswith("faq_")}
+    assert {intent for intent in test_set if intent.startswith("faq_")} == {
+        intent for intent in examples if intent.startswith("faq_")
+    }
 
 
 def test_end_to_end_paraphrases_are_not_in_the_held_out_set():
@@ -104,14 +106,19 @@ def test_end_to_end_paraphrases_are_not_in_the_held_out_set():
 def test_domain_and_rules_cover_every_faq_intent(knowledge):
     domain = YAML(typ="safe").load((PROJECT_DIR / "domain.yml").read_text(encoding="utf-8"))
     rules = YAML(typ="safe").load((PROJECT_DIR / "data" / "rules" / "faq.yml").read_text(encoding="utf-8"))
-    answered = {rule["steps"][0]["intent"] for rule in rules["rules"]
-                if rule["steps"][1] == {"action": "action_answer_faq"}}
+    answered = {
+        rule["steps"][0]["intent"] for rule in rules["rules"] if rule["steps"][1] == {"action": "action_answer_faq"}
+    }
     for entry in knowledge.values():
         assert entry.intent in domain["intents"]
         assert entry.intent in answered
 
 
 def test_rasa_data_validate_is_clean():
-    result = subprocess.run([sys.executable, "-m", "rasa", "data", "validate", "--fail-on-warnings"],
-                            cwd=PROJECT_DIR, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "rasa", "data", "validate", "--fail-on-warnings"],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

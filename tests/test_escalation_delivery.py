@@ -1,4 +1,5 @@
 """Delivery of tickets to a real help-desk HTTP server and a real SMTP server on loopback."""
+
 from __future__ import annotations
 
 import hashlib
@@ -6,21 +7,21 @@ import hmac
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Dict, List
 
 import pytest
 import requests
 from aiosmtpd.controller import Controller
+from conftest import Bot, free_port, running
+from helpers import customs
+from test_rest_conversations import RESPONSES
 
 from faqbot.core.delivery import DeliveryConfig, DeliveryWorker
 from faqbot.core.tickets import TicketStore
 from faqbot.server.serve import BotServers
-from conftest import Bot, free_port, running
-from helpers import customs
-from test_rest_conversations import RESPONSES
 
 SECRET = "geheim-123"
 TOKEN = "support-token-456"
@@ -31,23 +32,27 @@ class HelpDesk:
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.received: List[Dict] = []  # {"key", "body", "signature_ok"}
+        self.received: list[dict] = []  # {"key", "body", "signature_ok"}
         self.server = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/tickets"
 
-    def start(self) -> "HelpDesk":
+    def start(self) -> HelpDesk:
         desk = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
-                desk.received.append({
-                    "key": self.headers["Idempotency-Key"], "body": json.loads(body),
-                    "signature_ok": hmac.compare_digest(self.headers.get("X-FAQBot-Signature", ""), expected)})
+                desk.received.append(
+                    {
+                        "key": self.headers["Idempotency-Key"],
+                        "body": json.loads(body),
+                        "signature_ok": hmac.compare_digest(self.headers.get("X-FAQBot-Signature", ""), expected),
+                    }
+                )
                 self.send_response(200)
                 self.end_headers()
 
@@ -96,14 +101,25 @@ def mailbox():
 
 
 def make_ticket(store: TicketStore, targets, sender: str = "kunde-1"):
-    return store.create(sender, "rest", "Wo ist mein Paket?", "paket_status", 0.42,
-                        [{"from": "kunde", "text": "Wo ist mein Paket?", "time": "2026-01-01T00:00:00+00:00"}],
-                        targets=targets)
+    return store.create(
+        sender,
+        "rest",
+        "Wo ist mein Paket?",
+        "paket_status",
+        0.42,
+        [{"from": "kunde", "text": "Wo ist mein Paket?", "time": "2026-01-01T00:00:00+00:00"}],
+        targets=targets,
+    )
 
 
 def test_webhook_and_email_receive_the_ticket(tmp_path, desk, mailbox):
-    config = DeliveryConfig(webhook_url=desk.url, webhook_secret=SECRET, smtp_host="127.0.0.1",
-                            smtp_port=mailbox.controller.port, support_email="support@example.org")
+    config = DeliveryConfig(
+        webhook_url=desk.url,
+        webhook_secret=SECRET,
+        smtp_host="127.0.0.1",
+        smtp_port=mailbox.controller.port,
+        support_email="support@example.org",
+    )
     store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
     ticket = make_ticket(store, config.targets)
     assert [d.status for d in store.deliveries_for(ticket.ticket_id)] == ["pending", "pending"]
@@ -167,14 +183,26 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
     is back, the ticket arrives once at the webhook and once in the mailbox."""
     desk.stop()
     var_dir = tmp_path / "var"
-    with running(BotServers(
-            port=free_port(), action_port=free_port(), nlu_port=free_port(), var_dir=var_dir,
+    with running(
+        BotServers(
+            port=free_port(),
+            action_port=free_port(),
+            nlu_port=free_port(),
+            var_dir=var_dir,
             model=model_path,
-            log_dir=var_dir / "logs", env={
-                "FAQBOT_WEBHOOK_URL": desk.url, "FAQBOT_WEBHOOK_SECRET": SECRET,
-                "FAQBOT_SMTP_HOST": "127.0.0.1", "FAQBOT_SMTP_PORT": str(mailbox.controller.port),
-                "FAQBOT_SUPPORT_EMAIL": "support@example.org", "FAQBOT_SUPPORT_TOKEN": TOKEN,
-                "FAQBOT_RETRY_BASE_S": "0.3", "FAQBOT_RETRY_CAP_S": "1"})) as servers:
+            log_dir=var_dir / "logs",
+            env={
+                "FAQBOT_WEBHOOK_URL": desk.url,
+                "FAQBOT_WEBHOOK_SECRET": SECRET,
+                "FAQBOT_SMTP_HOST": "127.0.0.1",
+                "FAQBOT_SMTP_PORT": str(mailbox.controller.port),
+                "FAQBOT_SUPPORT_EMAIL": "support@example.org",
+                "FAQBOT_SUPPORT_TOKEN": TOKEN,
+                "FAQBOT_RETRY_BASE_S": "0.3",
+                "FAQBOT_RETRY_CAP_S": "1",
+            },
+        )
+    ) as servers:
         bot = Bot(servers)
         bot.send("kunde-crash", "Wie erhalte ich eine Rechnung?")
         bot.send("kunde-crash", "Ich möchte bitte mit einem Mitarbeiter sprechen")  # asks for the e-mail
@@ -197,14 +225,20 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
     created, added = sorted(desk.received, key=lambda hit: hit["key"])
     number = added["body"]["number"]  # its position in the ticket's transcript
     assert store.get(ticket_id).transcript[number - 1]["text"] == "Meine Kundennummer ist 4711"
-    assert [hit["key"] for hit in (created, added)] == [f"{ticket_id}-created-webhook",
-                                                        f"{ticket_id}-message-{number}-webhook"]
+    assert [hit["key"] for hit in (created, added)] == [
+        f"{ticket_id}-created-webhook",
+        f"{ticket_id}-message-{number}-webhook",
+    ]
     assert created["signature_ok"] and added["signature_ok"]
     assert created["body"]["customer"] == {"id": "kunde-crash", "email": "kunde.crash@beispiel.de"}
     assert created["body"]["question"] == "Wie erhalte ich eine Rechnung?"
     assert "Wie erhalte ich eine Rechnung?" in [line["text"] for line in created["body"]["transcript"]]
-    assert {key: added["body"][key] for key in ("event", "ticket_id", "number", "text")} == \
-        {"event": "message", "ticket_id": ticket_id, "number": number, "text": "Meine Kundennummer ist 4711"}
+    assert {key: added["body"][key] for key in ("event", "ticket_id", "number", "text")} == {
+        "event": "message",
+        "ticket_id": ticket_id,
+        "number": number,
+        "text": "Meine Kundennummer ist 4711",
+    }
     subjects = sorted(mail["Subject"] for _, mail in mailbox.messages)
     assert subjects == [f"[{ticket_id}] Nachtrag des Kunden", f"[{ticket_id}] Neue Anfrage an den Support"]
     assert {mail["Reply-To"] for _, mail in mailbox.messages} == {"kunde.crash@beispiel.de"}
@@ -217,8 +251,10 @@ def check_support_api(base: str, ticket_id: str) -> None:
     assert [t["ticket_id"] for t in requests.get(base, headers=auth, timeout=10).json()["tickets"]] == [ticket_id]
     ticket = requests.get(f"{base}/{ticket_id}", headers=auth, timeout=10).json()
     assert "Wie erhalte ich eine Rechnung?" in [line["text"] for line in ticket["transcript"]]
-    assert {(d["target"], d["status"]) for d in ticket["deliveries"]} == {("webhook", "delivered"),
-                                                                          ("email", "delivered")}
+    assert {(d["target"], d["status"]) for d in ticket["deliveries"]} == {
+        ("webhook", "delivered"),
+        ("email", "delivered"),
+    }
     closed = requests.post(f"{base}/{ticket_id}/close", headers=auth, timeout=10).json()
     assert closed["status"] == "closed" and closed["customer_notified"] is True
     assert [m["text"] for m in closed["messages"]] == [RESPONSES["utter_ticket_closed"][0]["text"]]
@@ -235,10 +271,18 @@ def test_plain_rasa_run_actions_delivers_tickets(model_path, tmp_path, desk):
     """A Rasa user starts the action server with plain `rasa run actions`: the ticket still
     reaches the configured webhook (the worker starts through rasa-sdk's plugin hook)."""
     var_dir = tmp_path / "var"
-    with running(BotServers(
-            port=free_port(), action_port=free_port(), nlu_port=free_port(), var_dir=var_dir,
-            model=model_path, log_dir=var_dir / "logs", plain_rasa_actions=True,
-            env={"FAQBOT_WEBHOOK_URL": desk.url, "FAQBOT_WEBHOOK_SECRET": SECRET})) as servers:
+    with running(
+        BotServers(
+            port=free_port(),
+            action_port=free_port(),
+            nlu_port=free_port(),
+            var_dir=var_dir,
+            model=model_path,
+            log_dir=var_dir / "logs",
+            plain_rasa_actions=True,
+            env={"FAQBOT_WEBHOOK_URL": desk.url, "FAQBOT_WEBHOOK_SECRET": SECRET},
+        )
+    ) as servers:
         assert servers.processes[0].args[1:3] == ["run", "actions"]
         bot = Bot(servers)
         bot.send("kunde-plain", "Wie erhalte ich eine Rechnung?")

@@ -1,4 +1,5 @@
 """The FAQ importer: text and HTML pages, and re-imports that keep the trainers' work."""
+
 from __future__ import annotations
 
 import shutil
@@ -29,8 +30,7 @@ def test_text_page_gives_24_questions_in_4_categories(seed_entries):
     assert len({e.category for e in seed_entries}) == 4
     assert seed_entries[0].question == "Wie erstelle ich ein Kundenkonto?"
     assert seed_entries[-1].answer.endswith("an unseren Vertrieb oder die Rechtsabteilung.")
-    assert all("Antwort anzeigen" not in e.answer and "Weitere Fragen" not in e.answer
-               for e in seed_entries)
+    assert all("Antwort anzeigen" not in e.answer and "Weitere Fragen" not in e.answer for e in seed_entries)
 
 
 def test_ids_are_stable_slugs(seed_entries):
@@ -62,8 +62,10 @@ def test_html_page_gives_the_same_questions(seed_entries, style):
 
 
 def test_links_in_html_answers_stay_clickable():
-    html = ('<h2>Allgemein</h2><details><summary>Wo finde ich die AGB?</summary>'
-            '<p>Die AGB finden Sie <a href="https://example.com/agb">hier</a>.</p></details>')
+    html = (
+        "<h2>Allgemein</h2><details><summary>Wo finde ich die AGB?</summary>"
+        '<p>Die AGB finden Sie <a href="https://example.com/agb">hier</a>.</p></details>'
+    )
     [entry] = parse_html(html)
     assert entry.answer == "Die AGB finden Sie [hier](https://example.com/agb) ."
 
@@ -79,13 +81,18 @@ def test_reimport_of_a_changed_page_keeps_phrasings_and_reports(tmp_path, seed_e
     nlu_file = project / "data" / "nlu" / "faq.yml"
     nlu_before = nlu_file.read_text(encoding="utf-8")
     entries = parse_text(SEED.read_text(encoding="utf-8"))
-    entries[1].answer = "Wir akzeptieren nur noch PayPal."                       # changed answer
-    entries[6].question = "Wie erhalte ich meine Rechnung?"                      # reworded question
-    removed = entries.pop(8)                                                     # removed question
+    entries[1].answer = "Wir akzeptieren nur noch PayPal."  # changed answer
+    entries[6].question = "Wie erhalte ich meine Rechnung?"  # reworded question
+    removed = entries.pop(8)  # removed question
     page = project / "neu.html"
-    page.write_text(html_page(entries, "details").replace(
-        "<h2>Technik", "<details><summary>Gibt es eine Dark-Mode-Ansicht?</summary>"
-        "<p>Ja, in den Einstellungen.</p></details><h2>Technik"), encoding="utf-8")
+    page.write_text(
+        html_page(entries, "details").replace(
+            "<h2>Technik",
+            "<details><summary>Gibt es eine Dark-Mode-Ansicht?</summary>"
+            "<p>Ja, in den Einstellungen.</p></details><h2>Technik",
+        ),
+        encoding="utf-8",
+    )
 
     report = run_import(page, project=project)
 

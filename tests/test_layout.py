@@ -4,11 +4,11 @@ core imports nothing else of the project; the server part uses only the core; th
 use the core and the server part (to start servers), never the actions; the actions use
 only the core.
 """
+
 from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Dict, Set
 
 import pytest
 
@@ -29,7 +29,7 @@ def part_of(module: str) -> str:
     return ".".join(parts[:2]) if parts[0] == "faqbot" and len(parts) > 1 else parts[0]
 
 
-def project_imports(path: Path) -> Set[str]:
+def project_imports(path: Path) -> set[str]:
     """The project modules a file imports (at module level or inside functions)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -40,7 +40,7 @@ def project_imports(path: Path) -> Set[str]:
     return {name for name in found if name.split(".")[0] in PROJECT_PACKAGES and name != "faqbot"}
 
 
-def modules() -> Dict[str, Path]:
+def modules() -> dict[str, Path]:
     files = [path for package in PROJECT_PACKAGES for path in (PROJECT_DIR / package).rglob("*.py")]
     return {".".join(path.relative_to(PROJECT_DIR).with_suffix("").parts): path for path in files}
 

@@ -1,4 +1,5 @@
 """Conversation stories with `rasa test`, and the held-out NLU evaluation."""
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,21 @@ MAX_WRONG_ANSWERS = 0.05
 
 
 def rasa(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rasa", *args], cwd=PROJECT_DIR,
-                          capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "rasa", *args], cwd=PROJECT_DIR, capture_output=True, text=True)
 
 
 def test_conversation_stories_pass(model_path: Path, tmp_path: Path):
-    result = rasa("test", "core", "--model", str(model_path), "--stories", "tests/test_stories.yml",
-                  "--out", str(tmp_path), "--fail-on-prediction-errors")
+    result = rasa(
+        "test",
+        "core",
+        "--model",
+        str(model_path),
+        "--stories",
+        "tests/test_stories.yml",
+        "--out",
+        str(tmp_path),
+        "--fail-on-prediction-errors",
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((tmp_path / "story_report.json").read_text())
     assert report["accuracy"] == 1.0 or report.get("conversation_accuracy", {}).get("accuracy") == 1.0
@@ -33,9 +42,12 @@ def test_conversation_stories_pass(model_path: Path, tmp_path: Path):
 def test_held_out_evaluation(model_path: Path, tmp_path: Path):
     """Intent accuracy on phrasings the model never saw, and what the customer gets."""
     report = tmp_path / "evaluation.json"
-    result = subprocess.run([sys.executable, "-m", "faqbot.tools.evaluate", "--model", str(model_path),
-                             "--json", str(report), "--errors"], cwd=PROJECT_DIR,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "faqbot.tools.evaluate", "--model", str(model_path), "--json", str(report), "--errors"],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+    )
     print(result.stdout)
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(report.read_text())

@@ -1,4 +1,5 @@
 """The trainers' evaluation report (faqbot.report), run for real on the trained model."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,12 @@ from faqbot.tools.evaluate import DEFAULT_TEST_SET, read_examples
 
 # FAQ questions the trained model gets right on all their held-out phrasings, so that
 # relabelling some of them changes the figures in a known direction.
-STABLE = ["faq_zahlungsmethoden_akzeptieren", "faq_erreiche_kundenservice",
-          "faq_flexibel_vertraege_laufzeiten", "faq_rabatte_non_profit_organisationen"]
+STABLE = [
+    "faq_zahlungsmethoden_akzeptieren",
+    "faq_erreiche_kundenservice",
+    "faq_flexibel_vertraege_laufzeiten",
+    "faq_rabatte_non_profit_organisationen",
+]
 SCRIPT = '<script>alert("hallo")</script> kann ich mit paypal zahlen'
 
 
@@ -51,8 +56,20 @@ def two_runs(model_path: Path, tmp_path_factory):
     outputs = []
     for number, examples in enumerate([first_set, second_set], 1):
         test_set = write_test_set(tmp / f"test{number}.yml", examples)
-        assert report.main(["--ohne-kreuzvalidierung", "--modell", str(model_path),
-                            "--testdaten", str(test_set), "--out", str(out)]) == 0
+        assert (
+            report.main(
+                [
+                    "--ohne-kreuzvalidierung",
+                    "--modell",
+                    str(model_path),
+                    "--testdaten",
+                    str(test_set),
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         outputs.append((out / report.REPORT_FILE).read_text(encoding="utf-8"))
     return out, outputs
 
@@ -61,7 +78,7 @@ def test_report_has_per_faq_table_matrix_image_and_no_previous_run(two_runs):
     out, (first, _) = two_runs
     table = rows_of(first, "testdaten")
     for intent in STABLE:
-        assert any(f">{intent[len('faq_'):]}<br>" in row for row in table), intent
+        assert any(f">{intent[len('faq_') :]}<br>" in row for row in table), intent
     assert "Präzision" in first and "Trefferquote" in first and "Anzahl" in first
     assert "kein vorheriger lauf" in first.lower()
     assert "OFFLINE" in first or "offizielles spaCy-Modell" in first  # which spaCy model made the figures
@@ -111,9 +128,23 @@ def test_cross_validation_trains_each_fold_and_tests_every_phrasing_once(model_p
     assert Counter(i for _, i in subset) == {intent: 10 for intent in STABLE[:3]}
     tiny = [(t, i) for t, i in read_examples(DEFAULT_TEST_SET) if i in STABLE[:3]]
     out = tmp_path / "bericht"
-    assert report.main(["--folds", "2", "--modell", str(model_path), "--out", str(out),
-                        "--trainingsdaten", str(write_test_set(tmp_path / "teil.yml", subset)),
-                        "--testdaten", str(write_test_set(tmp_path / "test.yml", tiny))]) == 0
+    assert (
+        report.main(
+            [
+                "--folds",
+                "2",
+                "--modell",
+                str(model_path),
+                "--out",
+                str(out),
+                "--trainingsdaten",
+                str(write_test_set(tmp_path / "teil.yml", subset)),
+                "--testdaten",
+                str(write_test_set(tmp_path / "test.yml", tiny)),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "Kreuzvalidierung Teil 2/2" in printed and f"Bericht: {out / report.REPORT_FILE}" in printed
     run = json.loads((out / report.HISTORY_FILE).read_text(encoding="utf-8"))["laeufe"][-1]

@@ -1,16 +1,17 @@
 """End to end over Rasa's REST channel, against the real Rasa server and action server."""
+
 from __future__ import annotations
 
 import json
 import uuid
 
 import pytest
+from helpers import buttons, customs, texts
 from ruamel.yaml import YAML
+from test_data import read_nlu
 
 from faqbot.core.knowledge import load
 from faqbot.core.paths import PROJECT_DIR
-from helpers import buttons, customs, texts
-from test_data import read_nlu
 
 KNOWLEDGE = load()
 PARAPHRASES = read_nlu(PROJECT_DIR / "tests" / "e2e_paraphrases.yml")
@@ -42,11 +43,14 @@ def test_a_paraphrase_of_each_faq_question_gets_its_answer(bot, faq_id):
     assert texts(replies) == [KNOWLEDGE[faq_id].answer], paraphrase
 
 
-@pytest.mark.parametrize("question", [
-    "Wie wird das Wetter morgen in Hamburg?",
-    "Haben Sie offene Stellen für Werkstudenten?",
-    "Erzähl mir einen Witz",
-])
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Wie wird das Wetter morgen in Hamburg?",
+        "Haben Sie offene Stellen für Werkstudenten?",
+        "Erzähl mir einen Witz",
+    ],
+)
 def test_out_of_scope_gets_no_faq_answer_but_an_offer(bot, question):
     replies = bot.send(new_sender(), question)
     assert not [c for c in customs(replies) if "faq_id" in c]
@@ -102,11 +106,14 @@ def test_an_invalid_email_is_asked_again_and_a_wrong_one_can_be_corrected(bot):
     sender = new_sender()
     # No question yet: the bot asks what it is about first.
     assert texts(bot.send(sender, "Mitarbeiter")) == [response_text("utter_ask_problem_description")]
-    assert texts(bot.send(sender, "Meine Rechnung wurde doppelt abgebucht")) == \
-        [response_text("utter_ask_customer_email")]
+    assert texts(bot.send(sender, "Meine Rechnung wurde doppelt abgebucht")) == [
+        response_text("utter_ask_customer_email")
+    ]
     for invalid in ("max at beispiel punkt de", "max@", "max@beispiel", "ich habe keine"):
-        assert texts(bot.send(sender, invalid)) == \
-            [response_text("utter_invalid_email"), response_text("utter_ask_customer_email")], invalid
+        assert texts(bot.send(sender, invalid)) == [
+            response_text("utter_invalid_email"),
+            response_text("utter_ask_customer_email"),
+        ], invalid
     replies = bot.send(sender, "max@beispeil.de")
     assert texts(replies) == [response_text("utter_ask_contact_confirmed").format(customer_email="max@beispeil.de")]
     assert texts(bot.send(sender, "/deny")) == [response_text("utter_ask_customer_email")]
@@ -137,8 +144,7 @@ def test_an_faq_question_instead_of_the_email_is_answered_and_the_email_asked_ag
 def test_accepting_the_offer_escalates_and_declining_does_not(bot):
     accepted, declined = new_sender(), new_sender()
     for sender in (accepted, declined):
-        assert texts(bot.send(sender, "Wo ist eigentlich Ihr Firmensitz?")) == \
-            [response_text("utter_offer_handoff")]
+        assert texts(bot.send(sender, "Wo ist eigentlich Ihr Firmensitz?")) == [response_text("utter_offer_handoff")]
     assert texts(bot.send(accepted, "ja gerne")) == [response_text("utter_ask_customer_email")]
     ticket_id = escalated(give_email(bot, accepted, "firmensitz@beispiel.de"))
     assert ticket(bot, ticket_id)["question"] == "Wo ist eigentlich Ihr Firmensitz?"
@@ -171,8 +177,7 @@ def test_after_the_handoff_messages_go_to_the_ticket_until_the_customer_wants_th
     transcript = json.loads(ticket(bot, ticket_id)["transcript"])
     assert [line["text"] for line in transcript[-2:]] == ["Die Rechnungsnummer ist R-2024-0815", entry.question]
     assert all(line["from"] == "kunde" for line in transcript[-2:])
-    assert texts(bot.send(sender, "zurück zum Bot")) == \
-        [response_text("utter_back_to_bot").format(ticket_id=ticket_id)]
+    assert texts(bot.send(sender, "zurück zum Bot")) == [response_text("utter_back_to_bot").format(ticket_id=ticket_id)]
     assert texts(bot.send(sender, entry.question)) == [entry.answer]
     assert len(json.loads(ticket(bot, ticket_id)["transcript"])) == len(transcript)
     # Asking for a person again returns to the same open ticket.

@@ -1,4 +1,5 @@
 """`make run` (python -m faqbot.serve): starts the servers and the page, prints how to use them, stops on Ctrl-C."""
+
 from __future__ import annotations
 
 import signal
@@ -7,19 +8,36 @@ import sys
 import time
 
 import requests
+from conftest import free_port
+from helpers import texts
 
 from faqbot.core.knowledge import load
 from faqbot.core.paths import PROJECT_DIR
-from conftest import free_port
-from helpers import texts
 
 
 def test_serve_starts_all_servers_and_stops_them_on_ctrl_c(model_path, tmp_path):
     port, action_port, nlu_port, web_port = free_port(), free_port(), free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "faqbot.server.serve", "--port", str(port), "--action-port", str(action_port),
-         "--nlu-port", str(nlu_port), "--web-port", str(web_port), "--var-dir", str(tmp_path)], cwd=PROJECT_DIR, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "faqbot.server.serve",
+            "--port",
+            str(port),
+            "--action-port",
+            str(action_port),
+            "--nlu-port",
+            str(nlu_port),
+            "--web-port",
+            str(web_port),
+            "--var-dir",
+            str(tmp_path),
+        ],
+        cwd=PROJECT_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output = []
     try:
         deadline = time.monotonic() + 120
@@ -33,8 +51,11 @@ def test_serve_starts_all_servers_and_stops_them_on_ctrl_c(model_path, tmp_path)
         assert "de_core_news_sm" in printed
         assert f"http://localhost:{port}/webhooks/rest/webhook" in printed and "curl" in printed
         entry = load()["erhalte_rechnung"]
-        reply = requests.post(f"http://127.0.0.1:{port}/webhooks/rest/webhook",
-                              json={"sender": "serve-test", "message": entry.question}, timeout=30)
+        reply = requests.post(
+            f"http://127.0.0.1:{port}/webhooks/rest/webhook",
+            json={"sender": "serve-test", "message": entry.question},
+            timeout=30,
+        )
         assert texts(reply.json()) == [entry.answer]
         assert f"http://localhost:{web_port}/" in printed  # the help-centre page with the widget
         page = requests.get(f"http://localhost:{web_port}/", timeout=10)
@@ -43,8 +64,12 @@ def test_serve_starts_all_servers_and_stops_them_on_ctrl_c(model_path, tmp_path)
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
     assert process.returncode == 0
-    for url in (f"http://127.0.0.1:{port}/", f"http://127.0.0.1:{action_port}/health",
-                f"http://127.0.0.1:{nlu_port}/status", f"http://127.0.0.1:{web_port}/"):
+    for url in (
+        f"http://127.0.0.1:{port}/",
+        f"http://127.0.0.1:{action_port}/health",
+        f"http://127.0.0.1:{nlu_port}/status",
+        f"http://127.0.0.1:{web_port}/",
+    ):
         try:
             requests.get(url, timeout=2)
             raise AssertionError(f"{url} still answers after Ctrl-C")

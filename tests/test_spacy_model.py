@@ -1,4 +1,5 @@
 """The spaCy model named in config.yml is installed and labelled for what it is."""
+
 from __future__ import annotations
 
 import subprocess
@@ -6,8 +7,8 @@ import sys
 
 import spacy
 
-from faqbot.core.paths import PROJECT_DIR
 from faqbot.core import spacy_model
+from faqbot.core.paths import PROJECT_DIR
 
 
 def test_config_names_the_installed_german_model():
@@ -19,8 +20,9 @@ def test_config_names_the_installed_german_model():
 
 def test_a_stand_in_never_passes_for_the_official_model():
     nlp = spacy.load(spacy_model.MODEL)
-    status = subprocess.run([sys.executable, "-m", "faqbot.tools.spacy_model", "status"],
-                            capture_output=True, text=True, cwd=PROJECT_DIR)
+    status = subprocess.run(
+        [sys.executable, "-m", "faqbot.tools.spacy_model", "status"], capture_output=True, text=True, cwd=PROJECT_DIR
+    )
     assert status.returncode == 0
     if spacy_model.is_standin():
         assert nlp.meta["version"].endswith("+offline")

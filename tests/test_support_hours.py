@@ -1,13 +1,21 @@
 """Support hours with fixed datetimes (Europe/Berlin)."""
+
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from faqbot.core.support_hours import SupportHours, german_time
 
 BERLIN = ZoneInfo("Europe/Berlin")
-HOURS = SupportHours.from_config({
-    "mon": "09:00-17:00", "tue": "09:00-17:00", "wed": "09:00-17:00", "thu": "09:00-17:00",
-    "fri": ["09:00-12:00", "13:00-15:00"], "holidays": ["2026-12-24", "2026-12-25"]})
+HOURS = SupportHours.from_config(
+    {
+        "mon": "09:00-17:00",
+        "tue": "09:00-17:00",
+        "wed": "09:00-17:00",
+        "thu": "09:00-17:00",
+        "fri": ["09:00-12:00", "13:00-15:00"],
+        "holidays": ["2026-12-24", "2026-12-25"],
+    }
+)
 
 
 def at(*args) -> datetime:

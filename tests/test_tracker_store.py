@@ -1,11 +1,12 @@
 """The lean SQL tracker store stores and loads exactly what Rasa's SQLTrackerStore does,
 and faqbot.rasa_server's prebuilt response validator rejects what Rasa's rejects."""
+
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any
 
 import pytest
 from jsonschema import ValidationError
@@ -25,29 +26,32 @@ DOMAIN = Domain.load(PROJECT_DIR / "domain.yml")
 
 class CollectingBroker(EventBroker):
     def __init__(self) -> None:
-        self.events: List[Dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
 
-    def publish(self, event: Dict[str, Any]) -> None:
+    def publish(self, event: dict[str, Any]) -> None:
         self.events.append(event)
 
 
 def session(start: float, text: str) -> list:
-    return [ActionExecuted("action_session_start", timestamp=start),
-            SessionStarted(timestamp=start + 0.001),
-            ActionExecuted("action_listen", timestamp=start + 0.002),
-            UserUttered(text, intent={"name": "greet", "confidence": 0.93}, timestamp=start + 0.003),
-            ActionExecuted("utter_greet", timestamp=start + 0.004),
-            BotUttered("Guten Tag!", timestamp=start + 0.005)]
+    return [
+        ActionExecuted("action_session_start", timestamp=start),
+        SessionStarted(timestamp=start + 0.001),
+        ActionExecuted("action_listen", timestamp=start + 0.002),
+        UserUttered(text, intent={"name": "greet", "confidence": 0.93}, timestamp=start + 0.003),
+        ActionExecuted("utter_greet", timestamp=start + 0.004),
+        BotUttered("Guten Tag!", timestamp=start + 0.005),
+    ]
 
 
 def store(kind: type, db: Path, broker: EventBroker = None) -> SQLTrackerStore:
     return kind(domain=DOMAIN, dialect="sqlite", db=str(db), event_broker=broker)
 
 
-def rows(db: Path) -> List[tuple]:
+def rows(db: Path) -> list[tuple]:
     with sqlite3.connect(db) as connection:
-        return connection.execute("SELECT sender_id, type_name, timestamp, intent_name, "
-                                  "action_name, data FROM events ORDER BY id").fetchall()
+        return connection.execute(
+            "SELECT sender_id, type_name, timestamp, intent_name, action_name, data FROM events ORDER BY id"
+        ).fetchall()
 
 
 def save_in_two_steps(lean_or_rasa: SQLTrackerStore) -> None:
@@ -73,8 +77,9 @@ def test_loads_the_latest_session_like_rasa_and_all_sessions_on_request(tmp_path
     save_in_two_steps(store(LeanSQLTrackerStore, db))
     lean, rasa = store(LeanSQLTrackerStore, db), store(SQLTrackerStore, db)
     latest = asyncio.run(lean.retrieve("kunde"))
-    assert [event.as_dict() for event in latest.events] == \
-        [event.as_dict() for event in asyncio.run(rasa.retrieve("kunde")).events]
+    assert [event.as_dict() for event in latest.events] == [
+        event.as_dict() for event in asyncio.run(rasa.retrieve("kunde")).events
+    ]
     assert [event.text for event in latest.events if isinstance(event, UserUttered)] == ["Guten Morgen"]
     everything = asyncio.run(lean.retrieve_full_tracker("kunde"))
     assert len(everything.events) == 12
@@ -84,8 +89,14 @@ def test_loads_the_latest_session_like_rasa_and_all_sessions_on_request(tmp_path
 def test_hands_each_new_event_to_the_event_broker_once(tmp_path):
     broker = CollectingBroker()
     save_in_two_steps(store(LeanSQLTrackerStore, tmp_path / "tracker.db", broker))
-    assert [event["event"] for event in broker.events] == \
-        ["action", "session_started", "action", "user", "action", "bot"] * 2
+    assert [event["event"] for event in broker.events] == [
+        "action",
+        "session_started",
+        "action",
+        "user",
+        "action",
+        "bot",
+    ] * 2
     assert {event["sender_id"] for event in broker.events} == {"kunde"}
 
 

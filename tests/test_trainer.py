@@ -1,24 +1,25 @@
 """The trainers' tools: phrasings are refused with a reason or added cleanly, the review
 walks the queue from stdin, and a message the bot got wrong is right after a retrain."""
+
 from __future__ import annotations
 
 import difflib
-from datetime import datetime, timedelta, timezone
 import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from faqbot.core.knowledge import load
 from faqbot.core.paths import PROJECT_DIR
+from faqbot.core.review_store import ReviewStore
 from faqbot.tools import train
 from faqbot.tools.evaluate import classify
 from faqbot.tools.importer import slugify
 from faqbot.tools.phrasings import AlreadyPresent, PhrasingRefused, add_phrasing, read_examples
-from faqbot.core.review_store import ReviewStore
 
 # Found by classifying candidate phrasings with the current model: it calls this
 # out_of_scope with high confidence, and no phrasing like it is in the training data.
@@ -43,8 +44,14 @@ def project(tmp_path: Path) -> Path:
 
 
 def trainer(project: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "faqbot.tools.trainer", "--projekt", str(project), *args],
-                          input=stdin, capture_output=True, text=True, cwd=PROJECT_DIR, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "faqbot.tools.trainer", "--projekt", str(project), *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_DIR,
+        timeout=120,
+    )
 
 
 def refusal(project: Path, faq: str, text: str) -> str:
@@ -70,10 +77,12 @@ def test_refusals_say_why_and_change_nothing(project):
 def test_an_accepted_phrasing_is_exactly_one_added_line(project):
     nlu = project / "data" / "nlu" / "faq.yml"
     before = nlu.read_text(encoding="utf-8").splitlines()
-    assert add_phrasing("erhalte_rechnung", "- wo kann ich\n die rechnung runterladen", project) == \
-        "faq_erhalte_rechnung"
-    changes = [line for line in difflib.ndiff(before, nlu.read_text(encoding="utf-8").splitlines())
-               if line[:1] in "+-?"]
+    assert (
+        add_phrasing("erhalte_rechnung", "- wo kann ich\n die rechnung runterladen", project) == "faq_erhalte_rechnung"
+    )
+    changes = [
+        line for line in difflib.ndiff(before, nlu.read_text(encoding="utf-8").splitlines()) if line[:1] in "+-?"
+    ]
     assert changes == ["+       - wo kann ich die rechnung runterladen"]
     assert "wo kann ich die rechnung runterladen" in read_examples(nlu)["faq_erhalte_rechnung"]
 
@@ -91,40 +100,94 @@ def test_add_phrasing_command_reports_the_refusal(project):
 
 
 def test_add_faq_creates_answer_intent_rule_and_domain_entry(project):
-    result = trainer(project, "add-faq", "--kategorie", "Allgemeine Fragen", "--frage", "Haben Sie einen Newsletter?",
-                     "--antwort", "Ja, Sie können ihn in Ihrem Kundenkonto abonnieren.",
-                     "--formulierung", "newsletter abonnieren", "--formulierung", "gibt es einen newsletter",
-                     "--formulierung", "wie bekomme ich eure news per mail")
+    result = trainer(
+        project,
+        "add-faq",
+        "--kategorie",
+        "Allgemeine Fragen",
+        "--frage",
+        "Haben Sie einen Newsletter?",
+        "--antwort",
+        "Ja, Sie können ihn in Ihrem Kundenkonto abonnieren.",
+        "--formulierung",
+        "newsletter abonnieren",
+        "--formulierung",
+        "gibt es einen newsletter",
+        "--formulierung",
+        "wie bekomme ich eure news per mail",
+    )
     assert result.returncode == 0, result.stderr
     assert "mindestens 12" in result.stdout
     faq_id = slugify("Haben Sie einen Newsletter?")
     assert f"Neue FAQ {faq_id} angelegt" in result.stdout
     assert load(project / "data" / "faq.yml")[faq_id].answer.startswith("Ja, Sie können")
     examples = read_examples(project / "data" / "nlu" / "faq.yml")[f"faq_{faq_id}"]
-    assert examples == ["Haben Sie einen Newsletter?", "newsletter abonnieren", "gibt es einen newsletter",
-                        "wie bekomme ich eure news per mail"]
+    assert examples == [
+        "Haben Sie einen Newsletter?",
+        "newsletter abonnieren",
+        "gibt es einen newsletter",
+        "wie bekomme ich eure news per mail",
+    ]
     assert f"intent: faq_{faq_id}" in (project / "data" / "rules" / "faq.yml").read_text(encoding="utf-8")
     assert f"- faq_{faq_id}" in (project / "domain.yml").read_text(encoding="utf-8")
-    too_few = trainer(project, "add-faq", "--kategorie", "X", "--frage", "Gibt es Gutscheine?",
-                      "--antwort", "Nein.", "--formulierung", "gutschein")
+    too_few = trainer(
+        project,
+        "add-faq",
+        "--kategorie",
+        "X",
+        "--frage",
+        "Gibt es Gutscheine?",
+        "--antwort",
+        "Nein.",
+        "--formulierung",
+        "gutschein",
+    )
     assert too_few.returncode == 1 and "mindestens 3" in too_few.stderr
 
 
 def test_review_from_stdin(project, tmp_path):
     store = ReviewStore(tmp_path / "review.db")
-    picked = store.record("wo finde ich die rechnung vom letzten monat bitte", "a", "clarification",
-                          "nlu_fallback", 0.6, [{"name": "nlu_fallback", "confidence": 0.6},
-                                                {"name": "faq_erhalte_rechnung", "confidence": 0.5}],
-                          outcome="faq:erhalte_rechnung")
-    offtopic = store.record("kann man bei euch ein pferd mieten", "b", "out_of_scope", "out_of_scope", 0.9,
-                            [{"name": "out_of_scope", "confidence": 0.9}])
-    new = store.record("ich wünsche mir eine dunkle ansicht", "c", "fallback", "nlu_fallback", 0.6,
-                       [{"name": "nlu_fallback", "confidence": 0.6},
-                        {"name": "faq_technischen_voraussetzungen", "confidence": 0.3}])
-    refused = store.record("dsgvo", "d", "low_confidence", "faq_compliance_standards_erfuellen", 0.7,
-                           [{"name": "faq_compliance_standards_erfuellen", "confidence": 0.7}])
-    untouched = store.record("noch eine frage zu backups", "e", "fallback", "nlu_fallback", 0.6,
-                             [{"name": "faq_stellen_systemverfuegbarkeit_backups_sicher", "confidence": 0.4}])
+    picked = store.record(
+        "wo finde ich die rechnung vom letzten monat bitte",
+        "a",
+        "clarification",
+        "nlu_fallback",
+        0.6,
+        [{"name": "nlu_fallback", "confidence": 0.6}, {"name": "faq_erhalte_rechnung", "confidence": 0.5}],
+        outcome="faq:erhalte_rechnung",
+    )
+    offtopic = store.record(
+        "kann man bei euch ein pferd mieten",
+        "b",
+        "out_of_scope",
+        "out_of_scope",
+        0.9,
+        [{"name": "out_of_scope", "confidence": 0.9}],
+    )
+    new = store.record(
+        "ich wünsche mir eine dunkle ansicht",
+        "c",
+        "fallback",
+        "nlu_fallback",
+        0.6,
+        [{"name": "nlu_fallback", "confidence": 0.6}, {"name": "faq_technischen_voraussetzungen", "confidence": 0.3}],
+    )
+    refused = store.record(
+        "dsgvo",
+        "d",
+        "low_confidence",
+        "faq_compliance_standards_erfuellen",
+        0.7,
+        [{"name": "faq_compliance_standards_erfuellen", "confidence": 0.7}],
+    )
+    untouched = store.record(
+        "noch eine frage zu backups",
+        "e",
+        "fallback",
+        "nlu_fallback",
+        0.6,
+        [{"name": "faq_stellen_systemverfuegbarkeit_backups_sicher", "confidence": 0.4}],
+    )
     # Enter takes the button the customer picked; "was?" is no answer; 7 = erhalte_rechnung
     # is refused for "dsgvo" (it belongs to another FAQ); then stdin ends.
     result = trainer(project, "review", "--db", str(tmp_path / "review.db"), stdin="\no\nwas?\nn\n7\n")
@@ -134,13 +197,19 @@ def test_review_from_stdin(project, tmp_path):
     assert "Bitte eine FAQ-Nummer" in out
     assert "Nicht übernommen" in out and "Wie gehen Sie mit meinen Daten um?" in out
     status = {entry.id: (entry.status, entry.assigned_to) for entry in store.entries(status=None)}
-    assert status == {picked: ("assigned", "faq_erhalte_rechnung"), offtopic: ("out_of_scope", None),
-                      new: ("new_question", None), refused: ("open", None), untouched: ("open", None)}
+    assert status == {
+        picked: ("assigned", "faq_erhalte_rechnung"),
+        offtopic: ("out_of_scope", None),
+        new: ("new_question", None),
+        refused: ("open", None),
+        untouched: ("open", None),
+    }
     faq = read_examples(project / "data" / "nlu" / "faq.yml")
     assert "wo finde ich die rechnung vom letzten monat bitte" in faq["faq_erhalte_rechnung"]
     assert "dsgvo" not in faq["faq_erhalte_rechnung"]
-    assert "kann man bei euch ein pferd mieten" in \
-        read_examples(project / "data" / "nlu" / "general.yml")["out_of_scope"]
+    assert (
+        "kann man bei euch ein pferd mieten" in read_examples(project / "data" / "nlu" / "general.yml")["out_of_scope"]
+    )
     again = trainer(project, "review", "--db", str(tmp_path / "review.db"), "--limit", "1", stdin="q\n")
     assert again.returncode == 0 and "dsgvo" in again.stdout and "backups" not in again.stdout
     store.close()
@@ -172,14 +241,22 @@ def test_only_the_newest_models_are_kept(tmp_path):
         os.utime(model, (1_000_000 - age, 1_000_000 - age))  # age 0 is the newest
     (tmp_path / "anderes.tar.gz").write_bytes(b"not ours")
     train.remove_old_models(tmp_path)
-    assert sorted(path.name for path in tmp_path.iterdir()) == \
-        ["anderes.tar.gz"] + [f"faq-bot-{age:016x}.tar.gz" for age in range(train.KEEP_MODELS)]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["anderes.tar.gz"] + [
+        f"faq-bot-{age:016x}.tar.gz" for age in range(train.KEEP_MODELS)
+    ]
 
 
 def test_review_of_the_last_days_only(project, tmp_path):
     store = ReviewStore(tmp_path / "review.db")
-    store.record("eine alte frage von vor einem monat", "a", "fallback", "nlu_fallback", 0.5, [],
-                 created=(datetime.now(timezone.utc) - timedelta(days=30)).isoformat(timespec="seconds"))
+    store.record(
+        "eine alte frage von vor einem monat",
+        "a",
+        "fallback",
+        "nlu_fallback",
+        0.5,
+        [],
+        created=(datetime.now(timezone.utc) - timedelta(days=30)).isoformat(timespec="seconds"),
+    )
     store.record("eine frage von gestern", "b", "fallback", "nlu_fallback", 0.5, [])
     result = trainer(project, "review", "--db", str(tmp_path / "review.db"), "--tage", "7", stdin="q\n")
     assert result.returncode == 0, result.stderr

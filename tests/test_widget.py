@@ -3,6 +3,7 @@
 The real Rasa server, action server and page server run as ``make run`` starts them.
 Screenshots go to results/screenshots/ (CI artifacts).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,23 +18,30 @@ from urllib.parse import urlparse
 import pytest
 import requests
 import socketio
+from conftest import free_port, running
 from playwright.sync_api import Page, expect, sync_playwright
 from ruamel.yaml import YAML
+from test_data import read_nlu
+from test_rest_conversations import AMBIGUOUS, response_text
 
 from faqbot.core.knowledge import load
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.server.channels.socketio import TOO_LONG
-from conftest import free_port, running
 from faqbot.server.serve import BotServers
 from faqbot.server.web import CONTACT_FAQ_ID, HelpCentre
-from test_data import read_nlu
-from test_rest_conversations import AMBIGUOUS, response_text
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 SCREENSHOTS = PROJECT_DIR / "results" / "screenshots"
 PARAPHRASES = read_nlu(PROJECT_DIR / "tests" / "e2e_paraphrases.yml")
 REPLY_TIMEOUT_MS = 30_000
@@ -57,10 +65,18 @@ def faq_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def site(model_path, faq_file, tmp_path_factory):
     var_dir = tmp_path_factory.mktemp("widget-var")
-    with running(BotServers(port=free_port(), action_port=free_port(), nlu_port=free_port(), web_port=free_port(),
-                            var_dir=var_dir, model=model_path, log_dir=var_dir / "logs",
-                            env={"FAQBOT_FAQ_FILE": str(faq_file),
-                                 "FAQBOT_SUPPORT_TOKEN": SUPPORT_TOKEN})) as servers:
+    with running(
+        BotServers(
+            port=free_port(),
+            action_port=free_port(),
+            nlu_port=free_port(),
+            web_port=free_port(),
+            var_dir=var_dir,
+            model=model_path,
+            log_dir=var_dir / "logs",
+            env={"FAQBOT_FAQ_FILE": str(faq_file), "FAQBOT_SUPPORT_TOKEN": SUPPORT_TOKEN},
+        )
+    ) as servers:
         yield servers
 
 
@@ -85,8 +101,7 @@ def page(browser, request):
     page = context.new_page()
     page.sent = []  # requests that reached the network (not blocked by the page's CSP)
     page.on("requestfinished", lambda req: page.sent.append(req.url))
-    page.on("requestfailed", lambda req: "csp" not in (req.failure or "").lower()
-            and page.sent.append(req.url))
+    page.on("requestfailed", lambda req: "csp" not in (req.failure or "").lower() and page.sent.append(req.url))
     yield page
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"))
@@ -96,8 +111,7 @@ def page(browser, request):
 def open_chat(page: Page, site: BotServers) -> None:
     page.goto(site.web.url)
     page.locator(".rw-launcher").click()
-    expect(page.locator(".rw-response").first).to_have_text(
-        response_text("utter_greet"), timeout=REPLY_TIMEOUT_MS)
+    expect(page.locator(".rw-response").first).to_have_text(response_text("utter_greet"), timeout=REPLY_TIMEOUT_MS)
 
 
 def ask(page: Page, text: str) -> None:
@@ -106,8 +120,7 @@ def ask(page: Page, text: str) -> None:
 
 
 def expect_reply(page: Page, text: str) -> None:
-    expect(page.locator(".rw-response .rw-message-text", has_text=text).last).to_be_visible(
-        timeout=REPLY_TIMEOUT_MS)
+    expect(page.locator(".rw-response .rw-message-text", has_text=text).last).to_be_visible(timeout=REPLY_TIMEOUT_MS)
 
 
 def responses(page: Page):
@@ -170,16 +183,20 @@ def test_asking_for_a_person_asks_for_contact_and_shows_the_ticket_number(page, 
     ask(page, "Bitte doch wieder ein Mitarbeiter")  # the same open ticket, handed off again
     expect_reply(page, response_text("utter_escalated_again").format(ticket_id=ticket_id))
     # The support team closes the ticket: the widget is told at once (Socket.IO push).
-    closed = requests.post(f"{site.url}/webhooks/support/tickets/{ticket_id}/close", timeout=30,
-                           headers={"Authorization": f"Bearer {SUPPORT_TOKEN}"}).json()
+    closed = requests.post(
+        f"{site.url}/webhooks/support/tickets/{ticket_id}/close",
+        timeout=30,
+        headers={"Authorization": f"Bearer {SUPPORT_TOKEN}"},
+    ).json()
     assert closed["status"] == "closed" and closed["customer_notified"] is True
     expect_reply(page, response_text("utter_ticket_closed"))
     entry = load()["erhalte_rechnung"]  # and the bot answers again
     ask(page, entry.question)
     expect_reply(page, entry.answer)
     with sqlite3.connect(site.var_dir / "tickets.db") as connection:
-        row = connection.execute("SELECT channel, question, contact, transcript FROM tickets WHERE ticket_id = ?",
-                                 (ticket_id,)).fetchone()
+        row = connection.execute(
+            "SELECT channel, question, contact, transcript FROM tickets WHERE ticket_id = ?", (ticket_id,)
+        ).fetchone()
     assert row[:2] == ("socketio", "Meine Lieferung kam beschädigt an")
     assert json.loads(row[2])["email"] == "widget.kunde@beispiel.de"
     assert json.loads(row[3])[-1]["text"] == "Fotos schicke ich gern nach"
@@ -202,8 +219,9 @@ def test_a_reload_keeps_the_conversation(page, site, knowledge):
     # ... and the server continued the same conversation (session_persistence)
     with sqlite3.connect(site.var_dir / "tracker.db") as connection:
         senders = connection.execute(
-            "SELECT DISTINCT sender_id FROM events WHERE type_name = 'user' AND "
-            "(data LIKE ? OR data LIKE ?)", (f'%{entry.question[:20]}%', f'%{second.question[:20]}%')).fetchall()
+            "SELECT DISTINCT sender_id FROM events WHERE type_name = 'user' AND (data LIKE ? OR data LIKE ?)",
+            (f"%{entry.question[:20]}%", f"%{second.question[:20]}%"),
+        ).fetchall()
     assert len(senders) == 1, senders
 
 

@@ -2,12 +2,14 @@
 
 ``TicketStore.create`` writes the ticket and one ``deliveries`` row per configured target in
 one transaction, before anything is sent. ``DeliveryWorker`` (a daemon thread in the action
-server, started by ``faqbot.server.action_server``) sends due rows, marks them delivered, and on failure retries with exponential
-backoff. Rows survive restarts, so pending deliveries resume when the action server starts
-again. Delivery is at-least-once with a stable key (``Idempotency-Key`` header, e-mail
-``Message-ID``): a crash between the receiver's acknowledgement and our "delivered" mark can
-resend, and the key lets the receiver drop the duplicate.
+server, started by ``faqbot.server.action_server``) claims due rows, sends them, marks them
+delivered, and on failure retries with exponential backoff. Rows survive restarts, so
+pending deliveries resume when the action server starts again. Delivery is at-least-once
+with a stable key (``Idempotency-Key`` header, e-mail ``Message-ID``): a crash between the
+receiver's acknowledgement and our "delivered" mark can resend, and the key lets the
+receiver drop the duplicate.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,13 +19,12 @@ import logging
 import os
 import smtplib
 import threading
-import time
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from faqbot.core.support_config import read_support_config
 
@@ -34,21 +35,21 @@ SIGNATURE_HEADER = "X-FAQBot-Signature"
 
 @dataclass
 class DeliveryConfig:
-    webhook_url: Optional[str] = None
-    webhook_secret: Optional[str] = None
-    smtp_host: Optional[str] = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    smtp_host: str | None = None
     smtp_port: int = 25
-    smtp_user: Optional[str] = None
-    smtp_password: Optional[str] = None
+    smtp_user: str | None = None
+    smtp_password: str | None = None
     smtp_from: str = "faqbot@localhost"
-    support_email: Optional[str] = None
+    support_email: str | None = None
     retry_base_s: float = 30.0
     retry_cap_s: float = 3600.0
     max_attempts: int = 50
     timeout_s: float = 10.0
 
     @property
-    def targets(self) -> List[str]:
+    def targets(self) -> list[str]:
         found = []
         if self.webhook_url:
             found.append("webhook")
@@ -59,24 +60,35 @@ class DeliveryConfig:
 
 # Environment variables override the file; secrets belong only in the environment.
 _ENV = {
-    "FAQBOT_WEBHOOK_URL": ("webhook_url", str), "FAQBOT_WEBHOOK_SECRET": ("webhook_secret", str),
-    "FAQBOT_SMTP_HOST": ("smtp_host", str), "FAQBOT_SMTP_PORT": ("smtp_port", int),
-    "FAQBOT_SMTP_USER": ("smtp_user", str), "FAQBOT_SMTP_PASSWORD": ("smtp_password", str),
-    "FAQBOT_SMTP_FROM": ("smtp_from", str), "FAQBOT_SUPPORT_EMAIL": ("support_email", str),
-    "FAQBOT_RETRY_BASE_S": ("retry_base_s", float), "FAQBOT_RETRY_CAP_S": ("retry_cap_s", float),
+    "FAQBOT_WEBHOOK_URL": ("webhook_url", str),
+    "FAQBOT_WEBHOOK_SECRET": ("webhook_secret", str),
+    "FAQBOT_SMTP_HOST": ("smtp_host", str),
+    "FAQBOT_SMTP_PORT": ("smtp_port", int),
+    "FAQBOT_SMTP_USER": ("smtp_user", str),
+    "FAQBOT_SMTP_PASSWORD": ("smtp_password", str),
+    "FAQBOT_SMTP_FROM": ("smtp_from", str),
+    "FAQBOT_SUPPORT_EMAIL": ("support_email", str),
+    "FAQBOT_RETRY_BASE_S": ("retry_base_s", float),
+    "FAQBOT_RETRY_CAP_S": ("retry_cap_s", float),
     "FAQBOT_RETRY_MAX_ATTEMPTS": ("max_attempts", int),
 }
 
 
-def load_config(path: Optional[Path] = None) -> DeliveryConfig:
-    raw: Dict[str, Any] = {}
+def load_config(path: Path | None = None) -> DeliveryConfig:
+    raw: dict[str, Any] = {}
     data = read_support_config(path)
     if data:
         webhook, smtp, retry = data.get("webhook") or {}, data.get("email") or {}, data.get("retry") or {}
-        raw = {"webhook_url": webhook.get("url"), "smtp_host": smtp.get("host"),
-               "smtp_port": smtp.get("port"), "smtp_from": smtp.get("from"),
-               "support_email": smtp.get("to"), "retry_base_s": retry.get("base_seconds"),
-               "retry_cap_s": retry.get("cap_seconds"), "max_attempts": retry.get("max_attempts")}
+        raw = {
+            "webhook_url": webhook.get("url"),
+            "smtp_host": smtp.get("host"),
+            "smtp_port": smtp.get("port"),
+            "smtp_from": smtp.get("from"),
+            "support_email": smtp.get("to"),
+            "retry_base_s": retry.get("base_seconds"),
+            "retry_cap_s": retry.get("cap_seconds"),
+            "max_attempts": retry.get("max_attempts"),
+        }
     for variable, (field, kind) in _ENV.items():
         if os.environ.get(variable):
             raw[field] = kind(os.environ[variable])
@@ -92,7 +104,7 @@ def signature(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def send_webhook(payload: Dict[str, Any], key: str, config: DeliveryConfig) -> None:
+def send_webhook(payload: dict[str, Any], key: str, config: DeliveryConfig) -> None:
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
     headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": key}
     if config.webhook_secret:
@@ -102,26 +114,33 @@ def send_webhook(payload: Dict[str, Any], key: str, config: DeliveryConfig) -> N
         response.read()
 
 
-def email_text(payload: Dict[str, Any]) -> str:
+def email_text(payload: dict[str, Any]) -> str:
     contact = payload.get("customer") or {}
     if payload.get("event") == "message":
-        return (f"Ticket: {payload['ticket_id']}\nZeit: {payload['created']}\n"
-                f"Kunde: {contact.get('email') or contact.get('id') or '-'}\n\n"
-                f"Nachtrag des Kunden:\n{payload['text']}\n")
-    lines = [f"Ticket: {payload['ticket_id']}", f"Erstellt: {payload['created']}",
-             f"Kanal: {payload.get('channel') or '-'}",
-             f"Kunde: {contact.get('email') or contact.get('id') or '-'}",
-             f"Frage: {payload.get('question') or '-'}",
-             f"Vermutete FAQ: {payload.get('faq_guess') or '-'} (Konfidenz {payload.get('confidence')})",
-             "", "Verlauf:"]
+        return (
+            f"Ticket: {payload['ticket_id']}\nZeit: {payload['created']}\n"
+            f"Kunde: {contact.get('email') or contact.get('id') or '-'}\n\n"
+            f"Nachtrag des Kunden:\n{payload['text']}\n"
+        )
+    lines = [
+        f"Ticket: {payload['ticket_id']}",
+        f"Erstellt: {payload['created']}",
+        f"Kanal: {payload.get('channel') or '-'}",
+        f"Kunde: {contact.get('email') or contact.get('id') or '-'}",
+        f"Frage: {payload.get('question') or '-'}",
+        f"Vermutete FAQ: {payload.get('faq_guess') or '-'} (Konfidenz {payload.get('confidence')})",
+        "",
+        "Verlauf:",
+    ]
     lines += [f"[{line['time']}] {line['from']}: {line['text']}" for line in payload.get("transcript") or []]
     return "\n".join(lines) + "\n"
 
 
-def send_email(payload: Dict[str, Any], key: str, config: DeliveryConfig) -> None:
+def send_email(payload: dict[str, Any], key: str, config: DeliveryConfig) -> None:
     message = EmailMessage()
     message["Subject"] = f"[{payload['ticket_id']}] " + (
-        "Nachtrag des Kunden" if payload.get("event") == "message" else "Neue Anfrage an den Support")
+        "Nachtrag des Kunden" if payload.get("event") == "message" else "Neue Anfrage an den Support"
+    )
     message["From"] = config.smtp_from
     message["To"] = config.support_email
     message["Message-ID"] = f"<{key}@faqbot>"  # stable, so a resend can be recognised
@@ -145,16 +164,18 @@ SENDERS = {"webhook": send_webhook, "email": send_email}
 class DeliveryWorker:
     """Sends due outbox rows of a TicketStore, one at a time, in a daemon thread."""
 
-    def __init__(self, store, config: Optional[DeliveryConfig] = None, poll_s: float = 0.5) -> None:
+    def __init__(self, store, config: DeliveryConfig | None = None, poll_s: float = 0.5) -> None:
         self.store, self.config, self.poll_s = store, config or load_config(), poll_s
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
 
-    def start(self) -> "DeliveryWorker":
+    def start(self) -> DeliveryWorker:
         if not self.config.targets:
-            logger.warning("No delivery targets configured (support.yml / FAQBOT_WEBHOOK_URL, "
-                           "FAQBOT_SMTP_HOST + FAQBOT_SUPPORT_EMAIL): tickets are only stored.")
+            logger.warning(
+                "No delivery targets configured (support.yml / FAQBOT_WEBHOOK_URL, "
+                "FAQBOT_SMTP_HOST + FAQBOT_SUPPORT_EMAIL): tickets are only stored."
+            )
         self._thread = threading.Thread(target=self._run, name="faqbot-delivery", daemon=True)
         self._thread.start()
         return self
@@ -198,8 +219,9 @@ class DeliveryWorker:
             attempts = delivery.attempts + 1
             failed = attempts >= self.config.max_attempts
             retry_at = datetime.now(timezone.utc) + timedelta(seconds=backoff_seconds(attempts, self.config))
-            self.store.mark_failed_attempt(delivery.key, attempts, f"{type(error).__name__}: {error}",
-                                           retry_at, give_up=failed)
+            self.store.mark_failed_attempt(
+                delivery.key, attempts, f"{type(error).__name__}: {error}", retry_at, give_up=failed
+            )
             logger.warning("Delivery %s failed (attempt %d): %s", delivery.key, attempts, error)
         else:
             self.store.mark_delivered(delivery.key, delivery.attempts + 1)

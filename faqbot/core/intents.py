@@ -1,7 +1,6 @@
 """Names of intents: the FAQ intents (``faq_<id>``) and the general ones."""
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 INTENT_PREFIX = "faq_"
 # The general intents (data/nlu/general.yml), with what a trainer reads for them.
@@ -25,7 +24,7 @@ def intent_for(faq_id: str) -> str:
     return INTENT_PREFIX + faq_id
 
 
-def faq_id_for(intent: Optional[str]) -> Optional[str]:
+def faq_id_for(intent: str | None) -> str | None:
     """The FAQ id behind an intent name, or None for intents that are not FAQ questions."""
     if intent and intent.startswith(INTENT_PREFIX):
         return intent[len(INTENT_PREFIX) :]

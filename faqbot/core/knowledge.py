@@ -4,12 +4,12 @@ This is the single place that knows the file's format. The action server reads t
 answers from here at run time (so correcting an answer needs no retraining) and the
 importer (``faqbot.tools.importer``) writes it.
 """
+
 from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
 
 from ruamel.yaml import YAML
 
@@ -37,13 +37,14 @@ def faq_file() -> Path:
     return Path(os.environ.get("FAQBOT_FAQ_FILE", FAQ_FILE))
 
 
-def load(path: Optional[Path] = None) -> Dict[str, FaqEntry]:
+def load(path: Path | None = None) -> dict[str, FaqEntry]:
     """All FAQ entries by id, in page order. Raises KnowledgeError on any problem."""
     path = Path(path or faq_file())
     try:
         content = YAML(typ="safe").load(path.read_text(encoding="utf-8"))
-        entries = [FaqEntry(**{k: str(item[k]) for k in ("id", "category", "question", "answer")})
-                   for item in content["faqs"]]
+        entries = [
+            FaqEntry(**{k: str(item[k]) for k in ("id", "category", "question", "answer")}) for item in content["faqs"]
+        ]
     except (OSError, KeyError, TypeError, ValueError) as error:
         raise KnowledgeError(f"FAQ-Wissen in {path} nicht lesbar: {error}") from error
     except Exception as error:  # YAML syntax errors come in several classes
@@ -58,12 +59,12 @@ class CachedKnowledge:
     up without a restart, but reading YAML on every message would be wasteful.
     """
 
-    def __init__(self, path: Optional[Path] = None) -> None:
+    def __init__(self, path: Path | None = None) -> None:
         self._path = path
-        self._stamp: Optional[tuple] = None
-        self._entries: Dict[str, FaqEntry] = {}
+        self._stamp: tuple | None = None
+        self._entries: dict[str, FaqEntry] = {}
 
-    def entries(self) -> Dict[str, FaqEntry]:
+    def entries(self) -> dict[str, FaqEntry]:
         path = Path(self._path or faq_file())
         try:
             stat = path.stat()
@@ -82,7 +83,7 @@ class CachedKnowledge:
         return entries[faq_id]
 
 
-def dump(entries: List[FaqEntry], path: Path, header: str) -> None:
+def dump(entries: list[FaqEntry], path: Path, header: str) -> None:
     """Write the knowledge file; answers as literal blocks so they stay verbatim and diffable."""
     from ruamel.yaml.scalarstring import LiteralScalarString
 

@@ -4,6 +4,7 @@ Each filter names the warning's text and the module that raises it, so every oth
 warning, including new ones after an upgrade, still shows. The entry points apply them
 before Rasa is imported (``faqbot/server/__init__.py``, ``faqbot/tools/__init__.py``).
 """
+
 from __future__ import annotations
 
 import warnings

@@ -1,4 +1,5 @@
 """Mask personal data (e-mail, phone, IBAN) before a customer message is stored."""
+
 import re
 
 # IBAN first: its digit runs would otherwise look like a phone number.

@@ -2,6 +2,7 @@
 of everything that shapes them, so an unchanged project reuses its model
 (``faqbot.tools.train`` trains; the servers and tools look the model up here).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -17,8 +18,7 @@ NOT_TRAINING_DATA = {Path("data/faq.yml"), Path("data/faq_seite.txt")}
 
 
 def training_inputs(project: Path = PROJECT_DIR) -> list[Path]:
-    data = sorted(p for p in (project / "data").rglob("*.yml")
-                  if p.relative_to(project) not in NOT_TRAINING_DATA)
+    data = sorted(p for p in (project / "data").rglob("*.yml") if p.relative_to(project) not in NOT_TRAINING_DATA)
     return [project / "config.yml", project / "domain.yml", *data]
 
 

@@ -4,6 +4,7 @@ Filled by the Rasa server's event broker (``faqbot.server.review_broker``), read
 trainer CLI (``faqbot-trainer review``). Texts are masked (``faqbot.core.masking``) before
 they are stored, senders hashed.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -13,7 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from faqbot.core.intents import faq_id_for
 from faqbot.core.masking import mask
@@ -47,7 +48,7 @@ CREATE INDEX IF NOT EXISTS review_status ON review (status);
 """
 
 
-def db_path(configured: Optional[str] = None) -> Path:
+def db_path(configured: str | None = None) -> Path:
     """FAQBOT_REVIEW_DB, else the configured file (relative to the project), else var/review.db."""
     path = Path(os.environ.get("FAQBOT_REVIEW_DB") or configured or DEFAULT_DB)
     return path if path.is_absolute() else PROJECT_DIR / path
@@ -64,29 +65,29 @@ class Entry:
     created: str
     sender: str
     text: str
-    intent: Optional[str]
-    confidence: Optional[float]
-    ranking: List[Dict[str, Any]]
+    intent: str | None
+    confidence: float | None
+    ranking: list[dict[str, Any]]
     kind: str
-    outcome: Optional[str]
+    outcome: str | None
     status: str
-    assigned_to: Optional[str]
+    assigned_to: str | None
 
-    def _best_intent(self) -> Dict[str, Any]:
+    def _best_intent(self) -> dict[str, Any]:
         # nlu_fallback only says "unsure"; the classifier's own guess comes after it.
         return next((item for item in self.ranking if item["name"] != "nlu_fallback"), {})
 
     @property
-    def guess(self) -> Optional[str]:
+    def guess(self) -> str | None:
         """The FAQ id the bot thought most likely (also when it was unsure), if an FAQ."""
         return faq_id_for(self._best_intent().get("name"))
 
     @property
-    def guess_confidence(self) -> Optional[float]:
+    def guess_confidence(self) -> float | None:
         return self._best_intent().get("confidence")
 
     @property
-    def picked_faq(self) -> Optional[str]:
+    def picked_faq(self) -> str | None:
         """The FAQ id of the clarification button the customer picked, if any."""
         return self.outcome[4:] if self.outcome and self.outcome.startswith("faq:") else None
 
@@ -94,7 +95,7 @@ class Entry:
 class ReviewStore:
     """The queue in SQLite (WAL: the bot writes while a trainer reads)."""
 
-    def __init__(self, path: Optional[Path] = None) -> None:
+    def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path or db_path())
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -106,48 +107,78 @@ class ReviewStore:
     def close(self) -> None:
         self._connection.close()
 
-    def record(self, text: str, sender: str, kind: str, intent: Optional[str] = None,
-               confidence: Optional[float] = None, ranking: Optional[List[Dict[str, Any]]] = None,
-               outcome: Optional[str] = None, created: Optional[str] = None) -> int:
+    def record(
+        self,
+        text: str,
+        sender: str,
+        kind: str,
+        intent: str | None = None,
+        confidence: float | None = None,
+        ranking: list[dict[str, Any]] | None = None,
+        outcome: str | None = None,
+        created: str | None = None,
+    ) -> int:
         """Store one message (masked here, so no caller can forget it); returns its id."""
         # Mask before cutting, so that no half e-mail address escapes the mask; control
         # characters would garble the trainer's terminal.
         text = one_line(mask(text))[:MAX_TEXT]
         if kind not in KINDS:
             raise ValueError(f"Unbekannte Art: {kind}")
-        top3 = [{"name": item["name"], "confidence": round(float(item.get("confidence") or 0), 4)}
-                for item in (ranking or [])[:3]]
+        top3 = [
+            {"name": item["name"], "confidence": round(float(item.get("confidence") or 0), 4)}
+            for item in (ranking or [])[:3]
+        ]
         cursor = self._connection.execute(
             "INSERT INTO review (created, sender, text, intent, confidence, ranking, kind, outcome)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (created or datetime.now(timezone.utc).isoformat(timespec="seconds"), sender, text,
-             intent, None if confidence is None else round(float(confidence), 4),
-             json.dumps(top3), kind, outcome))
+            (
+                created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                sender,
+                text,
+                intent,
+                None if confidence is None else round(float(confidence), 4),
+                json.dumps(top3),
+                kind,
+                outcome,
+            ),
+        )
         return cursor.lastrowid
 
     def set_outcome(self, entry_id: int, outcome: str) -> None:
         """The first reaction counts; an escalation later in the conversation overrides it."""
         self._connection.execute(
             "UPDATE review SET outcome = ? WHERE id = ? AND (outcome IS NULL OR ? = ?)",
-            (outcome, entry_id, outcome, ESCALATED))
+            (outcome, entry_id, outcome, ESCALATED),
+        )
 
-    def set_status(self, entry_id: int, status: str, assigned_to: Optional[str] = None) -> None:
+    def set_status(self, entry_id: int, status: str, assigned_to: str | None = None) -> None:
         if status not in STATUSES:
             raise ValueError(f"Unbekannter Status: {status}")
-        self._connection.execute("UPDATE review SET status = ?, assigned_to = ? WHERE id = ?",
-                                 (status, assigned_to, entry_id))
+        self._connection.execute(
+            "UPDATE review SET status = ?, assigned_to = ? WHERE id = ?", (status, assigned_to, entry_id)
+        )
 
-    def entries(self, status: Optional[str] = "open", kind: Optional[str] = None,
-                limit: Optional[int] = None, since: Optional[datetime] = None) -> List[Entry]:
+    def entries(
+        self,
+        status: str | None = "open",
+        kind: str | None = None,
+        limit: int | None = None,
+        since: datetime | None = None,
+    ) -> list[Entry]:
         query, params = "SELECT * FROM review WHERE 1 = 1", []
         if status:
             query, params = query + " AND status = ?", params + [status]
         if kind:
             query, params = query + " AND kind = ?", params + [kind]
         if since:  # ISO timestamps in UTC compare correctly as text
-            query, params = query + " AND created >= ?", params + [since.astimezone(timezone.utc).isoformat(timespec="seconds")]
+            query, params = (
+                query + " AND created >= ?",
+                params + [since.astimezone(timezone.utc).isoformat(timespec="seconds")],
+            )
         query += " ORDER BY id"
         if limit:
             query, params = query + " LIMIT ?", params + [limit]
-        return [Entry(**{**dict(row), "ranking": json.loads(row["ranking"])})
-                for row in self._connection.execute(query, params)]
+        return [
+            Entry(**{**dict(row), "ranking": json.loads(row["ranking"])})
+            for row in self._connection.execute(query, params)
+        ]

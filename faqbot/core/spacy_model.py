@@ -3,23 +3,23 @@
 The servers, training and the report say so loudly whenever the stand-in is in use;
 ``faqbot.tools.spacy_model`` installs the model.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
-from typing import Optional
 
 MODEL = "de_core_news_sm"
 STANDIN_VERSION = "0.0.0+offline"
 
 
-def installed_version() -> Optional[str]:
+def installed_version() -> str | None:
     try:
         return importlib.metadata.version(MODEL)
     except importlib.metadata.PackageNotFoundError:
         return None
 
 
-def is_standin(version: Optional[str] = None) -> bool:
+def is_standin(version: str | None = None) -> bool:
     return (version or installed_version() or "").endswith("+offline")
 
 
@@ -35,11 +35,13 @@ def describe() -> str:
 def warning_banner() -> str:
     """Printed by install and start-up whenever the stand-in is in use."""
     line = "!" * 78
-    return (f"{line}\n"
-            f"!! ACHTUNG: {MODEL} ist der OFFLINE-ERSATZ ({installed_version()}),\n"
-            f"!! nicht das offizielle spaCy-Modell. Tokenizer + Lookup-Lemmatizer, ohne\n"
-            f"!! Tagger/Parser/Vektoren. Mit Netz: make spacy-official\n"
-            f"{line}")
+    return (
+        f"{line}\n"
+        f"!! ACHTUNG: {MODEL} ist der OFFLINE-ERSATZ ({installed_version()}),\n"
+        f"!! nicht das offizielle spaCy-Modell. Tokenizer + Lookup-Lemmatizer, ohne\n"
+        f"!! Tagger/Parser/Vektoren. Mit Netz: make spacy-official\n"
+        f"{line}"
+    )
 
 
 def warn_if_standin(log=None) -> None:

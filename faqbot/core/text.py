@@ -1,4 +1,5 @@
 """Text helpers for customer messages, shared by the channels, the review queue and the tools."""
+
 from __future__ import annotations
 
 import re

@@ -3,15 +3,17 @@
 Tickets are stored with SQLAlchemy, in SQLite by default (``var/tickets.db``); set
 ``FAQBOT_TICKET_DB_URL`` to any SQLAlchemy URL (e.g. PostgreSQL) to store them elsewhere.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -56,27 +58,40 @@ class Ticket:
     ticket_id: str
     sender_id: str
     created_at: str
-    channel: Optional[str]
-    question: Optional[str]
-    faq_guess: Optional[str]
-    confidence: Optional[float]
-    transcript: List[Dict[str, Any]]
+    channel: str | None
+    question: str | None
+    faq_guess: str | None
+    confidence: float | None
+    transcript: list[dict[str, Any]]
     status: str
-    contact: Dict[str, Any]
+    contact: dict[str, Any]
     is_new: bool = False
 
-    def payload(self) -> Dict[str, Any]:
+    def payload(self) -> dict[str, Any]:
         """The JSON the support team receives for a new ticket (README, "Weitergabe")."""
-        return {"event": "created", "ticket_id": self.ticket_id, "created": self.created_at,
-                "channel": self.channel, "customer": self.contact,
-                "question": self.question, "faq_guess": self.faq_guess,
-                "confidence": self.confidence, "transcript": self.transcript}
+        return {
+            "event": "created",
+            "ticket_id": self.ticket_id,
+            "created": self.created_at,
+            "channel": self.channel,
+            "customer": self.contact,
+            "question": self.question,
+            "faq_guess": self.faq_guess,
+            "confidence": self.confidence,
+            "transcript": self.transcript,
+        }
 
-    def message_payload(self, line: Dict[str, Any], number: int) -> Dict[str, Any]:
+    def message_payload(self, line: dict[str, Any], number: int) -> dict[str, Any]:
         """The JSON for a message the customer wrote after the handoff."""
-        return {"event": "message", "ticket_id": self.ticket_id, "number": number,
-                "created": line["time"], "channel": self.channel, "customer": self.contact,
-                "text": line["text"]}
+        return {
+            "event": "message",
+            "ticket_id": self.ticket_id,
+            "number": number,
+            "created": line["time"],
+            "channel": self.channel,
+            "customer": self.contact,
+            "text": line["text"],
+        }
 
 
 @dataclass
@@ -84,12 +99,12 @@ class Delivery:
     key: str
     ticket_id: str
     target: str
-    payload: Dict[str, Any]
+    payload: dict[str, Any]
     status: str
     attempts: int
     next_attempt_at: str
-    last_error: Optional[str]
-    delivered_at: Optional[str]
+    last_error: str | None
+    delivered_at: str | None
 
 
 def database_url() -> str:
@@ -101,21 +116,23 @@ def database_url() -> str:
     return f"sqlite:///{path}"
 
 
-def transcript_from_events(events: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def transcript_from_events(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The customer's and the bot's messages, in order, from Rasa tracker events."""
     lines = []
     for event in events:
         if event.get("event") in ("user", "bot") and (event.get("text") or "").strip():
-            lines.append({
-                "from": "kunde" if event["event"] == "user" else "bot",
-                "text": event["text"],
-                "time": datetime.fromtimestamp(event.get("timestamp") or 0, timezone.utc).isoformat(),
-            })
+            lines.append(
+                {
+                    "from": "kunde" if event["event"] == "user" else "bot",
+                    "text": event["text"],
+                    "time": datetime.fromtimestamp(event.get("timestamp") or 0, timezone.utc).isoformat(),
+                }
+            )
     return lines
 
 
 class TicketStore:
-    def __init__(self, url: Optional[str] = None) -> None:
+    def __init__(self, url: str | None = None) -> None:
         self.engine = sa.create_engine(url or database_url(), future=True)
         metadata.create_all(self.engine)
         self._add_missing_columns()
@@ -127,22 +144,31 @@ class TicketStore:
             with self.engine.begin() as connection:
                 connection.execute(sa.text("ALTER TABLE tickets ADD COLUMN contact TEXT"))
 
-    def open_ticket_for(self, sender_id: str) -> Optional[Ticket]:
+    def open_ticket_for(self, sender_id: str) -> Ticket | None:
         with self.engine.connect() as connection:
             row = connection.execute(
-                sa.select(tickets).where(tickets.c.sender_id == sender_id, tickets.c.status == "open")
-                .order_by(tickets.c.number.desc())).first()
+                sa.select(tickets)
+                .where(tickets.c.sender_id == sender_id, tickets.c.status == "open")
+                .order_by(tickets.c.number.desc())
+            ).first()
         return self._ticket(row) if row else None
 
-    def get(self, ticket_id: str) -> Optional[Ticket]:
+    def get(self, ticket_id: str) -> Ticket | None:
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(tickets).where(tickets.c.ticket_id == ticket_id)).first()
         return self._ticket(row) if row else None
 
-    def create(self, sender_id: str, channel: Optional[str], question: Optional[str],
-               faq_guess: Optional[str], confidence: Optional[float],
-               transcript: List[Dict[str, Any]], targets: Iterable[str] = (),
-               contact: Optional[Dict[str, Any]] = None) -> Ticket:
+    def create(
+        self,
+        sender_id: str,
+        channel: str | None,
+        question: str | None,
+        faq_guess: str | None,
+        confidence: float | None,
+        transcript: list[dict[str, Any]],
+        targets: Iterable[str] = (),
+        contact: dict[str, Any] | None = None,
+    ) -> Ticket:
         """A new ticket, or the conversation's open ticket if there is one already.
 
         The ticket and its outbox rows (one per delivery target) are committed together,
@@ -154,17 +180,22 @@ class TicketStore:
                 return existing
             now = datetime.now(timezone.utc)
             with self.engine.begin() as connection:
-                number = connection.execute(tickets.insert().values(
-                    sender_id=sender_id, created_at=now.isoformat(), channel=channel,
-                    question=question, faq_guess=faq_guess, confidence=confidence,
-                    transcript=json.dumps(transcript, ensure_ascii=False), status="open",
-                    contact=json.dumps(contact or {"id": sender_id}, ensure_ascii=False),
-                )).inserted_primary_key[0]
+                number = connection.execute(
+                    tickets.insert().values(
+                        sender_id=sender_id,
+                        created_at=now.isoformat(),
+                        channel=channel,
+                        question=question,
+                        faq_guess=faq_guess,
+                        confidence=confidence,
+                        transcript=json.dumps(transcript, ensure_ascii=False),
+                        status="open",
+                        contact=json.dumps(contact or {"id": sender_id}, ensure_ascii=False),
+                    )
+                ).inserted_primary_key[0]
                 ticket_id = f"T-{now:%Y%m%d}-{number:05d}"
-                connection.execute(tickets.update().where(tickets.c.number == number)
-                                   .values(ticket_id=ticket_id))
-                ticket = self._ticket(connection.execute(
-                    sa.select(tickets).where(tickets.c.number == number)).first())
+                connection.execute(tickets.update().where(tickets.c.number == number).values(ticket_id=ticket_id))
+                ticket = self._ticket(connection.execute(sa.select(tickets).where(tickets.c.number == number)).first())
                 self._queue(connection, ticket_id, "created", ticket.payload(), targets, now)
         ticket.is_new = True
         return ticket
@@ -176,88 +207,139 @@ class TicketStore:
         now = datetime.now(timezone.utc)
         line = {"from": "kunde", "text": text, "time": now.isoformat()}
         with self._lock, self.engine.begin() as connection:
-            row = connection.execute(sa.select(tickets).where(
-                tickets.c.ticket_id == ticket_id, tickets.c.status == "open")).first()
+            row = connection.execute(
+                sa.select(tickets).where(tickets.c.ticket_id == ticket_id, tickets.c.status == "open")
+            ).first()
             if row is None:
                 raise LookupError(f"no open ticket {ticket_id}")
             ticket = self._ticket(row)
             ticket.transcript.append(line)
             number = len(ticket.transcript)
-            connection.execute(tickets.update().where(tickets.c.number == row.number).values(
-                transcript=json.dumps(ticket.transcript, ensure_ascii=False)))
-            self._queue(connection, ticket_id, f"message-{number}",
-                        ticket.message_payload(line, number), targets, now)
+            connection.execute(
+                tickets.update()
+                .where(tickets.c.number == row.number)
+                .values(transcript=json.dumps(ticket.transcript, ensure_ascii=False))
+            )
+            self._queue(connection, ticket_id, f"message-{number}", ticket.message_payload(line, number), targets, now)
         return number
 
     @staticmethod
-    def _queue(connection, ticket_id: str, event: str, payload: Dict[str, Any],
-               targets: Iterable[str], now: datetime) -> None:
+    def _queue(
+        connection, ticket_id: str, event: str, payload: dict[str, Any], targets: Iterable[str], now: datetime
+    ) -> None:
         """Outbox rows, one per target, in the caller's transaction."""
         for target in targets:
-            connection.execute(deliveries.insert().values(
-                key=f"{ticket_id}-{event}-{target}", ticket_id=ticket_id, target=target,
-                payload=json.dumps(payload, ensure_ascii=False), status="pending",
-                attempts=0, next_attempt_at=now.isoformat()))
+            connection.execute(
+                deliveries.insert().values(
+                    key=f"{ticket_id}-{event}-{target}",
+                    ticket_id=ticket_id,
+                    target=target,
+                    payload=json.dumps(payload, ensure_ascii=False),
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now.isoformat(),
+                )
+            )
 
-    def open_tickets(self) -> List[Ticket]:
+    def open_tickets(self) -> list[Ticket]:
         with self.engine.connect() as connection:
-            rows = connection.execute(sa.select(tickets).where(tickets.c.status == "open")
-                                      .order_by(tickets.c.number)).all()
+            rows = connection.execute(
+                sa.select(tickets).where(tickets.c.status == "open").order_by(tickets.c.number)
+            ).all()
         return [self._ticket(row) for row in rows]
 
     def close(self, ticket_id: str) -> bool:
         """Close an open ticket; False if there is no such open ticket."""
         with self.engine.begin() as connection:
-            result = connection.execute(tickets.update().where(
-                tickets.c.ticket_id == ticket_id, tickets.c.status == "open").values(status="closed"))
+            result = connection.execute(
+                tickets.update()
+                .where(tickets.c.ticket_id == ticket_id, tickets.c.status == "open")
+                .values(status="closed")
+            )
         return result.rowcount == 1
 
-    def deliveries_for(self, ticket_id: str) -> List[Delivery]:
-        with self.engine.connect() as connection:
-            rows = connection.execute(sa.select(deliveries).where(deliveries.c.ticket_id == ticket_id)
-                                      .order_by(deliveries.c.key)).all()
-        return [self._delivery(row) for row in rows]
-
-    def due_deliveries(self, now: datetime, limit: int = 20) -> List[Delivery]:
+    def deliveries_for(self, ticket_id: str) -> list[Delivery]:
         with self.engine.connect() as connection:
             rows = connection.execute(
-                sa.select(deliveries).where(deliveries.c.status == "pending",
-                                            deliveries.c.next_attempt_at <= now.isoformat())
-                .order_by(deliveries.c.next_attempt_at).limit(limit)).all()
+                sa.select(deliveries).where(deliveries.c.ticket_id == ticket_id).order_by(deliveries.c.key)
+            ).all()
         return [self._delivery(row) for row in rows]
 
-    def claim(self, delivery: "Delivery", until: datetime) -> bool:
+    def due_deliveries(self, now: datetime, limit: int = 20) -> list[Delivery]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(deliveries)
+                .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now.isoformat())
+                .order_by(deliveries.c.next_attempt_at)
+                .limit(limit)
+            ).all()
+        return [self._delivery(row) for row in rows]
+
+    def claim(self, delivery: Delivery, until: datetime) -> bool:
         """Take a due row for one attempt, until ``until``: False if another worker took it
         first (it moved ``next_attempt_at``). A worker that dies while sending leaves the
         row to be retried once the claim runs out."""
         with self.engine.begin() as connection:
-            result = connection.execute(deliveries.update().where(
-                deliveries.c.key == delivery.key, deliveries.c.status == "pending",
-                deliveries.c.attempts == delivery.attempts,
-                deliveries.c.next_attempt_at == delivery.next_attempt_at,
-            ).values(next_attempt_at=until.isoformat()))
+            result = connection.execute(
+                deliveries.update()
+                .where(
+                    deliveries.c.key == delivery.key,
+                    deliveries.c.status == "pending",
+                    deliveries.c.attempts == delivery.attempts,
+                    deliveries.c.next_attempt_at == delivery.next_attempt_at,
+                )
+                .values(next_attempt_at=until.isoformat())
+            )
         return result.rowcount == 1
 
     def mark_delivered(self, key: str, attempts: int) -> None:
         with self.engine.begin() as connection:
-            connection.execute(deliveries.update().where(deliveries.c.key == key).values(
-                status="delivered", attempts=attempts,
-                delivered_at=datetime.now(timezone.utc).isoformat()))
+            connection.execute(
+                deliveries.update()
+                .where(deliveries.c.key == key)
+                .values(status="delivered", attempts=attempts, delivered_at=datetime.now(timezone.utc).isoformat())
+            )
 
-    def mark_failed_attempt(self, key: str, attempts: int, error: str, retry_at: datetime,
-                            give_up: bool = False) -> None:
+    def mark_failed_attempt(
+        self, key: str, attempts: int, error: str, retry_at: datetime, give_up: bool = False
+    ) -> None:
         with self.engine.begin() as connection:
-            connection.execute(deliveries.update().where(deliveries.c.key == key).values(
-                status="failed" if give_up else "pending", attempts=attempts, last_error=error,
-                next_attempt_at=retry_at.isoformat()))
+            connection.execute(
+                deliveries.update()
+                .where(deliveries.c.key == key)
+                .values(
+                    status="failed" if give_up else "pending",
+                    attempts=attempts,
+                    last_error=error,
+                    next_attempt_at=retry_at.isoformat(),
+                )
+            )
 
     @staticmethod
     def _delivery(row) -> Delivery:
-        return Delivery(row.key, row.ticket_id, row.target, json.loads(row.payload), row.status,
-                        row.attempts, row.next_attempt_at, row.last_error, row.delivered_at)
+        return Delivery(
+            row.key,
+            row.ticket_id,
+            row.target,
+            json.loads(row.payload),
+            row.status,
+            row.attempts,
+            row.next_attempt_at,
+            row.last_error,
+            row.delivered_at,
+        )
 
     @staticmethod
     def _ticket(row) -> Ticket:
-        return Ticket(row.ticket_id, row.sender_id, row.created_at, row.channel, row.question,
-                      row.faq_guess, row.confidence, json.loads(row.transcript), row.status,
-                      json.loads(row.contact) if row.contact else {"id": row.sender_id})
+        return Ticket(
+            row.ticket_id,
+            row.sender_id,
+            row.created_at,
+            row.channel,
+            row.question,
+            row.faq_guess,
+            row.confidence,
+            json.loads(row.transcript),
+            row.status,
+            json.loads(row.contact) if row.contact else {"id": row.sender_id},
+        )

@@ -12,6 +12,7 @@ package named ``rasa_sdk_plugins`` (this project's registers this module), so pl
 workers (``ACTION_SERVER_SANIC_WORKERS``) each runs a worker; they claim each outbox row
 before sending it, so nothing is sent twice.
 """
+
 from __future__ import annotations
 
 import logging

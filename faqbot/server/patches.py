@@ -5,6 +5,7 @@ is simply never called again. Each patch therefore states, at start-up, which ve
 was written for and which attributes it relies on; anything else stops the server with a
 clear error instead of running without the patch.
 """
+
 from __future__ import annotations
 
 import importlib.metadata

@@ -15,13 +15,14 @@
   kept for the life of the process (as the model is; a model swapped in at run time
   through the HTTP API keeps the old one's objects) and no longer walked.
 """
+
 from __future__ import annotations
 
 import gc
 import logging
 import sys
 from functools import lru_cache
-from typing import Any, Dict
+from typing import Any
 
 import rasa.core.run
 from jsonschema import validators
@@ -40,14 +41,16 @@ def _response_validator() -> Any:
     return validator_class(schema)
 
 
-def _validate_action_result(self: RemoteAction, result: Dict[str, Any]) -> bool:
+def _validate_action_result(self: RemoteAction, result: dict[str, Any]) -> bool:
     error = best_match(_response_validator().iter_errors(result))
     if error is None:
         return True
     # Rasa's own message for an invalid action server response.
-    error.message += (". Failed to validate Action server response from API, make sure "
-                      "your response from the Action endpoint is valid. For more information "
-                      f"about the format visit {DOCS_BASE_URL}/custom-actions")
+    error.message += (
+        ". Failed to validate Action server response from API, make sure "
+        "your response from the Action endpoint is valid. For more information "
+        f"about the format visit {DOCS_BASE_URL}/custom-actions"
+    )
     raise error
 
 

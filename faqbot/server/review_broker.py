@@ -16,7 +16,7 @@ import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from rasa.core.brokers.broker import EventBroker
 
@@ -37,12 +37,13 @@ MAX_SENDERS = 10_000
 @dataclass
 class _Turn:
     """What the broker has seen of one customer message and the bot's reaction so far."""
+
     text: str
-    intent: Optional[str]
-    confidence: Optional[float]
-    ranking: List[Dict[str, Any]]
-    payload: Optional[str]           # "/faq_x" when a button was pressed
-    in_form: bool                    # an answer to a form's question (escalation details)
+    intent: str | None
+    confidence: float | None
+    ranking: list[dict[str, Any]]
+    payload: str | None  # "/faq_x" when a button was pressed
+    in_form: bool  # an answer to a form's question (escalation details)
     is_question: bool
     clarified: bool = False
     fallback: bool = False
@@ -52,10 +53,10 @@ class _Turn:
 
 @dataclass
 class _Conversation:
-    last_row: Optional[int] = None        # the recorded message the next reaction belongs to
-    last_question: Optional[_Turn] = None  # the latest question, recorded or not
+    last_row: int | None = None  # the recorded message the next reaction belongs to
+    last_question: _Turn | None = None  # the latest question, recorded or not
     in_form: bool = False
-    turn: Optional[_Turn] = None
+    turn: _Turn | None = None
 
 
 class ReviewQueue:
@@ -67,7 +68,7 @@ class ReviewQueue:
 
     def __init__(self, store: ReviewStore) -> None:
         self.store = store
-        self._conversations: "OrderedDict[str, _Conversation]" = OrderedDict()
+        self._conversations: OrderedDict[str, _Conversation] = OrderedDict()
 
     def _conversation(self, sender_id: str) -> _Conversation:
         conversation = self._conversations.pop(sender_id, None) or _Conversation()
@@ -76,7 +77,7 @@ class ReviewQueue:
             self._conversations.popitem(last=False)
         return conversation
 
-    def handle(self, event: Dict[str, Any]) -> None:
+    def handle(self, event: dict[str, Any]) -> None:
         kind, sender_id = event.get("event"), event.get("sender_id")
         if not sender_id or kind not in ("user", "bot", "action", "active_loop"):
             return
@@ -104,17 +105,24 @@ class ReviewQueue:
             self._judge(sender_id, conversation)
 
     @staticmethod
-    def _turn(event: Dict[str, Any], in_form: bool) -> _Turn:
+    def _turn(event: dict[str, Any], in_form: bool) -> _Turn:
         text = (event.get("text") or "").strip()
         if len(text) > MAX_TEXT:  # kept in memory until judged: only what would be stored
             text = mask(text)[:MAX_TEXT]
         parse = event.get("parse_data") or {}
         intent = parse.get("intent") or {}
         payload = text if text.startswith("/") else None
-        return _Turn(text=text, intent=intent.get("name"), confidence=intent.get("confidence"),
-                     ranking=(parse.get("intent_ranking") or [])[:3], payload=payload, in_form=in_form,
-                     is_question=(not payload and has_letters(text) and not in_form
-                                  and intent.get("name") not in NOT_A_QUESTION))
+        return _Turn(
+            text=text,
+            intent=intent.get("name"),
+            confidence=intent.get("confidence"),
+            ranking=(parse.get("intent_ranking") or [])[:3],
+            payload=payload,
+            in_form=in_form,
+            is_question=(
+                not payload and has_letters(text) and not in_form and intent.get("name") not in NOT_A_QUESTION
+            ),
+        )
 
     def _judge(self, sender_id: str, conversation: _Conversation) -> None:
         turn, conversation.turn = conversation.turn, None
@@ -138,8 +146,12 @@ class ReviewQueue:
         conversation.last_row = self._record(sender_id, turn, kind) if kind else None
 
     def _judge_reaction(self, sender_id: str, conversation: _Conversation, turn: _Turn) -> None:
-        if (turn.intent == "human_handoff" and not turn.payload and not turn.in_form
-                and conversation.last_question is None):
+        if (
+            turn.intent == "human_handoff"
+            and not turn.payload
+            and not turn.in_form
+            and conversation.last_question is None
+        ):
             # Asking for a person before any question: the request itself is worth a look
             # once it ends in an escalation (now, or after a form asked for details).
             conversation.last_question = turn
@@ -147,8 +159,7 @@ class ReviewQueue:
             if conversation.last_row:
                 self.store.set_outcome(conversation.last_row, ESCALATED)
             elif conversation.last_question:  # e.g. the customer gave up on an answered question
-                conversation.last_row = self._record(sender_id, conversation.last_question,
-                                                     "escalation", ESCALATED)
+                conversation.last_row = self._record(sender_id, conversation.last_question, "escalation", ESCALATED)
             return
         if conversation.last_row is None:
             return
@@ -164,9 +175,10 @@ class ReviewQueue:
         if outcome:
             self.store.set_outcome(conversation.last_row, outcome)
 
-    def _record(self, sender_id: str, turn: _Turn, kind: str, outcome: Optional[str] = None) -> int:
-        return self.store.record(turn.text, sender_hash(sender_id), kind, turn.intent,
-                                 turn.confidence, turn.ranking, outcome)
+    def _record(self, sender_id: str, turn: _Turn, kind: str, outcome: str | None = None) -> int:
+        return self.store.record(
+            turn.text, sender_hash(sender_id), kind, turn.intent, turn.confidence, turn.ranking, outcome
+        )
 
 
 class ReviewQueueBroker(EventBroker):
@@ -176,13 +188,13 @@ class ReviewQueueBroker(EventBroker):
         self.queue = ReviewQueue(ReviewStore(path))
 
     @classmethod
-    async def from_endpoint_config(cls, broker_config, event_loop=None) -> "ReviewQueueBroker":
+    async def from_endpoint_config(cls, broker_config, event_loop=None) -> ReviewQueueBroker:
         configured = (broker_config.kwargs or {}).get("db") if broker_config else None
         broker = cls(db_path(configured))
         logger.info("Review-Warteschlange: %s", broker.queue.store.path)
         return broker
 
-    def publish(self, event: Dict[str, Any]) -> None:
+    def publish(self, event: dict[str, Any]) -> None:
         # Runs on Rasa's event loop for every event: in-memory filtering, a write only
         # for the few relevant rows, and an error must never reach the customer.
         try:

@@ -15,6 +15,7 @@ origins, separated by spaces; default: the page's own origin) and FAQBOT_VAR_DIR
 tests start the bot through ``BotServers`` as well, so what they test is what ``make run``
 runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,15 +25,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 from ruamel.yaml import YAML
 
 from faqbot.core import spacy_model
 from faqbot.core.models import model_path
 from faqbot.core.paths import PROJECT_DIR, VAR_DIR
-from faqbot.server.web import DEFAULT_PORT as DEFAULT_WEB_PORT, HelpCentre, origins
+from faqbot.server.web import DEFAULT_PORT as DEFAULT_WEB_PORT
+from faqbot.server.web import HelpCentre, origins
 
 DEFAULT_PORT = 5005
 DEFAULT_ACTION_PORT = 5055
@@ -45,11 +47,19 @@ class BotServers:
     order in ``processes``), and the help-centre page (``web_port``) in a thread of this
     process."""
 
-    def __init__(self, port: int = DEFAULT_PORT, action_port: int = DEFAULT_ACTION_PORT,
-                 cors: Optional[Sequence[str]] = None, var_dir: Path = VAR_DIR,
-                 model: Optional[Path] = None, env: Optional[Dict[str, str]] = None,
-                 log_dir: Optional[Path] = None, web_port: Optional[int] = None,
-                 nlu_port: int = DEFAULT_NLU_PORT, plain_rasa_actions: bool = False) -> None:
+    def __init__(
+        self,
+        port: int = DEFAULT_PORT,
+        action_port: int = DEFAULT_ACTION_PORT,
+        cors: Sequence[str] | None = None,
+        var_dir: Path = VAR_DIR,
+        model: Path | None = None,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        web_port: int | None = None,
+        nlu_port: int = DEFAULT_NLU_PORT,
+        plain_rasa_actions: bool = False,
+    ) -> None:
         self.port, self.action_port, self.web_port = port, action_port, web_port
         self.nlu_port = nlu_port
         # The action server as a plain Rasa user starts it (`rasa run actions`) instead of
@@ -65,8 +75,8 @@ class BotServers:
         if self.cors:  # the socketio channel checks the origin itself (channels/socketio.py)
             self.env["FAQBOT_CORS"] = " ".join(self.cors)
         self.log_dir = log_dir
-        self.processes: List[subprocess.Popen] = []
-        self.web: Optional[HelpCentre] = None
+        self.processes: list[subprocess.Popen] = []
+        self.web: HelpCentre | None = None
 
     @property
     def url(self) -> str:
@@ -95,22 +105,28 @@ class BotServers:
     def nlu_server_file(self) -> Path:
         """Endpoints and credentials of the NLU server: none (no channels, stores, actions)."""
         path = self.var_dir / "nlu-server.yml"
-        path.write_text("# Rasa's NLU-only server (faqbot.server.serve): no channels, stores or actions.\n{}\n",
-                        encoding="utf-8")
+        path.write_text(
+            "# Rasa's NLU-only server (faqbot.server.serve): no channels, stores or actions.\n{}\n", encoding="utf-8"
+        )
         return path
 
-    def _spawn(self, name: str, command: List[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
         output = None
         if self.log_dir:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             output = (self.log_dir / f"{name}.log").open("ab")
-        process = subprocess.Popen(command, cwd=PROJECT_DIR, env=self.env, stdout=output,
-                                   stderr=subprocess.STDOUT if output else None,
-                                   start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=PROJECT_DIR,
+            env=self.env,
+            stdout=output,
+            stderr=subprocess.STDOUT if output else None,
+            start_new_session=True,
+        )
         self.processes.append(process)
         return process
 
-    def _actions_command(self) -> List[str]:
+    def _actions_command(self) -> list[str]:
         if self.plain_rasa_actions:
             rasa = str(Path(sys.executable).with_name("rasa"))
             return [rasa, "run", "actions", "--actions", "actions", "--port", str(self.action_port)]
@@ -124,26 +140,47 @@ class BotServers:
         self._spawn("actions", self._actions_command())
         self.processes[0] = self.processes.pop()
 
-    def start(self) -> "BotServers":
+    def start(self) -> BotServers:
         if not self.model.exists():
             raise SystemExit(f"Kein trainiertes Modell {self.model}: bitte zuerst `make train`.")
         self.var_dir.mkdir(parents=True, exist_ok=True)
         self._spawn("actions", self._actions_command())
         rasa_run = [sys.executable, "-m", "faqbot.server.rasa_server", "run", "--model", str(self.model)]
-        self._spawn("rasa", [*rasa_run, "--port", str(self.port),
-                             "--endpoints", str(self.endpoints_file()),
-                             "--credentials", "credentials.yml", *self._cors_args()])
+        self._spawn(
+            "rasa",
+            [
+                *rasa_run,
+                "--port",
+                str(self.port),
+                "--endpoints",
+                str(self.endpoints_file()),
+                "--credentials",
+                "credentials.yml",
+                *self._cors_args(),
+            ],
+        )
         nothing = str(self.nlu_server_file())
-        self._spawn("nlu", [*rasa_run, "--enable-api", "--interface", "127.0.0.1",
-                            "--port", str(self.nlu_port), "--endpoints", nothing,
-                            "--credentials", nothing])
+        self._spawn(
+            "nlu",
+            [
+                *rasa_run,
+                "--enable-api",
+                "--interface",
+                "127.0.0.1",
+                "--port",
+                str(self.nlu_port),
+                "--endpoints",
+                nothing,
+                "--credentials",
+                nothing,
+            ],
+        )
         if self.web_port is not None:
             faq_file = self.env.get("FAQBOT_FAQ_FILE")
-            self.web = HelpCentre(self.web_port, self.port,
-                                  faq_file=Path(faq_file) if faq_file else None).start()
+            self.web = HelpCentre(self.web_port, self.port, faq_file=Path(faq_file) if faq_file else None).start()
         return self
 
-    def _cors_args(self) -> List[str]:
+    def _cors_args(self) -> list[str]:
         return ["--cors", *self.cors] if self.cors else []
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> float:
@@ -183,7 +220,7 @@ class BotServers:
                 process.wait()
         self.processes.clear()
 
-    def __enter__(self) -> "BotServers":
+    def __enter__(self) -> BotServers:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
@@ -191,31 +228,56 @@ class BotServers:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m faqbot.server.serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m faqbot.server.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("FAQBOT_PORT", DEFAULT_PORT)))
-    parser.add_argument("--action-port", type=int,
-                        default=int(os.environ.get("FAQBOT_ACTION_PORT", DEFAULT_ACTION_PORT)))
-    parser.add_argument("--nlu-port", type=int,
-                        default=int(os.environ.get("FAQBOT_NLU_PORT", DEFAULT_NLU_PORT)),
-                        help="Port des NLU-Servers (nur 127.0.0.1)")
-    parser.add_argument("--web-port", type=int,
-                        default=int(os.environ.get("FAQBOT_WEB_PORT", DEFAULT_WEB_PORT)),
-                        help="Port der Hilfe-Center-Seite mit dem Chat-Widget")
+    parser.add_argument(
+        "--action-port", type=int, default=int(os.environ.get("FAQBOT_ACTION_PORT", DEFAULT_ACTION_PORT))
+    )
+    parser.add_argument(
+        "--nlu-port",
+        type=int,
+        default=int(os.environ.get("FAQBOT_NLU_PORT", DEFAULT_NLU_PORT)),
+        help="Port des NLU-Servers (nur 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--web-port",
+        type=int,
+        default=int(os.environ.get("FAQBOT_WEB_PORT", DEFAULT_WEB_PORT)),
+        help="Port der Hilfe-Center-Seite mit dem Chat-Widget",
+    )
     parser.add_argument("--no-web", action="store_true", help="ohne Hilfe-Center-Seite")
-    parser.add_argument("--cors", nargs="+", default=os.environ.get("FAQBOT_CORS", "").split() or None,
-                        help="erlaubte Origins der Website (Standard: die Hilfe-Center-Seite; nie *)")
-    parser.add_argument("--var-dir", type=Path, default=Path(os.environ.get("FAQBOT_VAR_DIR", VAR_DIR)),
-                        help="Ordner für Gespräche (SQLite) und Tickets")
+    parser.add_argument(
+        "--cors",
+        nargs="+",
+        default=os.environ.get("FAQBOT_CORS", "").split() or None,
+        help="erlaubte Origins der Website (Standard: die Hilfe-Center-Seite; nie *)",
+    )
+    parser.add_argument(
+        "--var-dir",
+        type=Path,
+        default=Path(os.environ.get("FAQBOT_VAR_DIR", VAR_DIR)),
+        help="Ordner für Gespräche (SQLite) und Tickets",
+    )
     args = parser.parse_args()
 
     print(spacy_model.describe())
     spacy_model.warn_if_standin()
-    servers = BotServers(args.port, args.action_port, args.cors, var_dir=args.var_dir,
-                         web_port=None if args.no_web else args.web_port, nlu_port=args.nlu_port)
-    print(f"Starte Action-Server (:{args.action_port}), Rasa-Server (:{args.port}) "
-          f"und NLU-Server (127.0.0.1:{args.nlu_port}) "
-          f"mit {servers.model.relative_to(PROJECT_DIR)} ...", flush=True)
+    servers = BotServers(
+        args.port,
+        args.action_port,
+        args.cors,
+        var_dir=args.var_dir,
+        web_port=None if args.no_web else args.web_port,
+        nlu_port=args.nlu_port,
+    )
+    print(
+        f"Starte Action-Server (:{args.action_port}), Rasa-Server (:{args.port}) "
+        f"und NLU-Server (127.0.0.1:{args.nlu_port}) "
+        f"mit {servers.model.relative_to(PROJECT_DIR)} ...",
+        flush=True,
+    )
     stop = {"requested": False}
 
     def request_stop(signum, frame):  # Ctrl-C / SIGTERM: leave the loop, then stop both
@@ -226,7 +288,8 @@ def main() -> int:
     servers.start()
     try:
         seconds = servers.wait_ready()
-        print(f"""
+        print(
+            f"""
 Bereit nach {seconds:.1f} s.
   Rasa-Server (REST + Socket.IO): http://localhost:{args.port}
   REST-Kanal:                     http://localhost:{args.port}/webhooks/rest/webhook
@@ -240,7 +303,9 @@ Beispiel:
        -H 'Content-Type: application/json' \\
        -d '{{"sender": "kunde-1", "message": "Wie bekomme ich meine Rechnung?"}}'
 
-Strg-C beendet alle Server.""", flush=True)
+Strg-C beendet alle Server.""",
+            flush=True,
+        )
         while not stop["requested"]:
             if any(process.poll() is not None for process in servers.processes):
                 print("Ein Server wurde unerwartet beendet.", file=sys.stderr)

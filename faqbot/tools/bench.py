@@ -6,6 +6,7 @@ throughput and latency with concurrent clients, resident memory of the servers a
 the held-out accuracy. The SQL tracker store and the action server are in the loop,
 exactly as ``make run`` starts them. Results: printed and written to results/bench.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,6 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, List
 
 import aiohttp
 
@@ -35,13 +35,13 @@ MESSAGES_PER_CONVERSATION = 5
 RESULTS = PROJECT_DIR / "results" / "bench.json"
 
 
-def percentile(values: List[float], pct: float) -> float:
+def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))
     return ordered[index]
 
 
-def workload(count: int) -> List[str]:
+def workload(count: int) -> list[str]:
     """Customer messages: the FAQ questions and held-out phrasings, in a fixed order."""
     texts = [entry.question for entry in load().values()]
     texts += [text for text, _ in read_examples(DEFAULT_TEST_SET)]
@@ -57,10 +57,10 @@ async def send(session: aiohttp.ClientSession, url: str, sender: str, text: str)
     return time.perf_counter() - started
 
 
-async def run_clients(url: str, messages: List[str], clients: int, prefix: str) -> Dict:
+async def run_clients(url: str, messages: list[str], clients: int, prefix: str) -> dict:
     """`clients` customers in parallel. Like real customers, each waits for the bot's
     reply before sending the next message, in conversations of a few messages."""
-    latencies: List[float] = []
+    latencies: list[float] = []
 
     async def client(session: aiohttp.ClientSession, number: int) -> None:
         for index, text in enumerate(messages[number::clients]):
@@ -74,10 +74,16 @@ async def run_clients(url: str, messages: List[str], clients: int, prefix: str) 
         await asyncio.gather(*(client(session, number) for number in range(clients)))
         elapsed = time.perf_counter() - started
     ms = [1000 * value for value in latencies]
-    return {"messages": len(ms), "clients": clients, "seconds": round(elapsed, 2),
-            "throughput_msg_s": round(len(ms) / elapsed, 1),
-            "p50_ms": round(percentile(ms, 50), 1), "p95_ms": round(percentile(ms, 95), 1),
-            "p99_ms": round(percentile(ms, 99), 1), "mean_ms": round(statistics.mean(ms), 1)}
+    return {
+        "messages": len(ms),
+        "clients": clients,
+        "seconds": round(elapsed, 2),
+        "throughput_msg_s": round(len(ms) / elapsed, 1),
+        "p50_ms": round(percentile(ms, 50), 1),
+        "p95_ms": round(percentile(ms, 95), 1),
+        "p99_ms": round(percentile(ms, 99), 1),
+        "mean_ms": round(statistics.mean(ms), 1),
+    }
 
 
 def rss_mb(pid: int) -> float:
@@ -92,7 +98,7 @@ def rss_mb(pid: int) -> float:
     return round(total_kb / 1024, 1)
 
 
-def child_pids(pid: int) -> List[int]:
+def child_pids(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as handle:
             children = [int(value) for value in handle.read().split()]
@@ -101,47 +107,68 @@ def child_pids(pid: int) -> List[int]:
     return children + [grandchild for child in children for grandchild in child_pids(child)]
 
 
-def measure_training() -> Dict:
+def measure_training() -> dict:
     with tempfile.TemporaryDirectory() as out:
         started = time.monotonic()
-        subprocess.run([sys.executable, "-m", "rasa", "train", "--out", out, "--fixed-model-name",
-                        "bench", "--force"], cwd=PROJECT_DIR, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "rasa", "train", "--out", out, "--fixed-model-name", "bench", "--force"],
+            cwd=PROJECT_DIR,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         seconds = time.monotonic() - started
         size = Path(out, "bench.tar.gz").stat().st_size
     return {"training_s": round(seconds, 1), "model_mb": round(size / 1e6, 2)}
 
 
-def machine() -> Dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                if line.startswith("model name")), platform.processor())
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
-            "cores": os.cpu_count(), "python": platform.python_version(),
-            "spacy_model": spacy_model.describe()}
+def machine() -> dict:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+        platform.processor(),
+    )
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "spacy_model": spacy_model.describe(),
+    }
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m faqbot.tools.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m faqbot.tools.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sequential", type=int, default=200, help="Nachrichten nacheinander")
     parser.add_argument("--clients", type=int, default=20, help="gleichzeitige Clients")
     parser.add_argument("--concurrent", type=int, default=600, help="Nachrichten mit Clients")
     parser.add_argument("--skip-training", action="store_true", help="Trainingszeit nicht messen")
     args = parser.parse_args()
 
-    results: Dict = {"machine": machine()}
-    print(f"{results['machine']['date']} · {results['machine']['cpu']} · "
-          f"{results['machine']['cores']} Kerne · {results['machine']['spacy_model']}", flush=True)
+    results: dict = {"machine": machine()}
+    print(
+        f"{results['machine']['date']} · {results['machine']['cpu']} · "
+        f"{results['machine']['cores']} Kerne · {results['machine']['spacy_model']}",
+        flush=True,
+    )
     if spacy_model.is_standin():
         print(spacy_model.warning_banner())
     if not args.skip_training:
         results["training"] = measure_training()
-        print(f"Training: {results['training']['training_s']} s, "
-              f"Modell {results['training']['model_mb']} MB", flush=True)
+        print(
+            f"Training: {results['training']['training_s']} s, Modell {results['training']['model_mb']} MB", flush=True
+        )
     model = train.train()
     with tempfile.TemporaryDirectory() as var_dir:
-        servers = BotServers(port=15005, action_port=15055, nlu_port=15006, var_dir=Path(var_dir),
-                             model=model, log_dir=Path(var_dir) / "logs")
+        servers = BotServers(
+            port=15005,
+            action_port=15055,
+            nlu_port=15006,
+            var_dir=Path(var_dir),
+            model=model,
+            log_dir=Path(var_dir) / "logs",
+        )
         started = time.monotonic()
         servers.start()
         try:
@@ -153,12 +180,14 @@ def main() -> int:
             asyncio.run(run_clients(url, workload(20), 1, "warmup"))
             results["sequential"] = asyncio.run(run_clients(url, workload(args.sequential), 1, "seq"))
             print(f"Sequentiell: {results['sequential']}", flush=True)
-            results["concurrent"] = asyncio.run(
-                run_clients(url, workload(args.concurrent), args.clients, "par"))
+            results["concurrent"] = asyncio.run(run_clients(url, workload(args.concurrent), args.clients, "par"))
             print(f"{args.clients} Clients: {results['concurrent']}", flush=True)
             action_process, rasa_process, nlu_process = servers.processes
-            results["memory_mb"] = {"rasa": rss_mb(rasa_process.pid), "nlu": rss_mb(nlu_process.pid),
-                                    "actions": rss_mb(action_process.pid)}
+            results["memory_mb"] = {
+                "rasa": rss_mb(rasa_process.pid),
+                "nlu": rss_mb(nlu_process.pid),
+                "actions": rss_mb(action_process.pid),
+            }
             print(f"Speicher (RSS): {results['memory_mb']}", flush=True)
         finally:
             servers.stop()

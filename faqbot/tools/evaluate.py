@@ -8,6 +8,7 @@ reports what the customer experiences, using the same decision rules as the acti
 the right answer at once, the right answer among the "Meinten Sie …?" buttons, a wrong
 answer (the costly case), or an offer of the support team.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,6 @@ import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
 from faqbot.core.clarify import CLARIFY_MIN_CONFIDENCE, clarify_candidates
 from faqbot.core.intents import faq_id_for
@@ -31,39 +31,41 @@ FALLBACK = "nlu_fallback"
 @dataclass
 class Evaluation:
     examples: int = 0
-    intent_accuracy: float = 0.0          # top intent of the classifier, fallback ignored
-    accuracy_with_fallback: float = 0.0   # nlu_fallback counts as wrong (rasa test nlu)
+    intent_accuracy: float = 0.0  # top intent of the classifier, fallback ignored
+    accuracy_with_fallback: float = 0.0  # nlu_fallback counts as wrong (rasa test nlu)
     faq_examples: int = 0
-    faq_answered_right: float = 0.0       # answered at once with the right FAQ
-    faq_right_via_buttons: float = 0.0    # unsure, right FAQ among the buttons
-    faq_wrong_answer: float = 0.0         # answered at once with another FAQ
-    faq_no_answer: float = 0.0            # support team offered instead
+    faq_answered_right: float = 0.0  # answered at once with the right FAQ
+    faq_right_via_buttons: float = 0.0  # unsure, right FAQ among the buttons
+    faq_wrong_answer: float = 0.0  # answered at once with another FAQ
+    faq_no_answer: float = 0.0  # support team offered instead
     other_examples: int = 0
-    other_got_faq_answer: float = 0.0     # out_of_scope/small talk answered with an FAQ
-    confusions: List[Tuple[str, str, str]] = field(default_factory=list)
+    other_got_faq_answer: float = 0.0  # out_of_scope/small talk answered with an FAQ
+    confusions: list[tuple[str, str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         pct = lambda value: f"{100 * value:5.1f} %"  # noqa: E731
-        return "\n".join([
-            f"Beispiele: {self.examples} ({self.faq_examples} FAQ, {self.other_examples} andere)",
-            f"Intent-Genauigkeit (bester Intent):        {pct(self.intent_accuracy)}",
-            f"Genauigkeit mit Fallback als Fehler:       {pct(self.accuracy_with_fallback)}",
-            f"FAQ sofort richtig beantwortet:            {pct(self.faq_answered_right)}",
-            f"FAQ richtig über „Meinten Sie …?“:         {pct(self.faq_right_via_buttons)}",
-            f"FAQ falsch beantwortet:                    {pct(self.faq_wrong_answer)}",
-            f"FAQ an den Support angeboten:              {pct(self.faq_no_answer)}",
-            f"Nicht-FAQ mit FAQ-Antwort beantwortet:     {pct(self.other_got_faq_answer)}",
-        ])
+        return "\n".join(
+            [
+                f"Beispiele: {self.examples} ({self.faq_examples} FAQ, {self.other_examples} andere)",
+                f"Intent-Genauigkeit (bester Intent):        {pct(self.intent_accuracy)}",
+                f"Genauigkeit mit Fallback als Fehler:       {pct(self.accuracy_with_fallback)}",
+                f"FAQ sofort richtig beantwortet:            {pct(self.faq_answered_right)}",
+                f"FAQ richtig über „Meinten Sie …?“:         {pct(self.faq_right_via_buttons)}",
+                f"FAQ falsch beantwortet:                    {pct(self.faq_wrong_answer)}",
+                f"FAQ an den Support angeboten:              {pct(self.faq_no_answer)}",
+                f"Nicht-FAQ mit FAQ-Antwort beantwortet:     {pct(self.other_got_faq_answer)}",
+            ]
+        )
 
 
-def read_examples(path: Path) -> List[Tuple[str, str]]:
+def read_examples(path: Path) -> list[tuple[str, str]]:
     from rasa.shared.nlu.training_data.loading import load_data
 
     data = load_data(str(path))
     return [(message.get("text"), message.get("intent")) for message in data.intent_examples]
 
 
-def classify(model: Path, texts: List[str]) -> List[Dict]:
+def classify(model: Path, texts: list[str]) -> list[dict]:
     from rasa.core.agent import Agent
     from rasa.utils.common import configure_logging_and_warnings
     from rasa.utils.log_utils import configure_structlog
@@ -72,29 +74,29 @@ def classify(model: Path, texts: List[str]) -> List[Dict]:
     configure_structlog(logging.WARNING)
     agent = Agent.load(str(model))
 
-    async def parse_all() -> List[Dict]:
+    async def parse_all() -> list[dict]:
         return [await agent.parse_message(text) for text in texts]
 
     return asyncio.run(parse_all())
 
 
-def best_intent(parse: Dict) -> Optional[str]:
+def best_intent(parse: dict) -> str | None:
     """The classifier's best intent with the fallback ignored: what the phrasings teach it."""
     ranking = [item for item in parse.get("intent_ranking") or [] if item["name"] != FALLBACK]
     return ranking[0]["name"] if ranking else None
 
 
-def evaluate(model: Path, test_set: Path = DEFAULT_TEST_SET,
-             clarify_min: float = CLARIFY_MIN_CONFIDENCE) -> Evaluation:
+def evaluate(model: Path, test_set: Path = DEFAULT_TEST_SET, clarify_min: float = CLARIFY_MIN_CONFIDENCE) -> Evaluation:
     examples = read_examples(test_set)
     return score(examples, classify(model, [text for text, _ in examples]), clarify_min)
 
 
-def score(examples: List[Tuple[str, str]], parses: List[Dict],
-          clarify_min: float = CLARIFY_MIN_CONFIDENCE) -> Evaluation:
+def score(
+    examples: list[tuple[str, str]], parses: list[dict], clarify_min: float = CLARIFY_MIN_CONFIDENCE
+) -> Evaluation:
     """The figures for labelled examples and their parses (from one model or several, as in cross-validation)."""
     result, counts = Evaluation(examples=len(examples)), Counter()
-    for (text, expected), parse in zip(examples, parses):
+    for (text, expected), parse in zip(examples, parses, strict=True):
         best = best_intent(parse)
         predicted = parse["intent"]["name"]
         counts["top_right"] += best == expected
@@ -131,24 +133,47 @@ def train_variant(config: Path, out_dir: Path) -> Path:
     """Train the project's data with another config.yml, for comparing pipelines."""
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "rasa", "train", "--config", str(config), "--out", str(out_dir),
-                    "--fixed-model-name", "variant", "--force"], cwd=PROJECT_DIR, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rasa",
+            "train",
+            "--config",
+            str(config),
+            "--out",
+            str(out_dir),
+            "--fixed-model-name",
+            "variant",
+            "--force",
+        ],
+        cwd=PROJECT_DIR,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return out_dir / "variant.tar.gz"
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     from faqbot.tools import train
 
-    parser = argparse.ArgumentParser(prog="python -m faqbot.tools.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m faqbot.tools.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--nlu", type=Path, default=DEFAULT_TEST_SET, help="Testdaten (Rasa-NLU-YAML)")
     parser.add_argument("--model", type=Path, help="Modell (Standard: das aktuelle)")
     parser.add_argument("--config", type=Path, help="statt eines Modells: mit dieser Konfiguration trainieren")
     parser.add_argument("--json", type=Path, help="Ergebnis zusätzlich als JSON schreiben")
     parser.add_argument("--errors", action="store_true", help="Verwechslungen auflisten")
-    parser.add_argument("--clarify-min", type=float, default=CLARIFY_MIN_CONFIDENCE,
-                        help="Mindest-Konfidenz für „Meinten Sie …?“-Knöpfe (Standard: %(default)s, wie im Bot)")
+    parser.add_argument(
+        "--clarify-min",
+        type=float,
+        default=CLARIFY_MIN_CONFIDENCE,
+        help="Mindest-Konfidenz für „Meinten Sie …?“-Knöpfe (Standard: %(default)s, wie im Bot)",
+    )
     args = parser.parse_args(argv)
     if args.config:
         import tempfile

@@ -11,6 +11,7 @@ It reports which questions were added, changed or removed. Questions that disapp
 from the page stay in the bot until ``--remove-missing`` is given, so no intent is
 dropped silently.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,9 @@ import difflib
 import re
 import sys
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
 
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import LiteralScalarString
@@ -47,11 +48,13 @@ NLU_HEADER = """\
 
 ANSWER_MARKER = "Antwort anzeigen"
 # Words that carry no meaning for an id; the rest of the question makes the slug.
-STOPWORDS = set("""
+STOPWORDS = set(
+    """
     wie was wo wann wer welche welcher welches warum gibt es ich sie mein meine meinen
     meiner ein eine einen der die das den dem des und oder bei an auf mit fuer von zu um
     im in ist sind kann können koennen werden wird tun ihr ihre ihren man sich lassen
-""".split())
+""".split()
+)
 SLUG_WORDS = 4
 # Elements that make up an answer below a question heading (a footer or section does not).
 ANSWER_TAGS = {"p", "ul", "ol", "li", "table", "blockquote", "div", "span", "strong", "em", "br"}
@@ -59,14 +62,16 @@ ANSWER_TAGS = {"p", "ul", "ol", "li", "table", "blockquote", "div", "span", "str
 
 @dataclass
 class ImportReport:
-    added: List[str] = field(default_factory=list)
-    changed: List[str] = field(default_factory=list)
-    unchanged: List[str] = field(default_factory=list)
-    removed: List[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
     def lines(self, remove_missing: bool) -> Iterable[str]:
-        yield (f"{len(self.added)} neu, {len(self.changed)} geändert, "
-               f"{len(self.unchanged)} unverändert, {len(self.removed)} nicht mehr auf der Seite")
+        yield (
+            f"{len(self.added)} neu, {len(self.changed)} geändert, "
+            f"{len(self.unchanged)} unverändert, {len(self.removed)} nicht mehr auf der Seite"
+        )
         for faq_id in self.added:
             yield f"  neu:       {faq_id}"
         for faq_id in self.changed:
@@ -93,21 +98,21 @@ def _clean(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def parse_text(text: str) -> List[FaqEntry]:
+def parse_text(text: str) -> list[FaqEntry]:
     """The text form: category lines, a question line, 'Antwort anzeigen', the answer."""
     lines = [line.rstrip() for line in text.splitlines()]
     markers = [i for i, line in enumerate(lines) if line.strip() == ANSWER_MARKER]
-    entries: List[FaqEntry] = []
+    entries: list[FaqEntry] = []
     category = ""
     for number, marker in enumerate(markers):
         # A category heading is the non-empty line right before a question, unless it is
         # the end of the previous answer (answers end with sentence punctuation).
-        before = [line.strip() for line in lines[:marker - 1] if line.strip()]
+        before = [line.strip() for line in lines[: marker - 1] if line.strip()]
         if before and not before[-1].endswith((".", "!", "?", ":")):
             category = before[-1]
         end = markers[number + 1] - 1 if number + 1 < len(markers) else len(lines)
-        answer_lines: List[str] = []
-        for line in lines[marker + 1:end]:
+        answer_lines: list[str] = []
+        for line in lines[marker + 1 : end]:
             if not line.strip():
                 if answer_lines:
                     break  # a blank line ends the answer (the page's closing text follows)
@@ -120,7 +125,7 @@ def parse_text(text: str) -> List[FaqEntry]:
     return entries
 
 
-def parse_html(html: str) -> List[FaqEntry]:
+def parse_html(html: str) -> list[FaqEntry]:
     """FAQ pages as written: <details>/<summary>, <dl>/<dt>/<dd>, or a question heading + paragraphs."""
     from bs4 import BeautifulSoup, NavigableString, Tag
 
@@ -137,7 +142,7 @@ def parse_html(html: str) -> List[FaqEntry]:
             heading = node.find_previous(["h2"]) or heading
         return text_of(heading) if heading else ""
 
-    entries: List[FaqEntry] = []
+    entries: list[FaqEntry] = []
     for details in soup.find_all("details"):
         summary = details.find("summary")
         if not summary:
@@ -163,18 +168,24 @@ def parse_html(html: str) -> List[FaqEntry]:
             if isinstance(sibling, Tag) or (isinstance(sibling, NavigableString) and sibling.strip()):
                 parts.append(_clean(sibling.get_text(" ") if isinstance(sibling, Tag) else str(sibling)))
         category = heading.find_previous(["h1", "h2"] if heading.name != "h2" else ["h1"])
-        entries.append(FaqEntry(slugify(question), text_of(category) if category else "", question,
-                                _clean(" ".join(p for p in parts if p))))
+        entries.append(
+            FaqEntry(
+                slugify(question),
+                text_of(category) if category else "",
+                question,
+                _clean(" ".join(p for p in parts if p)),
+            )
+        )
     return entries
 
 
-def parse_page(path: Path) -> List[FaqEntry]:
+def parse_page(path: Path) -> list[FaqEntry]:
     text = path.read_text(encoding="utf-8")
     is_html = path.suffix.lower() in (".html", ".htm") or re.search(r"<(html|body|details|dl|h[1-4])\b", text, re.I)
     entries = parse_html(text) if is_html else parse_text(text)
     if not entries:
         raise SystemExit(f"Keine Fragen/Antworten in {path} gefunden.")
-    seen: Dict[str, int] = {}
+    seen: dict[str, int] = {}
     for entry in entries:  # two questions with the same slug get a numbered suffix
         seen[entry.id] = seen.get(entry.id, 0) + 1
         if seen[entry.id] > 1:
@@ -182,7 +193,7 @@ def parse_page(path: Path) -> List[FaqEntry]:
     return entries
 
 
-def _match_existing(entry: FaqEntry, existing: Dict[str, FaqEntry], taken: set) -> Optional[str]:
+def _match_existing(entry: FaqEntry, existing: dict[str, FaqEntry], taken: set) -> str | None:
     """Which existing id a parsed question is, even if its wording on the page changed."""
     if entry.id in existing and entry.id not in taken:
         return entry.id
@@ -190,14 +201,16 @@ def _match_existing(entry: FaqEntry, existing: Dict[str, FaqEntry], taken: set) 
     for faq_id, old in existing.items():
         if faq_id in taken:
             continue
-        score = max(difflib.SequenceMatcher(None, old.question, entry.question).ratio(),
-                    1.0 if old.answer == entry.answer else 0.0)
+        score = max(
+            difflib.SequenceMatcher(None, old.question, entry.question).ratio(),
+            1.0 if old.answer == entry.answer else 0.0,
+        )
         if score > best_score:
             best, best_score = faq_id, score
     return best if best_score >= 0.75 else None
 
 
-def merge(parsed: List[FaqEntry], existing: Dict[str, FaqEntry], remove_missing: bool):
+def merge(parsed: list[FaqEntry], existing: dict[str, FaqEntry], remove_missing: bool):
     report, result, taken = ImportReport(), [], set()
     for entry in parsed:
         faq_id = _match_existing(entry, existing, taken)
@@ -207,8 +220,11 @@ def merge(parsed: List[FaqEntry], existing: Dict[str, FaqEntry], remove_missing:
             entry.id = faq_id
             taken.add(faq_id)
             old = existing[faq_id]
-            (report.unchanged if (old.question, old.answer, old.category) ==
-             (entry.question, entry.answer, entry.category) else report.changed).append(faq_id)
+            (
+                report.unchanged
+                if (old.question, old.answer, old.category) == (entry.question, entry.answer, entry.category)
+                else report.changed
+            ).append(faq_id)
         result.append(entry)
     for faq_id, old in existing.items():
         if faq_id not in taken:
@@ -226,7 +242,7 @@ def _round_trip_yaml() -> YAML:
     return yaml
 
 
-def update_nlu(path: Path, entries: List[FaqEntry], removed: List[str]) -> None:
+def update_nlu(path: Path, entries: list[FaqEntry], removed: list[str]) -> None:
     """Add an intent for each new question (its first example is the question itself)."""
     yaml = _round_trip_yaml()
     data = yaml.load(path.read_text(encoding="utf-8")) if path.exists() else None
@@ -237,8 +253,7 @@ def update_nlu(path: Path, entries: List[FaqEntry], removed: List[str]) -> None:
     for entry in entries:
         block = by_intent.get(entry.intent)
         if block is None:
-            blocks.append({"intent": entry.intent,
-                           "examples": LiteralScalarString(f"- {entry.question}\n")})
+            blocks.append({"intent": entry.intent, "examples": LiteralScalarString(f"- {entry.question}\n")})
             continue
         examples = str(block["examples"])
         if f"- {entry.question}\n" not in examples:  # a reworded question becomes an example too
@@ -250,18 +265,20 @@ def update_nlu(path: Path, entries: List[FaqEntry], removed: List[str]) -> None:
         yaml.dump(data, handle)
 
 
-def write_rules(path: Path, entries: List[FaqEntry]) -> None:
+def write_rules(path: Path, entries: list[FaqEntry]) -> None:
     lines = [RULES_HEADER, 'version: "3.1"', "rules:"]
     for entry in entries:
-        lines += [f"  - rule: FAQ {entry.id} beantworten",
-                  "    steps:",
-                  f"      - intent: {entry.intent}",
-                  "      - action: action_answer_faq"]
+        lines += [
+            f"  - rule: FAQ {entry.id} beantworten",
+            "    steps:",
+            f"      - intent: {entry.intent}",
+            "      - action: action_answer_faq",
+        ]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def update_domain(path: Path, entries: List[FaqEntry], removed: List[str]) -> None:
+def update_domain(path: Path, entries: list[FaqEntry], removed: list[str]) -> None:
     yaml = _round_trip_yaml()
     domain = yaml.load(path.read_text(encoding="utf-8"))
     intents = domain["intents"]
@@ -275,8 +292,9 @@ def update_domain(path: Path, entries: List[FaqEntry], removed: List[str]) -> No
         yaml.dump(domain, handle)
 
 
-def run_import(page: Path, project: Path = PROJECT_DIR, remove_missing: bool = False,
-               dry_run: bool = False) -> ImportReport:
+def run_import(
+    page: Path, project: Path = PROJECT_DIR, remove_missing: bool = False, dry_run: bool = False
+) -> ImportReport:
     knowledge_file = project / "data" / "faq.yml"
     existing = load(knowledge_file) if knowledge_file.exists() else {}
     entries, report = merge(parse_page(page), existing, remove_missing)
@@ -290,15 +308,17 @@ def run_import(page: Path, project: Path = PROJECT_DIR, remove_missing: bool = F
     return report
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m faqbot.tools.importer",
         description="Liest eine FAQ-Seite (Text oder HTML) und aktualisiert FAQ-Wissen, "
-                    "Intents, Regeln und Domain. Vorhandene Formulierungen bleiben erhalten.")
+        "Intents, Regeln und Domain. Vorhandene Formulierungen bleiben erhalten.",
+    )
     parser.add_argument("page", type=Path, help="FAQ-Seite als .txt oder .html")
     parser.add_argument("--project", type=Path, default=PROJECT_DIR, help="Projektordner")
-    parser.add_argument("--remove-missing", action="store_true",
-                        help="Fragen, die nicht mehr auf der Seite stehen, samt Intent löschen")
+    parser.add_argument(
+        "--remove-missing", action="store_true", help="Fragen, die nicht mehr auf der Seite stehen, samt Intent löschen"
+    )
     parser.add_argument("--dry-run", action="store_true", help="nur berichten, nichts schreiben")
     args = parser.parse_args(argv)
     report = run_import(args.page, args.project, args.remove_missing, args.dry_run)

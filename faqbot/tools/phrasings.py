@@ -6,12 +6,12 @@ intent's ``examples: |`` block in ``data/nlu/faq.yml`` (FAQ questions) or
 comments and formatting stay as they are; afterwards Rasa's own loader must read it,
 else the original is restored. Refusals raise ``PhrasingRefused`` with a German reason.
 """
+
 from __future__ import annotations
 
 import difflib
 import re
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 from ruamel.yaml import YAML
 
@@ -45,21 +45,23 @@ def clean(text: str) -> str:
     return re.sub(r"^[-\s]+", "", one_line(text)).strip()
 
 
-def nlu_files(project: Path) -> List[Path]:
+def nlu_files(project: Path) -> list[Path]:
     return sorted((project / "data" / "nlu").glob("*.yml"))
 
 
-def read_examples(path: Path) -> Dict[str, List[str]]:
-    examples: Dict[str, List[str]] = {}
+def read_examples(path: Path) -> dict[str, list[str]]:
+    examples: dict[str, list[str]] = {}
     for block in YAML(typ="safe").load(path.read_text(encoding="utf-8")).get("nlu") or []:
         if "intent" in block:
             examples.setdefault(block["intent"], []).extend(
-                line.strip()[2:].strip() for line in str(block.get("examples") or "").splitlines()
-                if line.strip().startswith("- "))
+                line.strip()[2:].strip()
+                for line in str(block.get("examples") or "").splitlines()
+                if line.strip().startswith("- ")
+            )
     return examples
 
 
-def resolve_intent(name: str, project: Path = PROJECT_DIR) -> Tuple[str, Path]:
+def resolve_intent(name: str, project: Path = PROJECT_DIR) -> tuple[str, Path]:
     """The intent name and its file for an FAQ id, an FAQ intent or another intent."""
     name = name.strip()
     owners = {intent: path for path in nlu_files(project) for intent in read_examples(path)}
@@ -99,21 +101,32 @@ def check(intent: str, text: str, project: Path = PROJECT_DIR) -> str:
                 continue
             if other == intent:
                 raise AlreadyPresent(f"Diese Formulierung gibt es bei {_describe(intent, project)} schon: „{match}“.")
-            raise PhrasingRefused(f"Diese Formulierung gehört schon zu {_describe(other, project)}: „{match}“. "
-                                  "Eine Formulierung darf nur zu einer Frage gehören.")
+            raise PhrasingRefused(
+                f"Diese Formulierung gehört schon zu {_describe(other, project)}: „{match}“. "
+                "Eine Formulierung darf nur zu einer Frage gehören."
+            )
     for test_set in TEST_SETS:
         path = project / test_set
-        if path.exists() and any(normalise(example) == key
-                                 for examples in read_examples(path).values() for example in examples):
-            raise PhrasingRefused(f"Diese Formulierung steht im Testsatz {test_set}, mit dem die Qualität "
-                                  "des Bots gemessen wird. Trainiert man darauf, wäre die Auswertung geschönt.")
+        if path.exists() and any(
+            normalise(example) == key for examples in read_examples(path).values() for example in examples
+        ):
+            raise PhrasingRefused(
+                f"Diese Formulierung steht im Testsatz {test_set}, mit dem die Qualität "
+                "des Bots gemessen wird. Trainiert man darauf, wäre die Auswertung geschönt."
+            )
     return cleaned
 
 
-def _insert_line(lines: List[str], intent: str, phrasing: str) -> List[str]:
+def _insert_line(lines: list[str], intent: str, phrasing: str) -> list[str]:
     """The lines with ``- phrasing`` after the last example of the intent's block."""
-    start = next((number for number, line in enumerate(lines)
-                  if (match := _INTENT_LINE.match(line)) and match.group(2) == intent), None)
+    start = next(
+        (
+            number
+            for number, line in enumerate(lines)
+            if (match := _INTENT_LINE.match(line)) and match.group(2) == intent
+        ),
+        None,
+    )
     if start is None:
         raise PhrasingRefused(f"Intent {intent} nicht gefunden.")
     block_indent = len(_INTENT_LINE.match(lines[start]).group(1))
@@ -128,7 +141,7 @@ def _insert_line(lines: List[str], intent: str, phrasing: str) -> List[str]:
             last_example, example_indent = number, indent
     if last_example is None:
         raise PhrasingRefused(f"Intent {intent} hat keinen Beispielblock (examples: |).")
-    return lines[:last_example + 1] + [" " * example_indent + f"- {phrasing}\n"] + lines[last_example + 1:]
+    return lines[: last_example + 1] + [" " * example_indent + f"- {phrasing}\n"] + lines[last_example + 1 :]
 
 
 def add_phrasing(intent: str, text: str, project: Path = PROJECT_DIR) -> str:
@@ -138,16 +151,17 @@ def add_phrasing(intent: str, text: str, project: Path = PROJECT_DIR) -> str:
     intent, path = resolve_intent(intent, project)
     phrasing = check(intent, text, project)
     original = path.read_text(encoding="utf-8")
-    path.write_text("".join(_insert_line(original.splitlines(keepends=True), intent, phrasing)),
-                    encoding="utf-8")
+    path.write_text("".join(_insert_line(original.splitlines(keepends=True), intent, phrasing)), encoding="utf-8")
     try:
         loaded = load_data(str(path))
         # Rasa reads [..](..) as entity markup: the example must come back as it was written.
-        if not any(message.get("text") == phrasing and message.get("intent") == intent
-                   for message in loaded.intent_examples):
+        if not any(
+            message.get("text") == phrasing and message.get("intent") == intent for message in loaded.intent_examples
+        ):
             raise ValueError("Rasa liest die Formulierung anders, als sie geschrieben wurde")
     except Exception as error:
         path.write_text(original, encoding="utf-8")
-        raise PhrasingRefused(f"Die Trainingsdaten wären danach nicht mehr lesbar ({error}); "
-                              "nichts wurde geändert.") from error
+        raise PhrasingRefused(
+            f"Die Trainingsdaten wären danach nicht mehr lesbar ({error}); nichts wurde geändert."
+        ) from error
     return intent

@@ -9,6 +9,7 @@ plus the lookup lemmatizer from spacy-lookups-data, packaged under the same name
 version ``0.0.0+offline``. It has no tagger, parser or vectors; figures measured with it
 are labelled as such.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,7 +41,10 @@ def download_official() -> bool:
     try:
         result = subprocess.run(
             [sys.executable, "-m", "spacy", "download", f"{MODEL}-{OFFICIAL_VERSION}", "--direct"],
-            timeout=DOWNLOAD_TIMEOUT_S, capture_output=True, text=True)
+            timeout=DOWNLOAD_TIMEOUT_S,
+            capture_output=True,
+            text=True,
+        )
     except subprocess.TimeoutExpired:
         print("  Download: Zeitüberschreitung.")
         return False
@@ -59,18 +63,27 @@ def build_standin() -> None:
     nlp = spacy.blank("de")
     nlp.add_pipe("lemmatizer", config={"mode": "lookup"})  # tables from spacy-lookups-data
     nlp.initialize()
-    nlp.meta.update({"name": "core_news_sm", "version": STANDIN_VERSION,
-                     "description": STANDIN_DESCRIPTION, "author": "faq-bot-de (offline)",
-                     "license": "MIT"})
+    nlp.meta.update(
+        {
+            "name": "core_news_sm",
+            "version": STANDIN_VERSION,
+            "description": STANDIN_DESCRIPTION,
+            "author": "faq-bot-de (offline)",
+            "license": "MIT",
+        }
+    )
     with tempfile.TemporaryDirectory() as tmp:
         model_dir, out_dir = Path(tmp, "model"), Path(tmp, "out")
         out_dir.mkdir()
         nlp.to_disk(model_dir)
-        package(model_dir, out_dir, name="core_news_sm", version=STANDIN_VERSION,
-                create_sdist=True, force=True, silent=True)
+        package(
+            model_dir, out_dir, name="core_news_sm", version=STANDIN_VERSION, create_sdist=True, force=True, silent=True
+        )
         sdist = next(out_dir.glob("*/dist/*.tar.gz"))
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
-                        "--force-reinstall", str(sdist)], check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall", str(sdist)],
+            check=True,
+        )
 
 
 def ensure(official_only: bool = False) -> int:
@@ -88,8 +101,11 @@ def ensure(official_only: bool = False) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m faqbot.tools.spacy_model", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m faqbot.tools.spacy_model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("command", choices=["ensure", "official", "status"])
     args = parser.parse_args()
     if args.command == "status":

@@ -8,6 +8,7 @@ the training data (NLU and rules; not the answers in data/faq.yml, which the act
 server reads at run time) and the installed spaCy model. An unchanged project reuses
 its model in ~0 s, so ``make run`` and ``make test`` stay fast the second time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,10 +38,27 @@ def train(force: bool = False, project: Path = PROJECT_DIR, models_dir: Path = M
     print(f"Trainiere {target.name} ...", file=sys.stderr, flush=True)
     started = time.monotonic()
     subprocess.run(
-        [sys.executable, "-m", "rasa", "train", "--fixed-model-name", target.name[:-len(".tar.gz")],
-         "--out", str(models_dir), "--config", "config.yml", "--domain", "domain.yml",
-         "--data", "data", "--force"],
-        cwd=project, check=True, stdout=sys.stderr)
+        [
+            sys.executable,
+            "-m",
+            "rasa",
+            "train",
+            "--fixed-model-name",
+            target.name[: -len(".tar.gz")],
+            "--out",
+            str(models_dir),
+            "--config",
+            "config.yml",
+            "--domain",
+            "domain.yml",
+            "--data",
+            "data",
+            "--force",
+        ],
+        cwd=project,
+        check=True,
+        stdout=sys.stderr,
+    )
     print(f"Training: {time.monotonic() - started:.0f} s", file=sys.stderr)
     remove_old_models(models_dir)
     return target
@@ -55,8 +73,9 @@ def remove_old_models(models_dir: Path = MODELS_DIR, keep: int = KEEP_MODELS) ->
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m faqbot.tools.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m faqbot.tools.train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--force", action="store_true", help="auch ohne Änderung trainieren")
     args = parser.parse_args()
     print(train(force=args.force).relative_to(PROJECT_DIR))

@@ -13,6 +13,7 @@ So wird der Bot besser, in vier Schritten:
 `faqs` zeigt die FAQ-IDs, die Sie bei 1 und 2 angeben. Hilfe zu jedem Schritt:
 `faqbot-trainer <Schritt> --help`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,6 @@ import warnings
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Dict, List, Optional
 from zoneinfo import ZoneInfo
 
 from faqbot.core.intents import intent_for
@@ -30,16 +30,20 @@ from faqbot.core.paths import PROJECT_DIR
 from faqbot.tools.phrasings import AlreadyPresent, PhrasingRefused, add_phrasing, check, normalise
 
 LOCAL_TIME = ZoneInfo("Europe/Berlin")  # the support team's time, as in support.yml
-KIND_NAMES = {"clarification": "Rückfrage „Meinten Sie …?“", "fallback": "nicht verstanden",
-              "out_of_scope": "nicht in den FAQ", "escalation": "an den Support weitergegeben",
-              "low_confidence": "beantwortet, aber unsicher"}
+KIND_NAMES = {
+    "clarification": "Rückfrage „Meinten Sie …?“",
+    "fallback": "nicht verstanden",
+    "out_of_scope": "nicht in den FAQ",
+    "escalation": "an den Support weitergegeben",
+    "low_confidence": "beantwortet, aber unsicher",
+}
 # Fewer phrasings than this and the new question is hardly recognised at all.
 MIN_NEW_FAQ_PHRASINGS = 3
 # tests/test_data.py: every FAQ intent needs its question plus at least 12 phrasings.
 RECOMMENDED_PHRASINGS = 12
 
 
-def knowledge(project: Path) -> Dict[str, FaqEntry]:
+def knowledge(project: Path) -> dict[str, FaqEntry]:
     return load(project / "data" / "faq.yml")
 
 
@@ -53,17 +57,21 @@ def cmd_faqs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _outcome_text(outcome: Optional[str], faqs: Dict[str, FaqEntry]) -> str:
+def _outcome_text(outcome: str | None, faqs: dict[str, FaqEntry]) -> str:
     if not outcome:
         return "keine weitere Reaktion"
     if outcome.startswith("faq:"):
         entry = faqs.get(outcome[4:])
         return f"wählte die Schaltfläche „{entry.question if entry else outcome[4:]}“"
-    return {"none_of_these": "wählte „Keine davon“", "declined": "lehnte die Weitergabe ab",
-            "escalated": "wurde an den Support weitergegeben", "thanks": "bedankte sich"}.get(outcome, outcome)
+    return {
+        "none_of_these": "wählte „Keine davon“",
+        "declined": "lehnte die Weitergabe ab",
+        "escalated": "wurde an den Support weitergegeben",
+        "thanks": "bedankte sich",
+    }.get(outcome, outcome)
 
 
-def _choose_faq(answer: str, numbered: List[FaqEntry], faqs: Dict[str, FaqEntry]) -> Optional[str]:
+def _choose_faq(answer: str, numbered: list[FaqEntry], faqs: dict[str, FaqEntry]) -> str | None:
     if answer.isdigit() and 1 <= int(answer) <= len(numbered):
         return numbered[int(answer) - 1].id
     faq_id = answer[4:] if answer.startswith("faq_") else answer
@@ -81,13 +89,15 @@ def cmd_review(args: argparse.Namespace) -> int:
         return 0
     faqs = knowledge(args.projekt)
     numbered = list(faqs.values())
-    groups: Dict[Optional[str], list] = defaultdict(list)
+    groups: dict[str | None, list] = defaultdict(list)
     for entry in entries:
         groups[entry.guess].append(entry)
     print(f"{len(entries)} offene Nachrichten. FAQ-Nummern und -IDs: `faqbot-trainer faqs`.")
-    print("Eingabe: Nummer oder ID = dieser FAQ zuordnen · o = nicht in den FAQ · n = neue Frage · "
-          "s = überspringen · q = beenden · Enter = Vorschlag übernehmen\n")
-    done: Dict[str, int] = defaultdict(int)
+    print(
+        "Eingabe: Nummer oder ID = dieser FAQ zuordnen · o = nicht in den FAQ · n = neue Frage · "
+        "s = überspringen · q = beenden · Enter = Vorschlag übernehmen\n"
+    )
+    done: dict[str, int] = defaultdict(int)
     try:
         for guess, group in groups.items():
             title = f"„{faqs[guess].question}“ ({guess})" if guess in faqs else "keine FAQ-Frage"
@@ -105,14 +115,16 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0
 
 
-def _review_entry(entry, store, faqs, numbered, project: Path, done: Dict[str, int]) -> bool:
+def _review_entry(entry, store, faqs, numbered, project: Path, done: dict[str, int]) -> bool:
     """Ask about one message; False when the trainer quits (q or end of input)."""
     confidence = entry.guess_confidence
     when = datetime.fromisoformat(entry.created).astimezone(LOCAL_TIME).strftime("%d.%m.%Y %H:%M")
     print(f"\n  #{entry.id}  „{entry.text}“")
-    print(f"      {KIND_NAMES.get(entry.kind, entry.kind)} · Sicherheit "
-          f"{'–' if confidence is None else f'{confidence:.2f}'} · am {when} · "
-          f"Kunde {_outcome_text(entry.outcome, faqs)}")
+    print(
+        f"      {KIND_NAMES.get(entry.kind, entry.kind)} · Sicherheit "
+        f"{'–' if confidence is None else f'{confidence:.2f}'} · am {when} · "
+        f"Kunde {_outcome_text(entry.outcome, faqs)}"
+    )
     suggestion = entry.picked_faq if entry.picked_faq in faqs else None
     if suggestion:
         print(f"      Vorschlag (vom Kunden gewählt): {suggestion} – Enter übernimmt")
@@ -174,7 +186,7 @@ def cmd_add_faq(args: argparse.Namespace) -> int:
     if entry.id in faqs or any(normalise(old.question) == normalise(entry.question) for old in faqs.values()):
         print(f"Diese Frage gibt es schon ({entry.id}). Formulierungen ergänzen: `add-phrasing`.", file=sys.stderr)
         return 1
-    phrasings: List[str] = []
+    phrasings: list[str] = []
     try:
         for text in args.formulierung:
             phrasing = check(entry.intent, text, project)
@@ -184,8 +196,11 @@ def cmd_add_faq(args: argparse.Namespace) -> int:
         print(f"Nicht angelegt: „{text}“: {refusal}", file=sys.stderr)
         return 1
     if len(phrasings) < MIN_NEW_FAQ_PHRASINGS:
-        print(f"Bitte mindestens {MIN_NEW_FAQ_PHRASINGS} verschiedene Formulierungen angeben "
-              f"(empfohlen: {RECOMMENDED_PHRASINGS}).", file=sys.stderr)
+        print(
+            f"Bitte mindestens {MIN_NEW_FAQ_PHRASINGS} verschiedene Formulierungen angeben "
+            f"(empfohlen: {RECOMMENDED_PHRASINGS}).",
+            file=sys.stderr,
+        )
         return 1
     # The importer owns the file formats: knowledge, intent, rule and domain entry.
     entries = [*faqs.values(), entry]
@@ -195,14 +210,20 @@ def cmd_add_faq(args: argparse.Namespace) -> int:
     importer.update_domain(project / "domain.yml", entries, [])
     for phrasing in phrasings:
         add_phrasing(entry.intent, phrasing, project)
-    print(f"Neue FAQ {entry.id} angelegt: Antwort, Intent {entry.intent} mit der Frage und "
-          f"{len(phrasings)} Formulierungen, Regel und Domain-Eintrag.")
+    print(
+        f"Neue FAQ {entry.id} angelegt: Antwort, Intent {entry.intent} mit der Frage und "
+        f"{len(phrasings)} Formulierungen, Regel und Domain-Eintrag."
+    )
     if len(phrasings) < RECOMMENDED_PHRASINGS:
-        print(f"Hinweis: Die Datenprüfung (tests/test_data.py) verlangt mindestens {RECOMMENDED_PHRASINGS} "
-              f"Formulierungen je FAQ; ergänzen Sie weitere mit `add-phrasing {entry.id} \"…\"`.")
-    print("Hinweis: Die Frage steht noch nicht auf der FAQ-Seite (data/faq_seite.txt) und hat keine "
-          "Testbeispiele in tests/nlu_heldout.yml; beides ergänzt das Entwicklungsteam, sonst schlagen "
-          "die Datentests fehl. Danach: `faqbot-trainer train`.")
+        print(
+            f"Hinweis: Die Datenprüfung (tests/test_data.py) verlangt mindestens {RECOMMENDED_PHRASINGS} "
+            f'Formulierungen je FAQ; ergänzen Sie weitere mit `add-phrasing {entry.id} "…"`.'
+        )
+    print(
+        "Hinweis: Die Frage steht noch nicht auf der FAQ-Seite (data/faq_seite.txt) und hat keine "
+        "Testbeispiele in tests/nlu_heldout.yml; beides ergänzt das Entwicklungsteam, sonst schlagen "
+        "die Datentests fehl. Danach: `faqbot-trainer train`."
+    )
     return 0
 
 
@@ -241,8 +262,9 @@ def _german_help(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def parser() -> argparse.ArgumentParser:
     formatter = argparse.RawDescriptionHelpFormatter
-    main = _german_help(argparse.ArgumentParser(prog="faqbot-trainer", description=__doc__,
-                                                formatter_class=formatter, add_help=False))
+    main = _german_help(
+        argparse.ArgumentParser(prog="faqbot-trainer", description=__doc__, formatter_class=formatter, add_help=False)
+    )
     main.add_argument("--projekt", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
     main.set_defaults(func=lambda args: main.print_help() or 0)
     subparsers = main.add_subparsers(title="Schritte", metavar="SCHRITT")
@@ -253,63 +275,90 @@ def parser() -> argparse.ArgumentParser:
             step = subparsers.add_parser(name, add_help=False, **kwargs)
             return step if name == "evaluate" else _german_help(step)
 
-    step = steps.add_parser("faqs", help="alle FAQ-Fragen mit Nummer, ID und Kategorie",
-                            description="Listet alle FAQ-Fragen mit Nummer und ID (die review und add-phrasing erwarten).")
+    step = steps.add_parser(
+        "faqs",
+        help="alle FAQ-Fragen mit Nummer, ID und Kategorie",
+        description="Listet alle FAQ-Fragen mit Nummer und ID (die review und add-phrasing erwarten).",
+    )
     step.set_defaults(func=cmd_faqs)
 
     step = steps.add_parser(
-        "review", help="1: verpasste Kundennachrichten durchgehen und zuordnen", formatter_class=formatter,
+        "review",
+        help="1: verpasste Kundennachrichten durchgehen und zuordnen",
+        formatter_class=formatter,
         description="Geht die offenen Nachrichten der Review-Warteschlange durch, gruppiert nach der FAQ, "
-                    "die der Bot vermutet hat. Für jede Nachricht:\n"
-                    "  Nummer oder ID  der FAQ zuordnen (wird als Formulierung hinzugefügt)\n"
-                    "  o               nicht in den FAQ (wird als solche Formulierung hinzugefügt)\n"
-                    "  n               neue Frage (für eine spätere FAQ vormerken)\n"
-                    "  s               überspringen\n"
-                    "  q               beenden (das Bisherige bleibt gespeichert)\n"
-                    "Hat der Kunde eine „Meinten Sie …?“-Schaltfläche gewählt, ist diese FAQ der Vorschlag: "
-                    "Enter übernimmt ihn.")
+        "die der Bot vermutet hat. Für jede Nachricht:\n"
+        "  Nummer oder ID  der FAQ zuordnen (wird als Formulierung hinzugefügt)\n"
+        "  o               nicht in den FAQ (wird als solche Formulierung hinzugefügt)\n"
+        "  n               neue Frage (für eine spätere FAQ vormerken)\n"
+        "  s               überspringen\n"
+        "  q               beenden (das Bisherige bleibt gespeichert)\n"
+        "Hat der Kunde eine „Meinten Sie …?“-Schaltfläche gewählt, ist diese FAQ der Vorschlag: "
+        "Enter übernimmt ihn.",
+    )
     step.add_argument("--limit", type=int, help="höchstens so viele Nachrichten")
-    step.add_argument("--tage", type=int, metavar="N",
-                      help="nur Nachrichten der letzten N Tage (z. B. --tage 7 für die letzte Woche)")
-    step.add_argument("--kind", "--art", dest="kind", choices=sorted(KIND_NAMES),
-                      help="nur diese Art: " + ", ".join(f"{k} = {v}" for k, v in KIND_NAMES.items()))
+    step.add_argument(
+        "--tage", type=int, metavar="N", help="nur Nachrichten der letzten N Tage (z. B. --tage 7 für die letzte Woche)"
+    )
+    step.add_argument(
+        "--kind",
+        "--art",
+        dest="kind",
+        choices=sorted(KIND_NAMES),
+        help="nur diese Art: " + ", ".join(f"{k} = {v}" for k, v in KIND_NAMES.items()),
+    )
     step.add_argument("--db", type=Path, help="Datei der Warteschlange (Standard: var/review.db bzw. FAQBOT_REVIEW_DB)")
     step.set_defaults(func=cmd_review)
 
     step = steps.add_parser(
-        "add-phrasing", help="2: eine Formulierung einer FAQ hinzufügen",
+        "add-phrasing",
+        help="2: eine Formulierung einer FAQ hinzufügen",
         description="Fügt eine Kundenformulierung zu einer FAQ hinzu (oder zu out_of_scope, greet, …). "
-                    "Abgelehnt wird sie, wenn sie leer oder zu lang ist, schon dazugehört, schon zu einer anderen "
-                    "FAQ gehört (mit Angabe, zu welcher) oder im Testsatz steht.")
+        "Abgelehnt wird sie, wenn sie leer oder zu lang ist, schon dazugehört, schon zu einer anderen "
+        "FAQ gehört (mit Angabe, zu welcher) oder im Testsatz steht.",
+    )
     step.add_argument("faq", help="FAQ-ID (z. B. erhalte_rechnung, siehe `faqs`) oder Intent-Name")
     step.add_argument("text", help="die Formulierung, in Anführungszeichen")
     step.set_defaults(func=cmd_add_phrasing)
 
     step = steps.add_parser(
-        "add-faq", help="2: eine neue FAQ-Frage mit Antwort und ersten Formulierungen anlegen",
+        "add-faq",
+        help="2: eine neue FAQ-Frage mit Antwort und ersten Formulierungen anlegen",
         description=f"Legt eine neue FAQ-Frage an: Antwort, Intent, Regel und Domain-Eintrag. Nötig sind "
-                    f"mindestens {MIN_NEW_FAQ_PHRASINGS} Formulierungen; die Datenprüfung verlangt "
-                    f"{RECOMMENDED_PHRASINGS} (weitere später mit add-phrasing). Steht die Frage auf der "
-                    "FAQ-Seite, ist `import` der bessere Weg.")
+        f"mindestens {MIN_NEW_FAQ_PHRASINGS} Formulierungen; die Datenprüfung verlangt "
+        f"{RECOMMENDED_PHRASINGS} (weitere später mit add-phrasing). Steht die Frage auf der "
+        "FAQ-Seite, ist `import` der bessere Weg.",
+    )
     step.add_argument("--kategorie", required=True, help="Kategorie, wie auf der FAQ-Seite")
     step.add_argument("--frage", required=True, help="die Frage, wie sie auf der FAQ-Seite steht")
     step.add_argument("--antwort", required=True, help="die Antwort (wird wörtlich an Kunden geschickt)")
-    step.add_argument("--formulierung", action="append", default=[], required=True,
-                      help="eine Formulierung, wie Kunden fragen (mehrfach angeben)")
+    step.add_argument(
+        "--formulierung",
+        action="append",
+        default=[],
+        required=True,
+        help="eine Formulierung, wie Kunden fragen (mehrfach angeben)",
+    )
     step.set_defaults(func=cmd_add_faq)
 
-    step = steps.add_parser("import", help="2: die FAQ-Seite neu einlesen (neue und geänderte Fragen)",
-                            description="Liest eine FAQ-Seite (Text oder HTML) neu ein; hinzugefügte "
-                                        "Formulierungen bleiben erhalten.")
+    step = steps.add_parser(
+        "import",
+        help="2: die FAQ-Seite neu einlesen (neue und geänderte Fragen)",
+        description="Liest eine FAQ-Seite (Text oder HTML) neu ein; hinzugefügte Formulierungen bleiben erhalten.",
+    )
     step.add_argument("page", type=Path, help="FAQ-Seite als .txt oder .html")
-    step.add_argument("--remove-missing", action="store_true",
-                      help="Fragen, die nicht mehr auf der Seite stehen, samt Intent löschen")
+    step.add_argument(
+        "--remove-missing", action="store_true", help="Fragen, die nicht mehr auf der Seite stehen, samt Intent löschen"
+    )
     step.add_argument("--dry-run", action="store_true", help="nur berichten, nichts schreiben")
     step.set_defaults(func=cmd_import)
 
-    step = steps.add_parser("train", help="3: neu trainieren, falls sich die Daten geändert haben",
-                            description="Trainiert den Bot neu, wenn sich Formulierungen, FAQ-Fragen oder "
-                                        "Konfiguration geändert haben; sonst wird das vorhandene Modell genutzt.")
+    step = steps.add_parser(
+        "train",
+        help="3: neu trainieren, falls sich die Daten geändert haben",
+        description="Trainiert den Bot neu, wenn sich Formulierungen, FAQ-Fragen oder "
+        "Konfiguration geändert haben; sonst wird das vorhandene Modell genutzt.",
+    )
     step.add_argument("--force", action="store_true", help="auch ohne Änderung trainieren")
     step.set_defaults(func=cmd_train)
 
@@ -319,7 +368,7 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     # Rasa's imports warn about its own dependencies; trainers cannot act on that.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     cli = parser()

@@ -1,4 +1,5 @@
 """Input channels of the Rasa server (credentials.yml): REST, Socket.IO, support API."""
+
 import logging
 
 from faqbot.core.spacy_model import warn_if_standin

@@ -7,10 +7,12 @@ then cannot tell what went wrong. Here such requests get a 400 with a German mes
 control characters are removed before the text is stored, and an error while
 processing a message still gives the customer a reply.
 """
+
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable, Optional, Text
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.rest import RestInput as RasaRestInput
@@ -24,16 +26,18 @@ logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 50_000
 EXPECTED = 'Erwartet wird JSON der Form {"sender": "<Gesprächs-ID>", "message": "<Text>"}.'
-PROCESSING_ERROR = ("Entschuldigung, bei der Verarbeitung Ihrer Nachricht ist ein Fehler "
-                    "aufgetreten. Bitte versuchen Sie es gleich noch einmal oder wenden Sie "
-                    "sich an unseren Kundenservice.")
+PROCESSING_ERROR = (
+    "Entschuldigung, bei der Verarbeitung Ihrer Nachricht ist ein Fehler "
+    "aufgetreten. Bitte versuchen Sie es gleich noch einmal oder wenden Sie "
+    "sich an unseren Kundenservice."
+)
 
 
 def _bad_request(code: str, message: str, status: int = 400) -> response.HTTPResponse:
     return response.json({"error": code, "message": f"{message} {EXPECTED}"}, status=status)
 
 
-def request_problem(request: Request) -> Optional[response.HTTPResponse]:
+def request_problem(request: Request) -> response.HTTPResponse | None:
     """Why this webhook request cannot be processed, as an HTTP error; None if it can."""
     try:
         body = request.json
@@ -46,13 +50,11 @@ def request_problem(request: Request) -> Optional[response.HTTPResponse]:
     if "sender" in body and not isinstance(body["sender"], str):
         return _bad_request("invalid_sender", "Das Feld „sender“ muss ein Text sein.")
     if len(body["message"]) > MAX_MESSAGE_CHARS:
-        return _bad_request("message_too_long",
-                            f"Die Nachricht ist länger als {MAX_MESSAGE_CHARS} Zeichen.", 413)
+        return _bad_request("message_too_long", f"Die Nachricht ist länger als {MAX_MESSAGE_CHARS} Zeichen.", 413)
     return None
 
 
-async def process_or_apologise(on_new_message: Callable[[UserMessage], Awaitable[Any]],
-                                message: UserMessage) -> None:
+async def process_or_apologise(on_new_message: Callable[[UserMessage], Awaitable[Any]], message: UserMessage) -> None:
     """Process a message; if that fails, the customer still gets an answer (error logged)."""
     try:
         await on_new_message(message)
@@ -63,10 +65,10 @@ async def process_or_apologise(on_new_message: Callable[[UserMessage], Awaitable
 
 class RestInput(RasaRestInput):
     @classmethod
-    def name(cls) -> Text:
+    def name(cls) -> str:
         return "rest"
 
-    def _extract_message(self, req: Request) -> Optional[Text]:
+    def _extract_message(self, req: Request) -> str | None:
         return clean_text(super()._extract_message(req))
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
@@ -76,7 +78,7 @@ class RestInput(RasaRestInput):
         webhook = super().blueprint(handle)
 
         @webhook.middleware("request")
-        async def validate(request: Request) -> Optional[response.HTTPResponse]:
+        async def validate(request: Request) -> response.HTTPResponse | None:
             if request.method == "POST":
                 return request_problem(request)
             return None

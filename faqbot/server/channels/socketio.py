@@ -11,11 +11,13 @@ Same events and settings as Rasa's own ``socketio`` channel (credentials.yml), p
 * ``custom`` payloads (faq_id, ticket id: meant for REST integrations) are not sent to
   the widget: Rasa 3.6 passes them to ``emit()`` as keyword arguments, which fails.
 """
+
 from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.socketio import SocketIOInput as RasaSocketIOInput
@@ -24,28 +26,30 @@ from sanic import Blueprint
 
 from faqbot.core.text import clean_text
 from faqbot.server.channels.rest import MAX_MESSAGE_CHARS, process_or_apologise
-from faqbot.server.web import DEFAULT_PORT as DEFAULT_WEB_PORT, origins
+from faqbot.server.web import DEFAULT_PORT as DEFAULT_WEB_PORT
+from faqbot.server.web import origins
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ORIGINS = " ".join(origins(DEFAULT_WEB_PORT))  # the help-centre page of `make run`
-TOO_LONG = (f"Ihre Nachricht ist leider zu lang (mehr als {MAX_MESSAGE_CHARS} Zeichen). "
-            "Bitte fassen Sie Ihre Frage in wenigen Sätzen zusammen.")
+TOO_LONG = (
+    f"Ihre Nachricht ist leider zu lang (mehr als {MAX_MESSAGE_CHARS} Zeichen). "
+    "Bitte fassen Sie Ihre Frage in wenigen Sätzen zusammen."
+)
 
 
-def allowed_origins() -> List[str]:
+def allowed_origins() -> list[str]:
     return os.environ.get("FAQBOT_CORS", DEFAULT_ORIGINS).split()
 
 
 class WidgetOutput(SocketIOOutput):
-    async def send_custom_json(self, recipient_id: Text, json_message: Dict[Text, Any],
-                               **kwargs: Any) -> None:
+    async def send_custom_json(self, recipient_id: str, json_message: dict[str, Any], **kwargs: Any) -> None:
         logger.debug("custom payload for %s not sent to the widget: %s", recipient_id, json_message)
 
 
 class SocketIOInput(RasaSocketIOInput):
     @classmethod
-    def name(cls) -> Text:
+    def name(cls) -> str:
         return "socketio"
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
@@ -65,16 +69,15 @@ class SocketIOInput(RasaSocketIOInput):
         rasa_connect = self.sio.handlers[namespace]["connect"]
         allowed = allowed_origins()
 
-        async def connect(sid: Text, environ: Dict, auth: Optional[Dict] = None) -> bool:
+        async def connect(sid: str, environ: dict, auth: dict | None = None) -> bool:
             origin = environ.get("HTTP_ORIGIN")
             if origin and origin not in allowed:  # no Origin: not a browser, CORS is moot
-                logger.warning("Socket.IO connection from %s refused (FAQBOT_CORS: %s)",
-                               origin, " ".join(allowed))
+                logger.warning("Socket.IO connection from %s refused (FAQBOT_CORS: %s)", origin, " ".join(allowed))
                 return False
             return await rasa_connect(sid, environ, auth)
 
         self.sio.on("connect", connect, namespace=namespace)
         return webhook
 
-    def get_output_channel(self) -> Optional[WidgetOutput]:
+    def get_output_channel(self) -> WidgetOutput | None:
         return WidgetOutput(self.sio, self.bot_message_evt) if self.sio else super().get_output_channel()

@@ -8,13 +8,15 @@
 Every request needs ``Authorization: Bearer <FAQBOT_SUPPORT_TOKEN>``. Without a configured
 token the API refuses everything (503), so it is never open by accident.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hmac
 import logging
 import os
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, response
@@ -25,18 +27,20 @@ from faqbot.core.tickets import TicketStore
 logger = logging.getLogger(__name__)
 
 
-def _ticket_json(ticket, store: TicketStore, full: bool = False) -> Dict[str, Any]:
+def _ticket_json(ticket, store: TicketStore, full: bool = False) -> dict[str, Any]:
     data = dataclasses.asdict(ticket)
     data.pop("is_new")
     if not full:
         data.pop("transcript")
         return data
-    data["deliveries"] = [{key: value for key, value in dataclasses.asdict(delivery).items()
-                           if key != "payload"} for delivery in store.deliveries_for(ticket.ticket_id)]
+    data["deliveries"] = [
+        {key: value for key, value in dataclasses.asdict(delivery).items() if key != "payload"}
+        for delivery in store.deliveries_for(ticket.ticket_id)
+    ]
     return data
 
 
-async def _end_handoff(request: Request, sender_id: Text, ticket_id: Text) -> Optional[List[Dict[str, Any]]]:
+async def _end_handoff(request: Request, sender_id: str, ticket_id: str) -> list[dict[str, Any]] | None:
     """If the customer's conversation is still handed off with this ticket, tell the
     customer (through the channel they last used) and let the bot answer again, by
     triggering ``back_to_bot`` as Rasa's own trigger_intent endpoint would. Returns the
@@ -57,11 +61,11 @@ async def _end_handoff(request: Request, sender_id: Text, ticket_id: Text) -> Op
 
 class SupportInput(InputChannel):
     @classmethod
-    def name(cls) -> Text:
+    def name(cls) -> str:
         return "support"
 
     def __init__(self) -> None:
-        self._store: Optional[TicketStore] = None
+        self._store: TicketStore | None = None
 
     def store(self) -> TicketStore:
         if self._store is None:
@@ -69,23 +73,27 @@ class SupportInput(InputChannel):
         return self._store
 
     @staticmethod
-    def _refusal(request: Request) -> Optional[response.HTTPResponse]:
+    def _refusal(request: Request) -> response.HTTPResponse | None:
         token = os.environ.get("FAQBOT_SUPPORT_TOKEN")
         if not token:
-            return response.json({"error": "not_configured",
-                                  "message": "FAQBOT_SUPPORT_TOKEN is not set; the support API is disabled."},
-                                 status=503)
+            return response.json(
+                {"error": "not_configured", "message": "FAQBOT_SUPPORT_TOKEN is not set; the support API is disabled."},
+                status=503,
+            )
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return response.json({"error": "unauthorized", "message": "Bearer token missing or wrong."},
-                                 status=401, headers={"WWW-Authenticate": "Bearer"})
+            return response.json(
+                {"error": "unauthorized", "message": "Bearer token missing or wrong."},
+                status=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return None
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         api = Blueprint("support_api", __name__)
 
         @api.middleware("request")
-        async def authenticate(request: Request) -> Optional[response.HTTPResponse]:
+        async def authenticate(request: Request) -> response.HTTPResponse | None:
             return self._refusal(request)
 
         @api.route("/tickets", methods=["GET"])
@@ -93,14 +101,14 @@ class SupportInput(InputChannel):
             return response.json({"tickets": [_ticket_json(t, self.store()) for t in self.store().open_tickets()]})
 
         @api.route("/tickets/<ticket_id>", methods=["GET"])
-        async def get_ticket(request: Request, ticket_id: Text) -> response.HTTPResponse:
+        async def get_ticket(request: Request, ticket_id: str) -> response.HTTPResponse:
             ticket = self.store().get(ticket_id)
             if not ticket:
                 return response.json({"error": "not_found"}, status=404)
             return response.json(_ticket_json(ticket, self.store(), full=True))
 
         @api.route("/tickets/<ticket_id>/close", methods=["POST"])
-        async def close_ticket(request: Request, ticket_id: Text) -> response.HTTPResponse:
+        async def close_ticket(request: Request, ticket_id: str) -> response.HTTPResponse:
             ticket = self.store().get(ticket_id)
             if not ticket or not self.store().close(ticket_id):
                 return response.json({"error": "not_found_or_closed"}, status=404)
@@ -109,8 +117,13 @@ class SupportInput(InputChannel):
             except Exception:  # closed all the same: the customer's next message learns it
                 logger.exception("Handoff of %s not ended after closing %s", ticket.sender_id, ticket_id)
                 messages = None
-            return response.json({"ticket_id": ticket_id, "status": "closed",
-                                  "customer_notified": messages is not None,
-                                  "messages": messages or []})
+            return response.json(
+                {
+                    "ticket_id": ticket_id,
+                    "status": "closed",
+                    "customer_notified": messages is not None,
+                    "messages": messages or [],
+                }
+            )
 
         return api
