@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import warnings
 
-# (message regex, module regex where the warning is raised): all deprecation notices of
-# libraries Rasa 3.6.21 pins; categories are matched as Warning because several are the
-# libraries' own subclasses (SQLAlchemy's MovedIn20Warning, pyparsing's), which must not
-# be imported just to name them.
+# (message regex, module regex where the warning is raised): deprecation notices of
+# libraries Rasa 3.6.21 pins; categories are matched as Warning because some are the
+# libraries' own subclasses (SQLAlchemy's MovedIn20Warning), which must not be imported
+# just to name them. (pyparsing is pinned below 3.3, whose renamed-API notices are
+# UserWarnings that Rasa's own "once" filter for UserWarning would show anyway.)
 KNOWN_WARNINGS = [
     (r"distutils Version classes are deprecated", r"sanic_cors\."),
     (r"pkg_resources is deprecated as an API", r"(apscheduler|google\.rpc|rasa)"),
@@ -20,14 +21,18 @@ KNOWN_WARNINGS = [
     (r"jax\.xla_computation is deprecated", r"tensorflow\."),
     (r"Deprecated API features detected! These feature\(s\) are not compatible with SQLAlchemy 2\.0", r"rasa\."),
     (r"Calling URL\(\) directly is deprecated", r"rasa\."),
-    (r"'\w+' deprecated - use '\w+'", r"(matplotlib|packaging)\."),  # pyparsing 3.2's renames
 ]
 
 
 def ignore_known_warnings() -> None:
-    # Importing Sanic switches every DeprecationWarning on ("once", sanic/app.py, first in
-    # the filter list); import it first, so these filters come before its.
+    _ignore()
+    # Importing Sanic switches every DeprecationWarning on ("once", sanic/app.py, put first
+    # in the filter list): import it now and put these filters in front of its filter again.
     import sanic  # noqa: F401
 
+    _ignore()
+
+
+def _ignore() -> None:
     for message, module in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=Warning, module=module)
