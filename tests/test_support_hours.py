@@ -3,6 +3,8 @@
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from faqbot.core.support_hours import SupportHours, german_time
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -18,8 +20,16 @@ HOURS = SupportHours.from_config(
 )
 
 
+WEEKDAYS = {day: "09:00-17:00" for day in ["mon", "tue", "wed", "thu", "fri"]}
+
+
 def at(*args) -> datetime:
     return datetime(*args, tzinfo=BERLIN)
+
+
+def weekdays(**extra) -> SupportHours:
+    """Monday to Friday 9-17, plus ``state``/``holidays`` as in support.yml."""
+    return SupportHours.from_config({**WEEKDAYS, **extra})
 
 
 def test_open_during_hours():
@@ -51,3 +61,36 @@ def test_time_zone_is_respected_for_utc_input():
 
 def test_no_hours_configured_means_always_reachable():
     assert SupportHours.from_config(None) is None
+
+
+def test_public_holidays_need_no_list():
+    now = at(2026, 12, 24, 17, 30)  # Thursday; Christmas Day is a Friday
+    assert weekdays().next_opening(now) == at(2026, 12, 28, 9, 0)
+    assert german_time(weekdays().next_opening(now), now) == "Montag, 28.12., um 9:00 Uhr"
+
+
+def test_movable_holidays_follow_easter():
+    # Good Friday and Easter Monday: 3/6 April in 2026, 26/29 March in 2027.
+    assert weekdays().next_opening(at(2026, 4, 2, 18, 0)) == at(2026, 4, 7, 9, 0)
+    assert weekdays().next_opening(at(2027, 3, 25, 18, 0)) == at(2027, 3, 30, 9, 0)
+
+
+def test_state_adds_its_own_holidays():
+    wednesday_evening = at(2026, 6, 3, 18, 0)  # Corpus Christi (Fronleichnam) is Thursday, 4 June
+    assert weekdays(state="BY").next_opening(wednesday_evening) == at(2026, 6, 5, 9, 0)
+    assert weekdays(state="Bayern").next_opening(wednesday_evening) == at(2026, 6, 5, 9, 0)
+    assert weekdays(state="BE").next_opening(wednesday_evening) == at(2026, 6, 4, 9, 0)
+    assert weekdays().next_opening(wednesday_evening) == at(2026, 6, 4, 9, 0)
+
+
+def test_holiday_list_adds_closed_days():
+    assert weekdays().next_opening(at(2026, 12, 23, 18, 0)) == at(2026, 12, 24, 9, 0)
+    extra = weekdays(state="BE", holidays=["2026-12-24", "2026-12-31"])
+    assert extra.next_opening(at(2026, 12, 23, 18, 0)) == at(2026, 12, 28, 9, 0)
+    # 31 December from the list, then New Year's Day (public) and the weekend.
+    assert extra.next_opening(at(2026, 12, 30, 18, 0)) == at(2027, 1, 4, 9, 0)
+
+
+def test_unknown_state_is_a_clear_error():
+    with pytest.raises(ValueError, match="Unbekanntes Bundesland „XY“ unter support_hours.state.*BY"):
+        weekdays(state="XY")

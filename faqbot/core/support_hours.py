@@ -1,7 +1,10 @@
 """Support hours: when is the support team there, and when will it answer?
 
-Configured in support.yml under ``support_hours`` (weekly hours, holidays, time zone,
-Europe/Berlin by default). Without ``support_hours`` the team counts as always reachable.
+Configured in support.yml under ``support_hours`` (weekly hours, time zone, Europe/Berlin
+by default). Without ``support_hours`` the team counts as always reachable. German public
+holidays come from the ``holidays`` package: the nationwide ones, plus those of the federal
+state named by ``state`` (e.g. ``BY``); ``holidays`` lists extra closed days such as company
+holidays or 24/31 December.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from holidays import Germany
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 GERMAN_DAYS = ["Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"]
@@ -20,15 +25,29 @@ def _clock(text: str) -> time:
     return time(int(hours), int(minutes))
 
 
+def german_public_holidays(state: str | None = None) -> Germany:
+    """Nationwide German public holidays, plus those of ``state`` (a code such as BY, or a name such as Bayern)."""
+    if state is None:
+        return Germany()
+    known = isinstance(state, str) and (state in Germany.subdivisions or state in Germany.subdivisions_aliases)
+    if not known:
+        raise ValueError(
+            f"support.yml: Unbekanntes Bundesland „{state}“ unter support_hours.state. "
+            f"Bitte geben Sie einen dieser Werte an: {', '.join(Germany.subdivisions)} (z. B. BY für Bayern)."
+        )
+    return Germany(subdiv=state)
+
+
 @dataclass
 class SupportHours:
     weekly: dict[int, list[tuple[time, time]]] = field(default_factory=dict)  # weekday -> spans
-    holidays: list[date] = field(default_factory=list)
+    holidays: list[date] = field(default_factory=list)  # extra closed days (support.yml's list)
     zone: ZoneInfo = ZoneInfo("Europe/Berlin")
+    public_holidays: Germany = field(default_factory=Germany)  # fills in any year it is asked about
 
     @classmethod
     def from_config(cls, data: dict[str, Any] | None) -> SupportHours | None:
-        """From support.yml's ``support_hours``, e.g. ``{"mon": "09:00-17:00", "holidays": [...]}``."""
+        """From support.yml's ``support_hours``, e.g. ``{"mon": "09:00-17:00", "state": "BY", "holidays": [...]}``."""
         if not data:
             return None
         weekly = {}
@@ -39,10 +58,12 @@ class SupportHours:
         holidays = [
             value if isinstance(value, date) else date.fromisoformat(str(value)) for value in data.get("holidays") or []
         ]
-        return cls(weekly, holidays, ZoneInfo(data.get("timezone") or "Europe/Berlin"))
+        zone = ZoneInfo(data.get("timezone") or "Europe/Berlin")
+        return cls(weekly, holidays, zone, german_public_holidays(data.get("state")))
 
     def _spans(self, day: date) -> list[tuple[time, time]]:
-        return [] if day in self.holidays else self.weekly.get(day.weekday(), [])
+        closed = day in self.holidays or day in self.public_holidays
+        return [] if closed else self.weekly.get(day.weekday(), [])
 
     def next_opening(self, now: datetime) -> datetime | None:
         """None while the team is there, else the (local) time it opens next."""

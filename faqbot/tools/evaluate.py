@@ -7,18 +7,38 @@ Besides plain intent accuracy (what ``rasa test nlu`` reports without the fallba
 reports what the customer experiences, using the same decision rules as the actions:
 the right answer at once, the right answer among the "Meinten Sie …?" buttons, a wrong
 answer (the costly case), or an offer of the support team.
+
+``--config`` trains the project's data in a temporary directory and takes either a full
+Rasa config or an experiment file that names only what differs from its base config::
+
+    # Variant of config.yml: character n-grams of length 1-4 instead of 2-5.
+    variant_of: config.yml            # base config, relative to the project directory
+    pipeline:                         # or policies:
+      - match: {name: CountVectorsFeaturizer, analyzer: char_wb}
+        set: {min_ngram: 1, max_ngram: 4}    # change or add keys of that component
+      - match: {name: FallbackClassifier}
+        remove: true                         # or drop the component
+
+``match`` must pick exactly one component: its name plus, where the name is not unique,
+keys that tell it apart (a key missing from the base counts with Rasa's default value, so
+``analyzer: word`` finds the words featurizer). Otherwise evaluate stops with an error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
+import functools
 import json
 import logging
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from faqbot.core.clarify import CLARIFY_MIN_CONFIDENCE, clarify_candidates
 from faqbot.core.intents import faq_id_for
@@ -26,6 +46,8 @@ from faqbot.core.paths import PROJECT_DIR
 
 DEFAULT_TEST_SET = PROJECT_DIR / "tests" / "nlu_heldout.yml"
 FALLBACK = "nlu_fallback"
+VARIANT_KEY = "variant_of"
+SECTIONS = ("pipeline", "policies")
 
 
 @dataclass
@@ -129,11 +151,84 @@ def score(
     return result
 
 
+class VariantError(ValueError):
+    """An experiment file that does not fit its base config."""
+
+
+def resolve_config(path: Path) -> dict[str, Any]:
+    """The full Rasa config of ``path``: a full config as it is, an experiment file applied to its base."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict) or VARIANT_KEY not in data:
+        return data
+    base = PROJECT_DIR / str(data[VARIANT_KEY])
+    if not base.is_file():
+        raise VariantError(f"{path.name}: Basis-Konfiguration {base} ({VARIANT_KEY}) nicht gefunden.")
+    return apply_variant(yaml.safe_load(base.read_text(encoding="utf-8")), data, path.name)
+
+
+def apply_variant(base: dict[str, Any], variant: dict[str, Any], source: str = "Variante") -> dict[str, Any]:
+    """``base`` with the ``set``/``remove`` changes of an experiment file, each on exactly one component."""
+    config = copy.deepcopy(base)
+    unknown = sorted(set(variant) - {VARIANT_KEY, *SECTIONS})
+    if unknown:
+        raise VariantError(f"{source}: unbekannte Schlüssel {unknown}; erlaubt sind {VARIANT_KEY}, pipeline, policies.")
+    for section in SECTIONS:
+        for change in variant.get(section) or []:
+            selector = change.get("match") if isinstance(change, dict) else None
+            valid = (
+                isinstance(selector, dict)
+                and "name" in selector
+                and set(change) <= {"match", "set", "remove"}
+                and (isinstance(change.get("set"), dict) != (change.get("remove") is True))
+            )
+            if not valid:
+                raise VariantError(
+                    f"{source}: Jeder Eintrag unter {section} braucht `match` mit `name` und entweder "
+                    f"`set: {{...}}` oder `remove: true`, nicht {change!r}."
+                )
+            found = [index for index, item in enumerate(config.get(section) or []) if _matches(item, selector)]
+            if len(found) != 1:
+                how_many = "keine Komponente" if not found else f"{len(found)} Komponenten"
+                raise VariantError(
+                    f"{source}: `match: {_flow(selector)}` passt auf {how_many} unter {section}; "
+                    f"es muss genau eine sein (bei gleichem Namen einen unterscheidenden Schlüssel angeben)."
+                )
+            if change.get("remove"):
+                del config[section][found[0]]
+                continue
+            known = _rasa_defaults(selector["name"])  # a misspelt key would be ignored by Rasa
+            unknown = sorted(set(change["set"]) - set(known)) if known else []
+            if unknown:
+                raise VariantError(f"{source}: {selector['name']} kennt die Schlüssel {unknown} nicht.")
+            config[section][found[0]].update(change["set"])
+    return config
+
+
+def _matches(component: dict[str, Any], selector: dict[str, Any]) -> bool:
+    if component.get("name") != selector["name"]:
+        return False
+    if not selector.keys() <= component.keys():  # compare keys the base leaves out with Rasa's defaults
+        component = {**_rasa_defaults(component["name"]), **component}
+    return all(key in component and component[key] == value for key, value in selector.items())
+
+
+@functools.cache
+def _rasa_defaults(name: str) -> dict[str, Any]:
+    from rasa.engine.recipes.default_components import DEFAULT_COMPONENTS
+
+    classes = {component.__name__: component for component in DEFAULT_COMPONENTS}
+    return classes[name].get_default_config() if name in classes else {}
+
+
+def _flow(data: dict[str, Any]) -> str:
+    return yaml.safe_dump(data, default_flow_style=True, sort_keys=False, allow_unicode=True).strip()
+
+
 def train_variant(config: Path, out_dir: Path) -> Path:
-    """Train the project's data with another config.yml, for comparing pipelines."""
+    """Train the project's data with another config, for comparing pipelines."""
     import subprocess
 
-    subprocess.run(
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -148,10 +243,13 @@ def train_variant(config: Path, out_dir: Path) -> Path:
             "--force",
         ],
         cwd=PROJECT_DIR,
-        check=True,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    if done.returncode:  # show why; Rasa's output is hidden otherwise
+        sys.stderr.write(done.stderr[-4000:])
+        raise SystemExit(f"rasa train mit {config} ist fehlgeschlagen (Exit-Code {done.returncode}).")
     return out_dir / "variant.tar.gz"
 
 
@@ -165,7 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--nlu", type=Path, default=DEFAULT_TEST_SET, help="Testdaten (Rasa-NLU-YAML)")
     parser.add_argument("--model", type=Path, help="Modell (Standard: das aktuelle)")
-    parser.add_argument("--config", type=Path, help="statt eines Modells: mit dieser Konfiguration trainieren")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="statt eines Modells: mit dieser Konfiguration trainieren (vollständig oder experiments/*.yml)",
+    )
     parser.add_argument("--json", type=Path, help="Ergebnis zusätzlich als JSON schreiben")
     parser.add_argument("--errors", action="store_true", help="Verwechslungen auflisten")
     parser.add_argument(
@@ -178,8 +280,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.config:
         import tempfile
 
+        try:
+            config = resolve_config(args.config)
+        except (OSError, VariantError) as error:
+            parser.error(str(error))
         with tempfile.TemporaryDirectory() as out_dir:
-            result = evaluate(train_variant(args.config, Path(out_dir)), args.nlu, args.clarify_min)
+            config_file = Path(out_dir) / "config.yml"  # what rasa train reads: the full config
+            config_file.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+            result = evaluate(train_variant(config_file, Path(out_dir)), args.nlu, args.clarify_min)
     else:
         result = evaluate(args.model or train.train(), args.nlu, args.clarify_min)
     print(result.summary())
