@@ -18,10 +18,19 @@ from typing import Any
 import pytest
 import requests
 
+from faqbot.core.known_warnings import KNOWN_WARNINGS
+
 from faqbot.server.serve import BotServers
 from faqbot.tools import train
 
 EXPLICIT_TIERS = ("browser", "training")
+
+
+def pytest_configure(config) -> None:
+    # pytest resets the warning filters for each test: the same known third-party warnings
+    # as at the servers' and tools' start-up (one list, faqbot.core.known_warnings), no more.
+    for message, module in KNOWN_WARNINGS:
+        config.addinivalue_line("filterwarnings", f"ignore:{message}:Warning:{module}")
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -16,11 +16,15 @@ import warnings
 # UserWarnings that Rasa's own "once" filter for UserWarning would show anyway.)
 KNOWN_WARNINGS = [
     (r"distutils Version classes are deprecated", r"sanic_cors\."),
-    (r"pkg_resources is deprecated as an API", r"(apscheduler|google\.rpc|rasa)"),
+    (r"pkg_resources is deprecated as an API", r"(apscheduler|google\.rpc|rasa|spacy)"),
     (r"Deprecated call to `pkg_resources\.declare_namespace", r"pkg_resources"),
     (r"jax\.xla_computation is deprecated", r"tensorflow\."),
     (r"Deprecated API features detected! These feature\(s\) are not compatible with SQLAlchemy 2\.0", r"rasa\."),
     (r"Calling URL\(\) directly is deprecated", r"rasa\."),
+    # Rasa says this on every domain load, whatever the slots (rasa.shared.core.slot_mappings).
+    (r"Slot auto-fill has been removed in 3\.0", r"rasa\."),
+    # Python 3.10's import system, for packages installed the old way (spaCy model packages).
+    (r"the load_module\(\) method is deprecated", r"importlib\._bootstrap"),
 ]
 
 
