@@ -125,7 +125,11 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> tuple[Ticket
         dispatcher.utter_message(response="utter_escalation_failed")
         return None, _offer_handoff_reset(tracker)
     send_ticket_number(dispatcher, "utter_escalated" if ticket.is_new else "utter_escalated_again", ticket.ticket_id)
-    closed_until = support_closed_until()
+    try:
+        closed_until = support_closed_until()
+    except Exception:  # support.yml broken since start-up: the ticket exists all the same
+        logger.exception("Support hours in support.yml unreadable")
+        closed_until = None
     if ticket.is_new and closed_until:
         dispatcher.utter_message(response="utter_support_closed", next_opening=closed_until)
     return ticket, _offer_handoff_reset(tracker)

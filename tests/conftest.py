@@ -19,7 +19,6 @@ import pytest
 import requests
 
 from faqbot.core.known_warnings import KNOWN_WARNINGS
-
 from faqbot.server.serve import BotServers
 from faqbot.tools import train
 

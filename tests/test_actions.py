@@ -208,6 +208,15 @@ def test_escalation_outside_support_hours_says_when_the_team_answers(tmp_path, m
     assert messages[1]["next_opening"].endswith("um 3:00 Uhr")
 
 
+def test_escalation_with_support_hours_broken_since_start_still_gives_the_ticket(tmp_path, monkeypatch):
+    config = tmp_path / "support.yml"
+    config.write_text('support_hours:\n  state: XY\n  mon: "09:00-17:00"\n', encoding="utf-8")
+    monkeypatch.setenv("FAQBOT_SUPPORT_CONFIG", str(config))
+    messages, events = run(ActionEscalate(), tracker_for(user_event("mensch bitte", "human_handoff")))
+    assert [m["response"] for m in messages] == ["utter_escalated"]
+    assert SlotSet("handed_off", True) in events
+
+
 def test_escalation_payload_carries_the_customer_from_rest_metadata(monkeypatch):
     # A webhook is configured and no delivery worker runs in this process: the outbox row
     # is written all the same (the action server's worker sends it) and stays pending.

@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 import requests
@@ -20,6 +24,7 @@ from helpers import customs
 from test_rest_conversations import RESPONSES
 
 from faqbot.core.delivery import DeliveryConfig, DeliveryWorker
+from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.tickets import TicketStore
 from faqbot.server.serve import BotServers
 
@@ -307,3 +312,33 @@ def test_two_workers_on_one_outbox_send_each_row_once(tmp_path, desk):
         second.attempt(delivery)
     assert sorted(hit["key"] for hit in desk.received) == sorted(f"{t.ticket_id}-created-webhook" for t in tickets)
     assert all(d.attempts == 1 for t in tickets for d in store.deliveries_for(t.ticket_id))
+
+
+@pytest.mark.parametrize(
+    "support_yml, reason",
+    [
+        ('support_hours:\n  state: XY\n  mon: "09:00-17:00"\n', "Unbekanntes Bundesland"),
+        ("webhook: [\n", "expected"),
+    ],
+)
+def test_action_server_refuses_to_start_with_a_broken_support_yml(tmp_path, support_yml, reason):
+    """A mistake in support.yml stops the start, instead of surfacing at the first escalation."""
+    config = tmp_path / "support.yml"
+    config.write_text(support_yml, encoding="utf-8")
+    for command in (
+        [sys.executable, "-m", "faqbot.server.action_server", "--port", str(free_port())],
+        [str(Path(sys.executable).with_name("rasa")), "run", "actions", "--port", str(free_port())],
+    ):
+        result = subprocess.run(
+            command,
+            cwd=PROJECT_DIR,
+            env={**os.environ, "FAQBOT_SUPPORT_CONFIG": str(config)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert (
+            result.returncode != 0
+            and "Die Support-Einstellungen (support.yml) sind fehlerhaft" in result.stderr
+            and reason in result.stderr
+        )

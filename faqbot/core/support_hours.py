@@ -32,7 +32,7 @@ def german_public_holidays(state: str | None = None) -> Germany:
     known = isinstance(state, str) and (state in Germany.subdivisions or state in Germany.subdivisions_aliases)
     if not known:
         raise ValueError(
-            f"support.yml: Unbekanntes Bundesland „{state}“ unter support_hours.state. "
+            f"Unbekanntes Bundesland „{state}“ unter support_hours.state. "
             f"Bitte geben Sie einen dieser Werte an: {', '.join(Germany.subdivisions)} (z. B. BY für Bayern)."
         )
     return Germany(subdiv=state)

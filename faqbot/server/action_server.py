@@ -23,6 +23,8 @@ import pluggy
 import rasa_sdk.plugin
 
 from faqbot.core.delivery import DeliveryWorker, load_config
+from faqbot.core.support_config import read_support_config
+from faqbot.core.support_hours import SupportHours
 from faqbot.core.tickets import TicketStore
 from faqbot.server.patches import PatchTargetError, require_attribute, require_version
 
@@ -59,9 +61,20 @@ async def stop_delivery(app: Any, loop: Any) -> None:
         worker.stop()
 
 
+def check_support_config() -> None:
+    """support.yml is read again on every escalation; a mistake in it must stop the start,
+    not surface when the first customer asks for a person."""
+    try:
+        load_config()
+        SupportHours.from_config(read_support_config().get("support_hours"))
+    except Exception as error:  # YAML syntax, unknown state, bad time span, ...
+        raise SystemExit(f"Die Support-Einstellungen (support.yml) sind fehlerhaft: {error}") from error
+
+
 @hookimpl
 def attach_sanic_app_extensions(app: Any) -> None:
     """rasa-sdk calls this with its Sanic app before it serves."""
+    check_support_config()
     app.register_listener(start_delivery, "before_server_start")
     app.register_listener(stop_delivery, "after_server_stop")
 
