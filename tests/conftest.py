@@ -98,17 +98,13 @@ def running(servers: BotServers) -> Iterator[BotServers]:
         servers.stop()
 
 
+def bot_servers(model_path: Path, var_dir: Path, **options: Any) -> BotServers:
+    """The bot's servers as `make run` starts them, on free ports, with their data and logs in var_dir."""
+    ports = {"port": free_port(), "action_port": free_port(), "nlu_port": free_port()}
+    return BotServers(**ports, var_dir=var_dir, model=model_path, log_dir=var_dir / "logs", **options)
+
+
 @pytest.fixture(scope="session")
 def bot(model_path: Path, tmp_path_factory) -> Bot:
-    var_dir = tmp_path_factory.mktemp("var")
-    with running(
-        BotServers(
-            port=free_port(),
-            action_port=free_port(),
-            nlu_port=free_port(),
-            var_dir=var_dir,
-            model=model_path,
-            log_dir=var_dir / "logs",
-        )
-    ) as servers:
+    with running(bot_servers(model_path, tmp_path_factory.mktemp("var"))) as servers:
         yield Bot(servers)

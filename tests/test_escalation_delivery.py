@@ -19,14 +19,13 @@ from pathlib import Path
 import pytest
 import requests
 from aiosmtpd.controller import Controller
-from conftest import Bot, free_port, running
+from conftest import Bot, bot_servers, free_port, running
 from helpers import customs
 from test_rest_conversations import RESPONSES
 
 from faqbot.core.delivery import DeliveryConfig, DeliveryWorker
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.tickets import TicketStore
-from faqbot.server.serve import BotServers
 
 SECRET = "geheim-123"
 TOKEN = "support-token-456"
@@ -189,13 +188,9 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
     desk.stop()
     var_dir = tmp_path / "var"
     with running(
-        BotServers(
-            port=free_port(),
-            action_port=free_port(),
-            nlu_port=free_port(),
-            var_dir=var_dir,
-            model=model_path,
-            log_dir=var_dir / "logs",
+        bot_servers(
+            model_path,
+            var_dir,
             env={
                 "FAQBOT_WEBHOOK_URL": desk.url,
                 "FAQBOT_WEBHOOK_SECRET": SECRET,
@@ -277,13 +272,9 @@ def test_plain_rasa_run_actions_delivers_tickets(model_path, tmp_path, desk):
     reaches the configured webhook (the worker starts through rasa-sdk's plugin hook)."""
     var_dir = tmp_path / "var"
     with running(
-        BotServers(
-            port=free_port(),
-            action_port=free_port(),
-            nlu_port=free_port(),
-            var_dir=var_dir,
-            model=model_path,
-            log_dir=var_dir / "logs",
+        bot_servers(
+            model_path,
+            var_dir,
             plain_rasa_actions=True,
             env={"FAQBOT_WEBHOOK_URL": desk.url, "FAQBOT_WEBHOOK_SECRET": SECRET},
         )

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 import pytest
 import requests
 import socketio
-from conftest import free_port, running
+from conftest import bot_servers, free_port, running
 from playwright.sync_api import Page, expect, sync_playwright
 from ruamel.yaml import YAML
 from test_data import read_nlu
@@ -65,18 +65,8 @@ def faq_file(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def site(model_path, faq_file, tmp_path_factory):
     var_dir = tmp_path_factory.mktemp("widget-var")
-    with running(
-        BotServers(
-            port=free_port(),
-            action_port=free_port(),
-            nlu_port=free_port(),
-            web_port=free_port(),
-            var_dir=var_dir,
-            model=model_path,
-            log_dir=var_dir / "logs",
-            env={"FAQBOT_FAQ_FILE": str(faq_file), "FAQBOT_SUPPORT_TOKEN": SUPPORT_TOKEN},
-        )
-    ) as servers:
+    env = {"FAQBOT_FAQ_FILE": str(faq_file), "FAQBOT_SUPPORT_TOKEN": SUPPORT_TOKEN}
+    with running(bot_servers(model_path, var_dir, web_port=free_port(), env=env)) as servers:
         yield servers
 
 
