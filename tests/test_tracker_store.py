@@ -1,24 +1,28 @@
 """The lean SQL tracker store stores and loads exactly what Rasa's SQLTrackerStore does,
-and faqbot.rasa_server's prebuilt response validator rejects what Rasa's rejects."""
+Rasa loads it and calls its replacements, and a failed start-up check stops Rasa instead
+of letting it fall back to its in-memory store."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import ValidationError
-from rasa.core.actions.action import RemoteAction
+import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
-from rasa.core.tracker_store import SQLTrackerStore
+from rasa.core.tracker_store import SQLTrackerStore, TrackerStore
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
+from rasa.utils.endpoints import EndpointConfig
+from test_patches import counting
 
 from faqbot.core.paths import PROJECT_DIR
-from faqbot.server import rasa_server
+from faqbot.server import patches
+from faqbot.server.patches import PatchTargetError
 from faqbot.server.tracker_store import LeanSQLTrackerStore
 
 DOMAIN = Domain.load(PROJECT_DIR / "domain.yml")
@@ -100,9 +104,45 @@ def test_hands_each_new_event_to_the_event_broker_once(tmp_path):
     assert {event["sender_id"] for event in broker.events} == {"kunde"}
 
 
-def test_action_responses_are_validated_as_rasa_does():
-    rasa_server.install()  # as `python -m faqbot.rasa_server run` does before Rasa starts
-    action = RemoteAction("action_answer_faq", None)
-    assert action._validate_action_result({"events": [], "responses": [{"text": "Hallo"}]})
-    with pytest.raises(ValidationError, match="Failed to validate Action server response"):
-        action._validate_action_result({"events": [{"event": 42}], "responses": []})
+def endpoint(db: Path) -> EndpointConfig:
+    """The tracker store as endpoints.yml configures it."""
+    return EndpointConfig(type="faqbot.server.tracker_store.LeanSQLTrackerStore", dialect="sqlite", db=str(db))
+
+
+async def test_rasa_loads_the_lean_store_and_its_own_calls_reach_the_lean_queries(tmp_path, monkeypatch):
+    retrieved = counting(monkeypatch, LeanSQLTrackerStore, "_retrieve")
+    broker = CollectingBroker()
+    lean = TrackerStore.create(endpoint(tmp_path / "tracker.db"), DOMAIN, broker)  # as Rasa's load_agent does
+    assert type(lean) is LeanSQLTrackerStore  # not wrapped, not Rasa's fallback
+    tracker = await lean.get_or_create_tracker("kunde")  # Rasa: retrieve (nothing yet), create, save
+    assert [(args[1:], kwargs) for args, kwargs in retrieved] == [
+        (("kunde",), {"fetch_events_from_all_sessions": False})
+    ]
+    tracker.update(UserUttered("Hallo", intent={"name": "greet", "confidence": 0.93}))
+    await lean.save(tracker)
+    assert [event["event"] for event in broker.events] == ["action", "user"]  # action_listen, then the message
+    assert [event.type_name for event in (await lean.retrieve("kunde")).events] == ["action", "user"]
+    assert len((await lean.retrieve_full_tracker("kunde")).events) == 2
+    assert [kwargs["fetch_events_from_all_sessions"] for _, kwargs in retrieved] == [False, False, True]
+
+
+async def test_rasas_own_queries_use_the_lean_stores_engine(tmp_path):
+    """The SQLite engine with a connection pool replaces Rasa's; Rasa's sessionmaker (keys(),
+    session_scope()) must use it too, not the replaced one."""
+    lean = TrackerStore.create(endpoint(tmp_path / "tracker.db"), DOMAIN)
+    assert isinstance(lean.engine.pool, sa.pool.QueuePool)
+    with lean.session_scope() as session:
+        assert session.get_bind() is lean.engine
+    await lean.get_or_create_tracker("kunde")
+    assert list(await lean.keys()) == ["kunde"]
+
+
+@pytest.mark.parametrize("failure", ["version", "table"])
+def test_a_failed_check_stops_rasa_instead_of_falling_back_to_its_in_memory_store(tmp_path, monkeypatch, failure):
+    if failure == "version":
+        monkeypatch.setattr(patches, "RASA_VERSION", "0.0.1")
+    else:  # an upgrade that renamed Rasa's table class
+        monkeypatch.delattr(SQLTrackerStore, "SQLEvent")
+    monkeypatch.delitem(sys.modules, "faqbot.server.tracker_store")  # imported afresh, as when Rasa starts
+    with pytest.raises(PatchTargetError, match="faqbot.server.tracker_store.LeanSQLTrackerStore"):
+        TrackerStore.create(endpoint(tmp_path / "tracker.db"), DOMAIN)

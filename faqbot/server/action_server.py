@@ -26,11 +26,10 @@ from faqbot.core.delivery import DeliveryWorker, load_config
 from faqbot.core.support_config import read_support_config
 from faqbot.core.support_hours import SupportHours
 from faqbot.core.tickets import TicketStore
-from faqbot.server.patches import PatchTargetError, require_attribute, require_version
+from faqbot.server.patches import RASA_SDK_VERSION, PatchTargetError, require_attribute, require_version
 
 logger = logging.getLogger("faqbot.server.action_server")  # also when run as __main__
 
-RASA_SDK_VERSION = "3.6.2"
 hookimpl = pluggy.HookimplMarker("rasa_sdk")
 
 

@@ -7,6 +7,10 @@ server's CPU (README, "Speed"). This store runs the same queries, built once wit
 SQLAlchemy Core: one to load the current session, one count and one bulk insert per save
 in one transaction, and hands the new events to the event broker (the review queue,
 ``faqbot.server.review_broker``) after they are committed.
+
+It overrides private methods of Rasa's store (``_retrieve``, called by ``retrieve`` and
+``retrieve_full_tracker``) and uses its table and ``_stream_new_events``: checked when
+the module is imported (``check_targets``), before anything of the store is used.
 """
 
 from __future__ import annotations
@@ -15,10 +19,30 @@ import itertools
 import json
 from typing import Any
 
+import rasa.core.tracker_store
 import sqlalchemy as sa
-from rasa.core.tracker_store import SQLTrackerStore
 from rasa.shared.core.events import SessionStarted
 from rasa.shared.core.trackers import DialogueStateTracker
+
+from faqbot.server import patches
+from faqbot.server.patches import require_attribute, require_version
+
+PATCH = "faqbot.server.tracker_store.LeanSQLTrackerStore"
+
+
+def check_targets() -> None:
+    require_version("rasa", patches.RASA_VERSION, PATCH)
+    store = require_attribute(rasa.core.tracker_store, "SQLTrackerStore", PATCH)
+    for name in ("_retrieve", "_stream_new_events", "session_scope"):
+        require_attribute(store, name, PATCH)
+    require_attribute(require_attribute(store, "SQLEvent", PATCH), "__table__", PATCH)
+
+
+# Rasa imports this module when it loads the tracker store (endpoints.yml). Should that
+# fail with an ImportError or AttributeError, Rasa 3.6 runs on its in-memory store
+# instead, so check first: a PatchTargetError stops the server.
+check_targets()
+SQLTrackerStore = rasa.core.tracker_store.SQLTrackerStore
 
 # Rasa's query for the current session: the events since the latest session_started (all
 # if there is none), in the order they were stored. Built once, with SQLAlchemy Core, so
@@ -40,10 +64,14 @@ _INSERT = _EVENTS.insert()
 class LeanSQLTrackerStore(SQLTrackerStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.engine.dialect.name == "sqlite":
+        rasa_engine = require_attribute(self, "engine", PATCH)
+        if rasa_engine.dialect.name == "sqlite":
             # SQLAlchemy opens a new SQLite connection for every statement (NullPool);
-            # keep a few open instead. All access is from Rasa's event-loop thread.
-            self.engine = sa.create_engine(self.engine.url, poolclass=sa.pool.QueuePool, pool_size=2)
+            # keep a few open instead. All access is from Rasa's event-loop thread. Rasa's
+            # own queries (keys(), session_scope()) go through its sessionmaker: the same engine.
+            self.engine = sa.create_engine(rasa_engine.url, poolclass=sa.pool.QueuePool, pool_size=2)
+            require_attribute(self, "sessionmaker", PATCH).configure(bind=self.engine)
+            rasa_engine.dispose()
 
     async def _retrieve(self, sender_id: str, fetch_events_from_all_sessions: bool) -> DialogueStateTracker | None:
         query = _ALL_EVENTS if fetch_events_from_all_sessions else _SESSION_EVENTS

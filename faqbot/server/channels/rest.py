@@ -6,6 +6,10 @@ non-text ``message`` with an empty 200 and an empty body with a 500; integration
 then cannot tell what went wrong. Here such requests get a 400 with a German message,
 control characters are removed before the text is stored, and an error while
 processing a message still gives the customer a reply.
+
+It overrides Rasa's private ``RestInput._extract_message`` and relies on Sanic 21.12's
+``request.json`` and blueprint middleware: checked when Rasa imports the channel
+(``check_targets``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,19 @@ from sanic.exceptions import InvalidUsage
 from sanic.request import Request
 
 from faqbot.core.text import clean_text
+from faqbot.server import patches
+from faqbot.server.patches import require_attribute, require_version
+
+PATCH = "faqbot.server.channels.rest.RestInput (input validation)"
+
+
+def check_targets() -> None:
+    require_version("rasa", patches.RASA_VERSION, PATCH)
+    require_version("sanic", patches.SANIC_VERSION, PATCH)
+    require_attribute(RasaRestInput, "_extract_message", PATCH)
+
+
+check_targets()  # when Rasa loads the channel (credentials.yml), before it serves
 
 logger = logging.getLogger(__name__)
 

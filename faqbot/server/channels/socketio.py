@@ -10,6 +10,11 @@ Same events and settings as Rasa's own ``socketio`` channel (credentials.yml), p
   while processing gets a German reply instead of silence.
 * ``custom`` payloads (faq_id, ticket id: meant for REST integrations) are not sent to
   the widget: Rasa 3.6 passes them to ``emit()`` as keyword arguments, which fails.
+
+The origin check wraps Rasa's connect handler, taken from python-socketio's handler table
+(no public way to read it), and reads the Origin header from the environ python-engineio
+builds: versions checked when Rasa imports the channel (``check_targets``), the handler
+when Rasa builds the channel's blueprint, both before the server serves.
 """
 
 from __future__ import annotations
@@ -25,11 +30,37 @@ from rasa.core.channels.socketio import SocketIOOutput
 from sanic import Blueprint
 
 from faqbot.core.text import clean_text
+from faqbot.server import patches
 from faqbot.server.channels.rest import MAX_MESSAGE_CHARS, process_or_apologise
+from faqbot.server.patches import PatchTargetError, require_attribute, require_version
 from faqbot.server.web import DEFAULT_PORT as DEFAULT_WEB_PORT
 from faqbot.server.web import origins
 
 logger = logging.getLogger(__name__)
+
+PATCH = "faqbot.server.channels.socketio.SocketIOInput (origin check)"
+
+
+def check_targets() -> None:
+    require_version("rasa", patches.RASA_VERSION, PATCH)
+    require_version("sanic", patches.SANIC_VERSION, PATCH)
+    require_version("python-socketio", patches.PYTHON_SOCKETIO_VERSION, PATCH)
+    require_version("python-engineio", patches.PYTHON_ENGINEIO_VERSION, PATCH)
+
+
+check_targets()  # when Rasa loads the channel (credentials.yml), before it serves
+
+
+def rasa_connect_handler(sio: Any, namespace: str) -> Callable[..., Awaitable[bool]]:
+    """The connect handler Rasa's blueprint registered, from python-socketio's handler table."""
+    handler = require_attribute(sio, "handlers", PATCH).get(namespace, {}).get("connect")
+    if handler is None:
+        raise PatchTargetError(
+            f"{PATCH} wraps the connect handler of Rasa's socketio channel, but Rasa registered none "
+            f"in python-socketio's handler table (AsyncServer.handlers[{namespace!r}])."
+        )
+    return handler
+
 
 DEFAULT_ORIGINS = " ".join(origins(DEFAULT_WEB_PORT))  # the help-centre page of `make run`
 TOO_LONG = (
@@ -66,7 +97,7 @@ class SocketIOInput(RasaSocketIOInput):
         # Rasa switches the socket.io server's own CORS handling off (Sanic's --cors sets
         # the headers), which also switches off its origin check: check it on connect.
         namespace = self.namespace or "/"
-        rasa_connect = self.sio.handlers[namespace]["connect"]
+        rasa_connect = rasa_connect_handler(self.sio, namespace)
         allowed = allowed_origins()
 
         async def connect(sid: str, environ: dict, auth: dict | None = None) -> bool:

@@ -7,6 +7,11 @@
 
 Every request needs ``Authorization: Bearer <FAQBOT_SUPPORT_TOKEN>``. Without a configured
 token the API refuses everything (503), so it is never open by accident.
+
+Closing a ticket reaches into the running Rasa server as Rasa's own HTTP API does (its
+agent, lock store, processor and input channels, ``_end_handoff``): the methods are
+checked when Rasa imports the channel (``check_targets``), what Rasa sets on the app and
+the agent once the server has started (``check_server``); a failed check stops the server.
 """
 
 from __future__ import annotations
@@ -18,13 +23,38 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from rasa.core.agent import Agent
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, OutputChannel, UserMessage
-from sanic import Blueprint, response
+from rasa.core.lock_store import LockStore
+from rasa.core.processor import MessageProcessor
+from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 
 from faqbot.core.tickets import TicketStore
+from faqbot.server import patches
+from faqbot.server.patches import require_attribute, require_version
 
 logger = logging.getLogger(__name__)
+
+PATCH = "faqbot.server.channels.support (closing a ticket ends the handoff)"
+
+
+def check_targets() -> None:
+    require_version("rasa", patches.RASA_VERSION, PATCH)
+    require_attribute(Agent, "trigger_intent", PATCH)
+    require_attribute(LockStore, "lock", PATCH)
+    require_attribute(MessageProcessor, "fetch_tracker_and_update_session", PATCH)
+
+
+check_targets()  # when Rasa loads the channel (credentials.yml), before it serves
+
+
+def check_server(app: Sanic) -> None:
+    """What _end_handoff reads from the running server: set by Rasa while it starts."""
+    agent = require_attribute(app.ctx, "agent", PATCH, where="app.ctx")
+    require_attribute(agent, "lock_store", PATCH, where="app.ctx.agent")
+    require_attribute(agent, "processor", PATCH, where="app.ctx.agent")
+    require_attribute(app.ctx, "input_channels", PATCH, where="app.ctx")
 
 
 def _ticket_json(ticket, store: TicketStore, full: bool = False) -> dict[str, Any]:
@@ -52,7 +82,7 @@ async def _end_handoff(request: Request, sender_id: str, ticket_id: str) -> list
             return None
         latest_channel = tracker.get_latest_input_channel()
         output: OutputChannel = CollectingOutputChannel()
-        for channel in getattr(request.app.ctx, "input_channels", None) or []:
+        for channel in request.app.ctx.input_channels:
             if channel.name() == latest_channel and channel.get_output_channel():
                 output = channel.get_output_channel()  # socket.io: pushed to the widget
         await agent.trigger_intent("back_to_bot", [], output, tracker)
@@ -91,6 +121,10 @@ class SupportInput(InputChannel):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         api = Blueprint("support_api", __name__)
+
+        @api.listener("after_server_start")  # Rasa loads the agent before the server starts
+        async def check(app: Sanic, loop: Any) -> None:
+            check_server(app)
 
         @api.middleware("request")
         async def authenticate(request: Request) -> response.HTTPResponse | None:
