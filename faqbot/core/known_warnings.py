@@ -1,8 +1,8 @@
 """Warnings of Rasa 3.6's dependencies that nobody running this bot can act on.
 
 Each filter names the warning's text and the module that raises it, so every other
-warning, including new ones after an upgrade, still shows. The entry points apply them
-before Rasa is imported (``faqbot/server/__init__.py``, ``faqbot/tools/__init__.py``).
+warning, including new ones after an upgrade, still shows. Every process applies them
+before it imports Rasa (``faqbot.core.startup``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ KNOWN_WARNINGS = [
     (r"Calling URL\(\) directly is deprecated", r"rasa\."),
     # Rasa says this on every domain load, whatever the slots (rasa.shared.core.slot_mappings).
     (r"Slot auto-fill has been removed in 3\.0", r"rasa\."),
-    # Python 3.10's import system, for packages installed the old way (spaCy model packages).
+    # Python 3.10's import system, when pykwalify (Rasa's YAML schema check, on every load of
+    # training data) loads its extensions with SourceFileLoader.load_module().
     (r"the load_module\(\) method is deprecated", r"importlib\._bootstrap"),
 ]
 

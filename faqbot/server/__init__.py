@@ -1,7 +1,5 @@
 """What the Rasa server and the action server load at run time, and ``make run``'s runner."""
 
-from faqbot.core.known_warnings import ignore_known_warnings
+from faqbot.core.startup import prepare_process
 
-# Before any server module imports Rasa: its dependencies' deprecation notices would fill
-# every start-up log.
-ignore_known_warnings()
+prepare_process()  # before any server module imports Rasa

@@ -1,6 +1,5 @@
 """Offline tools for trainers and developers; they never import the actions."""
 
-from faqbot.core.known_warnings import ignore_known_warnings
+from faqbot.core.startup import prepare_process
 
-# Before any tool imports Rasa: trainers cannot act on its dependencies' deprecation notices.
-ignore_known_warnings()
+prepare_process()  # before any tool imports Rasa
