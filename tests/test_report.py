@@ -6,13 +6,14 @@ import json
 import re
 import struct
 from collections import Counter
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.tools import report
-from faqbot.tools.evaluate import DEFAULT_TEST_SET, read_examples
+from faqbot.tools.evaluate import DEFAULT_TEST_SET, Evaluation, read_examples
 
 # FAQ questions the trained model gets right on all their held-out phrasings, so that
 # relabelling some of them changes the figures in a known direction.
@@ -64,7 +65,7 @@ def two_runs(model_path: Path, tmp_path_factory):
                     str(model_path),
                     "--testdaten",
                     str(test_set),
-                    "--out",
+                    "--ordner",
                     str(out),
                 ]
             )
@@ -106,7 +107,79 @@ def test_second_run_shows_better_and_worse_per_faq(two_runs):
 def test_message_texts_are_escaped(two_runs):
     _, (first, _) = two_runs
     assert "<script>" not in first
-    assert "&lt;script&gt;alert(&quot;hallo&quot;)&lt;/script&gt; kann ich mit paypal zahlen" in first
+    assert "&lt;script&gt;alert(&#34;hallo&#34;)&lt;/script&gt; kann ich mit paypal zahlen" in first
+
+
+# A run as the report wrote it before verlauf.json had German keys (from a real run of that
+# version on the whole test set; only the F1 of STABLE[0] is lowered, so that the next run
+# shows it as better).
+OLD_RUN = {
+    "zeit": "27.11.2026 05:10:36",
+    "modell": "faq-bot-e6bc368481e99375.tar.gz",
+    "modell_trainiert": "27.11.2026 04:50",
+    "spacy": "de_core_news_sm 0.0.0+offline: OFFLINE-ERSATZ (nicht das offizielle Modell)",
+    "quellen": {
+        "testdaten": {
+            "datei": "(set by the test)",
+            "kennzahlen": {
+                "examples": 199,
+                "intent_accuracy": 0.9195979899497487,
+                "accuracy_with_fallback": 0.8090452261306532,
+                "faq_examples": 144,
+                "faq_answered_right": 0.8125,
+                "faq_right_via_buttons": 0.1388888888888889,
+                "faq_wrong_answer": 0.0,
+                "faq_no_answer": 0.04861111111111111,
+                "other_examples": 55,
+                "other_got_faq_answer": 0.0,
+            },
+            "je_intent": {
+                STABLE[0]: {"precision": 1.0, "recall": 1 / 3, "f1": 0.5, "support": 6},
+                **{intent: {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 6} for intent in STABLE[1:]},
+            },
+        }
+    },
+}
+GERMAN_INTENT_KEYS = {"praezision", "trefferquote", "f1", "anzahl"}
+
+
+def test_every_figure_of_the_evaluation_has_a_german_name():
+    assert set(report.METRIC_KEYS) == {field.name for field in fields(Evaluation)} - {"confusions"}
+    assert len(set(report.METRIC_KEYS.values())) == len(report.METRIC_KEYS)
+
+
+def test_a_history_with_english_keys_is_still_compared_and_rewritten_in_german(model_path, tmp_path, capsys):
+    test_set = write_test_set(
+        tmp_path / "test.yml", [(t, i) for t, i in read_examples(DEFAULT_TEST_SET) if i in STABLE]
+    )
+    out = tmp_path / "bericht"
+    out.mkdir()
+    old = json.loads(json.dumps(OLD_RUN))
+    old["quellen"]["testdaten"]["datei"] = report.relative(test_set)
+    (out / report.HISTORY_FILE).write_text(json.dumps({"laeufe": [old]}), encoding="utf-8")
+    args = ["--ohne-kreuzvalidierung", "--modell", str(model_path), "--testdaten", str(test_set), "--ordner", str(out)]
+    assert report.main(args) == 0
+
+    assert "Intent-Genauigkeit 100,0 % (vorher 92,0 %)" in capsys.readouterr().out
+    html = (out / report.REPORT_FILE).read_text(encoding="utf-8")
+    assert "kein vorheriger lauf" not in html.lower() and "andere Daten" not in html
+    summary = rows_of(html, "zusammenfassung")
+    assert "<td class='zahl'>100,0 %</td><td class='zahl'>92,0 %</td>" in summary[0]
+    changes = rows_of(html, "veraenderung")
+    assert len(changes) == 1 and ">zahlungsmethoden_akzeptieren<" in changes[0]
+    assert "0,50 → 1,00" in changes[0] and "besser" in changes[0]
+
+    runs = json.loads((out / report.HISTORY_FILE).read_text(encoding="utf-8"))["laeufe"]
+    assert len(runs) == 2
+    for run in runs:
+        source = run["quellen"]["testdaten"]
+        assert set(source["kennzahlen"]) == set(report.METRIC_KEYS.values())
+        assert all(set(figures) == GERMAN_INTENT_KEYS for figures in source["je_intent"].values())
+    before = runs[0]["quellen"]["testdaten"]
+    assert (
+        before["kennzahlen"]["intent_genauigkeit"] == OLD_RUN["quellen"]["testdaten"]["kennzahlen"]["intent_accuracy"]
+    )
+    assert before["je_intent"][STABLE[0]] == {"praezision": 1.0, "trefferquote": 1 / 3, "f1": 0.5, "anzahl": 6}
 
 
 def test_folds_split_every_intent_evenly_without_overlap():
@@ -131,11 +204,11 @@ def test_cross_validation_trains_each_fold_and_tests_every_phrasing_once(model_p
     assert (
         report.main(
             [
-                "--folds",
+                "--teile",
                 "2",
                 "--modell",
                 str(model_path),
-                "--out",
+                "--ordner",
                 str(out),
                 "--trainingsdaten",
                 str(write_test_set(tmp_path / "teil.yml", subset)),
@@ -149,8 +222,8 @@ def test_cross_validation_trains_each_fold_and_tests_every_phrasing_once(model_p
     assert "Kreuzvalidierung Teil 2/2" in printed and f"Bericht: {out / report.REPORT_FILE}" in printed
     run = json.loads((out / report.HISTORY_FILE).read_text(encoding="utf-8"))["laeufe"][-1]
     folds = run["quellen"]["kreuzvalidierung"]
-    assert folds["kennzahlen"]["examples"] == 30
-    assert {intent: m["support"] for intent, m in folds["je_intent"].items()} == {i: 10 for i in STABLE[:3]}
+    assert folds["kennzahlen"]["nachrichten"] == 30
+    assert {intent: m["anzahl"] for intent, m in folds["je_intent"].items()} == {i: 10 for i in STABLE[:3]}
     html = (out / report.REPORT_FILE).read_text(encoding="utf-8")
     assert "Kreuzvalidierung (2 Teile)" in html
     assert (out / "verwechslungsmatrix_kreuzvalidierung.png").read_bytes()[:4] == b"\x89PNG"

@@ -17,6 +17,7 @@ from faqbot.core.knowledge import load
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.review_store import ReviewStore
 from faqbot.tools import train
+from faqbot.tools import trainer as trainer_cli
 from faqbot.tools.evaluate import classify
 from faqbot.tools.importer import slugify
 from faqbot.tools.phrasings import AlreadyPresent, PhrasingRefused, add_phrasing, read_examples
@@ -190,7 +191,7 @@ def test_review_from_stdin(project, tmp_path):
     )
     # Enter takes the button the customer picked; "was?" is no answer; 7 = erhalte_rechnung
     # is refused for "dsgvo" (it belongs to another FAQ); then stdin ends.
-    result = trainer(project, "review", "--db", str(tmp_path / "review.db"), stdin="\no\nwas?\nn\n7\n")
+    result = trainer(project, "review", "--datei", str(tmp_path / "review.db"), stdin="\no\nwas?\nn\n7\n")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Vorschlag (vom Kunden gewählt): erhalte_rechnung" in out
@@ -210,8 +211,10 @@ def test_review_from_stdin(project, tmp_path):
     assert (
         "kann man bei euch ein pferd mieten" in read_examples(project / "data" / "nlu" / "general.yml")["out_of_scope"]
     )
-    again = trainer(project, "review", "--db", str(tmp_path / "review.db"), "--limit", "1", stdin="q\n")
+    again = trainer(project, "review", "--datei", str(tmp_path / "review.db"), "--hoechstens", "1", stdin="q\n")
     assert again.returncode == 0 and "dsgvo" in again.stdout and "backups" not in again.stdout
+    fallback = trainer(project, "review", "--datei", str(tmp_path / "review.db"), "--art", "fallback", stdin="q\n")
+    assert fallback.returncode == 0 and "backups" in fallback.stdout and "dsgvo" not in fallback.stdout
     store.close()
 
 
@@ -258,8 +261,51 @@ def test_review_of_the_last_days_only(project, tmp_path):
         created=(datetime.now(timezone.utc) - timedelta(days=30)).isoformat(timespec="seconds"),
     )
     store.record("eine frage von gestern", "b", "fallback", "nlu_fallback", 0.5, [])
-    result = trainer(project, "review", "--db", str(tmp_path / "review.db"), "--tage", "7", stdin="q\n")
+    result = trainer(project, "review", "--datei", str(tmp_path / "review.db"), "--tage", "7", stdin="q\n")
     assert result.returncode == 0, result.stderr
     assert "1 offene Nachrichten" in result.stdout and "gestern" in result.stdout
     assert "vor einem monat" not in result.stdout
     store.close()
+
+
+def test_import_step_maps_its_german_flags_to_the_importer(project):
+    """The page without its first question: --probelauf reports, --fehlende-entfernen removes it."""
+    page = project / "data" / "faq_seite.txt"
+    lines = page.read_text(encoding="utf-8").splitlines()
+    first = lines.index("Wie erstelle ich ein Kundenkonto?")
+    assert lines[first + 1] == "Antwort anzeigen"
+    page.write_text("\n".join(lines[:first] + lines[first + 3 :]) + "\n", encoding="utf-8")
+    files = [project / "data" / "faq.yml", project / "data" / "nlu" / "faq.yml", project / "domain.yml"]
+    before = [path.read_text(encoding="utf-8") for path in files]
+
+    kept = trainer(project, "import", str(page), "--probelauf")
+    assert kept.returncode == 0, kept.stderr
+    assert "fehlt:     erstelle_kundenkonto – behalten" in kept.stdout
+    dry = trainer(project, "import", str(page), "--fehlende-entfernen", "--probelauf")
+    assert dry.returncode == 0 and "fehlt:     erstelle_kundenkonto – entfernt" in dry.stdout
+    assert [path.read_text(encoding="utf-8") for path in files] == before
+
+    removed = trainer(project, "import", str(page), "--fehlende-entfernen")
+    assert removed.returncode == 0, removed.stderr
+    assert "erstelle_kundenkonto" not in load(project / "data" / "faq.yml")
+    assert "faq_erstelle_kundenkonto" not in read_examples(project / "data" / "nlu" / "faq.yml")
+
+
+@pytest.mark.parametrize(
+    "step, english",
+    [
+        (["review"], ["--limit", "1"]),
+        (["review"], ["--kind", "fallback"]),
+        (["review"], ["--db", "x.db"]),
+        (["train"], ["--force"]),
+        (["import", "seite.txt"], ["--remove-missing"]),
+        (["import", "seite.txt"], ["--dry-run"]),
+        (["evaluate"], ["--folds", "2"]),
+        (["evaluate"], ["--out", "x"]),
+    ],
+)
+def test_english_flags_are_refused(step, english, capsys):
+    with pytest.raises(SystemExit) as refused:
+        trainer_cli.main([*step, *english])
+    assert refused.value.code == 2
+    assert english[0] in capsys.readouterr().err

@@ -21,11 +21,13 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import cached_property
-from html import escape
 from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from faqbot.core import knowledge, spacy_model
 from faqbot.core.intents import GENERAL_INTENTS, faq_id_for
@@ -44,6 +46,7 @@ TOP_PAIRS = 10
 # some intents out of some folds, and each fold costs a minute of training.
 MAX_FOLDS = 10
 EXAMPLES_PER_PAIR = 3
+WEAK_F1 = 0.8  # rows below this are highlighted
 # What the trainer reads for intents that are not FAQ questions.
 INTENT_NAMES = {**GENERAL_INTENTS, NO_INTENT: "nichts erkannt"}
 
@@ -147,7 +150,7 @@ def per_intent(source: Source) -> dict[str, dict[str, float]]:
     labels = ordered_labels(expected)
     precision, recall, f1, support = precision_recall_fscore_support(expected, best, labels=labels, zero_division=0)
     return {
-        label: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+        label: {"praezision": float(p), "trefferquote": float(r), "f1": float(f), "anzahl": int(s)}
         for label, p, r, f, s in zip(labels, precision, recall, f1, support, strict=True)
     }
 
@@ -204,8 +207,25 @@ def confusion_png(source: Source, path: Path) -> None:
     plt.close(figure)
 
 
+# verlauf.json names the figures of faqbot.tools.evaluate.Evaluation in German. Files written
+# before used the field names and sklearn's per-intent names: load_history renames those.
+METRIC_KEYS = {
+    "examples": "nachrichten",
+    "intent_accuracy": "intent_genauigkeit",
+    "accuracy_with_fallback": "genauigkeit_rueckfrage_als_fehler",
+    "faq_examples": "faq_nachrichten",
+    "faq_answered_right": "faq_sofort_richtig",
+    "faq_right_via_buttons": "faq_richtig_ueber_rueckfrage",
+    "faq_wrong_answer": "faq_falsche_antwort",
+    "faq_no_answer": "faq_support_angeboten",
+    "other_examples": "andere_nachrichten",
+    "other_got_faq_answer": "andere_mit_faq_antwort",
+}
+OLD_INTENT_KEYS = {"precision": "praezision", "recall": "trefferquote", "support": "anzahl"}
+
+
 def figures(evaluation: Evaluation) -> dict[str, float]:
-    return {key: value for key, value in asdict(evaluation).items() if key != "confusions"}
+    return {METRIC_KEYS[key]: value for key, value in asdict(evaluation).items() if key != "confusions"}
 
 
 def verdict(before: float | None, after: float) -> str:
@@ -223,7 +243,15 @@ def verdict(before: float | None, after: float) -> str:
 
 def load_history(out_dir: Path) -> list[dict]:
     path = out_dir / HISTORY_FILE
-    return json.loads(path.read_text(encoding="utf-8"))["laeufe"] if path.exists() else []
+    runs = json.loads(path.read_text(encoding="utf-8"))["laeufe"] if path.exists() else []
+    for run in runs:  # German keys also for runs written before they were German
+        for source in run["quellen"].values():
+            source["kennzahlen"] = {METRIC_KEYS.get(key, key): value for key, value in source["kennzahlen"].items()}
+            source["je_intent"] = {
+                intent: {OLD_INTENT_KEYS.get(key, key): value for key, value in values.items()}
+                for intent, values in source["je_intent"].items()
+            }
+    return runs
 
 
 def save_history(out_dir: Path, runs: list[dict]) -> None:
@@ -233,182 +261,120 @@ def save_history(out_dir: Path, runs: list[dict]) -> None:
 # --- HTML -------------------------------------------------------------------------------
 
 
-def number(value: float) -> str:
-    return f"{value:.2f}".replace(".", ",")
+def number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}".replace(".", ",")
 
 
 def percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f} %".replace(".", ",")
 
 
-def question(intent: str, questions: dict[str, str]) -> str:
-    return questions.get(intent) or INTENT_NAMES.get(intent, intent)
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(["html"]),  # the report quotes customers' messages
+    undefined=StrictUndefined,  # a misspelt name stops the report instead of leaving a gap
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+TEMPLATES.filters.update(zahl=number, prozent=percent)
 
+Describe = Callable[[str], dict[str, str]]  # intent -> {"id": FAQ ID, "question": what the trainer reads}
 
 SUMMARY_ROWS = [
-    ("intent_accuracy", "Intent-Genauigkeit (bester Intent)"),
-    ("accuracy_with_fallback", "Genauigkeit, Rückfrage als Fehler gezählt"),
-    ("faq_answered_right", "FAQ-Nachrichten sofort richtig beantwortet"),
-    ("faq_right_via_buttons", "… richtig über „Meinten Sie …?“"),
-    ("faq_wrong_answer", "… mit einer falschen FAQ-Antwort beantwortet"),
-    ("faq_no_answer", "… Support-Team angeboten statt einer Antwort"),
-    ("other_got_faq_answer", "Andere Nachrichten (Smalltalk, fremde Themen) mit FAQ-Antwort"),
+    ("intent_genauigkeit", "Intent-Genauigkeit (bester Intent)"),
+    ("genauigkeit_rueckfrage_als_fehler", "Genauigkeit, Rückfrage als Fehler gezählt"),
+    ("faq_sofort_richtig", "FAQ-Nachrichten sofort richtig beantwortet"),
+    ("faq_richtig_ueber_rueckfrage", "… richtig über „Meinten Sie …?“"),
+    ("faq_falsche_antwort", "… mit einer falschen FAQ-Antwort beantwortet"),
+    ("faq_support_angeboten", "… Support-Team angeboten statt einer Antwort"),
+    ("andere_mit_faq_antwort", "Andere Nachrichten (Smalltalk, fremde Themen) mit FAQ-Antwort"),
 ]
 
-STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; padding: 0 1em; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }
-th { background: #f0f3f7; }
-td.zahl { text-align: right; font-variant-numeric: tabular-nums; }
-small { color: #555; }
-.besser { color: #1a7f37; font-weight: bold; }
-.schlechter { color: #c62828; font-weight: bold; }
-.schwach { background: #fff4e5; }
-.warnung { background: #fff4e5; border: 1px solid #f0a000; padding: 0.5em 1em; }
-.hinweis { color: #444; }
-img { max-width: 100%; border: 1px solid #ccc; }
-"""
 
-
-def render_summary(sources: list[Source], previous: dict | None) -> str:
-    head = "".join(f"<th>{escape(s.title)}</th>" + ("<th>vorher</th>" if previous else "") for s in sources)
+def summary(sources: list[Source], previous: dict | None) -> list[tuple[str, list[float | None]]]:
+    """(label, figure per source, each followed by the previous run's when there is one)."""
     rows = []
     for key, label in SUMMARY_ROWS:
-        cells = ""
+        values = []
         for source in sources:
-            cells += f'<td class="zahl">{percent(figures(source.evaluation)[key])}</td>'
+            values.append(figures(source.evaluation)[key])
             if previous:
-                before = previous["quellen"].get(source.key, {}).get("kennzahlen", {}).get(key)
-                cells += f'<td class="zahl">{percent(before)}</td>'
-        rows.append(f"<tr><td>{escape(label)}</td>{cells}</tr>")
-    counts = "".join(
-        f"<li>{escape(s.title)}: {s.evaluation.examples} Nachrichten, davon "
-        f"{s.evaluation.faq_examples} zu FAQ-Fragen</li>"
-        for s in sources
-    )
-    return (
-        f"<h2 id='zusammenfassung'>Zusammenfassung</h2><ul>{counts}</ul>"
-        f"<table><tr><th>Kennzahl</th>{head}</tr>{''.join(rows)}</table>"
-        "<p class='hinweis'>„Intent-Genauigkeit“: Anteil der Nachrichten, deren Frage der Bot als "
-        "wahrscheinlichste erkennt. Die übrigen Zeilen zeigen, was Kunden erleben: Bei einer unsicheren "
-        "Erkennung fragt der Bot „Meinten Sie …?“, ohne passende Frage bietet er das Support-Team an. "
-        "Eine falsche Antwort ist der teuerste Fehler.</p>"
-    )
+                values.append(previous["quellen"].get(source.key, {}).get("kennzahlen", {}).get(key))
+        rows.append((label, values))
+    return rows
 
 
-def render_changes(
-    sources: list[Source], metrics: dict[str, dict], previous: dict | None, questions: dict[str, str]
-) -> str:
-    out = "<h2 id='veraenderung'>Veränderung gegenüber dem vorherigen Lauf</h2>"
-    if not previous:
-        return out + "<p>Kein vorheriger Lauf: Dies ist die erste Auswertung in diesem Ordner.</p>"
-    out += f"<p>Vorheriger Lauf: {escape(previous['zeit'])}, Modell {escape(previous['modell'])}.</p>"
+def changes(sources: list[Source], metrics: dict[str, dict], previous: dict, intent: Describe) -> list[dict]:
+    """Per source: the F1 of which FAQ questions got better or worse since the previous run."""
+    result = []
     for source in sources:
         before = previous["quellen"].get(source.key)
+        change = {"title": source.title, "compared": bool(before), "other_data": None, "tally": Counter(), "rows": []}
+        result.append(change)
         if not before:
-            out += f"<p>{escape(source.title)}: im vorherigen Lauf nicht ausgewertet.</p>"
             continue
         if before.get("datei") != metrics[source.key]["datei"]:
-            out += (
-                f"<p class='warnung'>{escape(source.title)}: Der vorherige Lauf verwendete andere Daten "
-                f"({escape(str(before.get('datei')))}); die Zahlen sind nur bedingt vergleichbar.</p>"
-            )
-        rows, tally = [], Counter()
-        for intent, now in metrics[source.key]["je_intent"].items():
-            old = before["je_intent"].get(intent, {}).get("f1")
-            change = verdict(old, now["f1"])
-            tally[change] += 1
-            if change != "unverändert":
-                rows.append((change, intent, old, now["f1"]))
+            change["other_data"] = str(before.get("datei"))
+        rows = []
+        for name, now in metrics[source.key]["je_intent"].items():
+            old = before["je_intent"].get(name, {}).get("f1")
+            word = verdict(old, now["f1"])
+            change["tally"][word] += 1
+            if word != "unverändert":
+                rows.append((word, name, old, now["f1"]))
         order = {"schlechter": 0, "besser": 1, "neu": 2}
         rows.sort(key=lambda row: (order[row[0]], row[1]))
-        out += (
-            f"<h3>{escape(source.title)}</h3><p>{tally['besser']} besser, {tally['schlechter']} schlechter, "
-            f"{tally['unverändert']} unverändert" + (f", {tally['neu']} neu" if tally["neu"] else "") + ".</p>"
-        )
-        if rows:
-            out += "<table><tr><th>FAQ-Frage</th><th>F1 vorher → nachher</th><th>Veränderung</th></tr>"
-            for change, intent, old, new in rows:
-                out += (
-                    f"<tr><td>{escape(short(intent))}<br><small>{escape(question(intent, questions))}</small>"
-                    f"</td><td class='zahl'>{'–' if old is None else number(old)} → {number(new)}</td>"
-                    f"<td class='{change}'>{change}</td></tr>"
-                )
-            out += "</table>"
-    return out + (
-        "<p class='hinweis'>„schlechter“ heißt: Diese Frage wird jetzt seltener richtig erkannt, oder "
-        "andere Nachrichten werden fälschlich ihr zugeordnet. Prüfen Sie die zuletzt hinzugefügten "
-        "Formulierungen dieser Frage und der Fragen, mit denen sie verwechselt wird (siehe unten).</p>"
-    )
+        change["rows"] = [{"verdict": w, "intent": intent(n), "before": o, "now": f} for w, n, o, f in rows]
+    return result
 
 
-def render_source(source: Source, metrics: dict, previous: dict | None, image: str, questions: dict[str, str]) -> str:
+def source_section(source: Source, metrics: dict, previous: dict | None, image: str, intent: Describe) -> dict:
+    """The figures per FAQ question and the confusions of one source."""
     before = (previous or {}).get("quellen", {}).get(source.key, {}).get("je_intent", {})
     rows = []
-    for intent, m in metrics["je_intent"].items():
-        old = before.get(intent, {}).get("f1")
-        change = ""
-        if previous:
-            word = verdict(old, m["f1"])
-            change = (
-                f"<td class='zahl'>{'–' if old is None else number(old)} → {number(m['f1'])} "
-                f"<span class='{word}'>{word}</span></td>"
-            )
-        weak = " class='schwach'" if m["f1"] < 0.8 else ""
+    for name, m in metrics["je_intent"].items():
+        old = before.get(name, {}).get("f1")
         rows.append(
-            f"<tr{weak}><td>{escape(short(intent))}<br><small>{escape(question(intent, questions))}"
-            f"</small></td><td class='zahl'>{number(m['precision'])}</td><td class='zahl'>"
-            f"{number(m['recall'])}</td><td class='zahl'>{number(m['f1'])}</td>"
-            f"<td class='zahl'>{m['support']}</td>{change}</tr>"
+            {
+                "intent": intent(name),
+                "precision": m["praezision"],
+                "recall": m["trefferquote"],
+                "f1": m["f1"],
+                "support": m["anzahl"],
+                "weak": m["f1"] < WEAK_F1,
+                "before": old,
+                "verdict": verdict(old, m["f1"]),
+            }
         )
-    pairs = []
-    for (first, second), count, found in confused_pairs(source):
-        examples = "".join(
-            f"<li>„{escape(text)}“ <small>(richtig: {escape(short(expected))}, erkannt: "
-            f"{escape(short(best))})</small></li>"
-            for text, expected, best in found
-        )
-        pairs.append(
-            f"<tr><td>{escape(short(first))}<br><small>{escape(question(first, questions))}</small></td>"
-            f"<td>{escape(short(second))}<br><small>{escape(question(second, questions))}</small></td>"
-            f"<td class='zahl'>{count}</td><td><ul>{examples}</ul></td></tr>"
-        )
-    pair_table = (
-        (
-            "<table><tr><th>Frage A</th><th>Frage B</th><th>Verwechslungen</th><th>Beispiele</th></tr>"
-            + "".join(pairs)
-            + "</table>"
-        )
-        if pairs
-        else "<p>Keine Verwechslungen.</p>"
-    )
-    return (
-        f"<h2 id='{source.key}'>{escape(source.title)}</h2><p class='hinweis'>{escape(source.note)}</p>"
-        f"<h3>Ergebnisse je FAQ-Frage</h3>"
-        "<p class='hinweis'><b>Präzision</b>: Wenn der Bot diese Frage erkennt, wie oft stimmt das? "
-        "<b>Trefferquote</b>: Von den Nachrichten zu dieser Frage, wie viele erkennt er? <b>F1</b>: beides "
-        "zusammen (1,00 = perfekt). <b>Anzahl</b>: Nachrichten zu dieser Frage. Zeilen mit F1 unter 0,80 sind "
-        "hervorgehoben.</p>"
-        f"<table class='je-faq'><tr><th>FAQ-Frage</th><th>Präzision</th><th>Trefferquote</th><th>F1</th>"
-        f"<th>Anzahl</th>{'<th>F1 vorher → nachher</th>' if previous else ''}</tr>{''.join(rows)}</table>"
-        f"<h3>Verwechslungsmatrix</h3><p class='hinweis'>Zeilen: die richtige Frage; Spalten: was der Bot "
-        "erkannt hat. Zahlen auf der Diagonale sind richtig erkannt, alle anderen sind Verwechslungen.</p>"
-        f"<img src='{escape(image)}' alt='Verwechslungsmatrix {escape(source.title)}'>"
-        f"<h3>Am häufigsten verwechselte Fragen</h3>{pair_table}"
-    )
+    pairs = [
+        {
+            "first": intent(first),
+            "second": intent(second),
+            "count": count,
+            "examples": [(text, short(expected), short(best)) for text, expected, best in found],
+        }
+        for (first, second), count, found in confused_pairs(source)
+    ]
+    return {
+        "key": source.key,
+        "title": source.title,
+        "note": source.note,
+        "messages": source.evaluation.examples,
+        "faq_messages": source.evaluation.faq_examples,
+        "rows": rows,
+        "image": image,
+        "pairs": pairs,
+    }
 
 
 def render(
     sources: list[Source], metrics: dict[str, dict], run: dict, previous: dict | None, images: dict[str, str]
 ) -> str:
     questions = {entry.intent: entry.question for entry in knowledge.load().values()}
-    standin = (
-        "<p class='warnung'>Achtung: Das spaCy-Modell ist der Offline-Ersatz, nicht das offizielle "
-        "de_core_news_sm. Mit dem offiziellen Modell können die Zahlen abweichen.</p>"
-        if spacy_model.is_standin()
-        else ""
-    )
+
+    def intent(name: str) -> dict[str, str]:
+        return {"id": short(name), "question": questions.get(name) or INTENT_NAMES.get(name, name)}
+
     head = [
         ("Erstellt", run["zeit"]),
         ("Modell", f"{run['modell']} (trainiert {run['modell_trainiert']})"),
@@ -416,16 +382,14 @@ def render(
     ]
     head += [(s.title, metrics[s.key]["datei"]) for s in sources]
     head.append(("Vorheriger Lauf", previous["zeit"] if previous else "kein vorheriger Lauf"))
-    head_rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in head)
-    body = (
-        render_summary(sources, previous)
-        + render_changes(sources, metrics, previous, questions)
-        + "".join(render_source(s, metrics[s.key], previous, images[s.key], questions) for s in sources)
-    )
-    return (
-        f"<!DOCTYPE html><html lang='de'><head><meta charset='utf-8'>"
-        f"<title>Auswertungsbericht FAQ-Bot</title><style>{STYLE}</style></head><body>"
-        f"<h1>Auswertungsbericht FAQ-Bot</h1>{standin}<table>{head_rows}</table>{body}</body></html>"
+    return TEMPLATES.get_template("bericht.html").render(
+        standin=spacy_model.is_standin(),
+        head=head,
+        previous=previous,
+        summary=summary(sources, previous),
+        changes=changes(sources, metrics, previous, intent) if previous else [],
+        sources=[source_section(s, metrics[s.key], previous, images[s.key], intent) for s in sources],
+        weak_f1=WEAK_F1,
     )
 
 
@@ -474,12 +438,12 @@ def terminal_summary(sources: list[Source], run: dict, previous: dict | None) ->
         now = run["quellen"][source.key]
         e = now["kennzahlen"]
         before = (previous or {}).get("quellen", {}).get(source.key)
-        was = f" (vorher {percent(before['kennzahlen']['intent_accuracy'])})" if before else ""
+        was = f" (vorher {percent(before['kennzahlen']['intent_genauigkeit'])})" if before else ""
         lines.append(
-            f"{source.title}: Intent-Genauigkeit {percent(e['intent_accuracy'])}{was}; FAQ sofort "
-            f"richtig {percent(e['faq_answered_right'])}, über „Meinten Sie …?“ "
-            f"{percent(e['faq_right_via_buttons'])}, falsch {percent(e['faq_wrong_answer'])}, "
-            f"Support angeboten {percent(e['faq_no_answer'])}"
+            f"{source.title}: Intent-Genauigkeit {percent(e['intent_genauigkeit'])}{was}; FAQ sofort "
+            f"richtig {percent(e['faq_sofort_richtig'])}, über „Meinten Sie …?“ "
+            f"{percent(e['faq_richtig_ueber_rueckfrage'])}, falsch {percent(e['faq_falsche_antwort'])}, "
+            f"Support angeboten {percent(e['faq_support_angeboten'])}"
         )
         if before:
             changes = defaultdict(list)
@@ -507,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     parser._optionals.title = "Optionen"
     parser.add_argument("-h", "--help", action="help", help="diese Hilfe zeigen")
     parser.add_argument(
-        "--folds",
+        "--teile",
         type=int,
         default=3,
         metavar="N",
@@ -517,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         "--ohne-kreuzvalidierung", action="store_true", help="nur die Testdaten auswerten (schnell, etwa 1 Minute)"
     )
     parser.add_argument(
-        "--out",
+        "--ordner",
         type=Path,
         default=DEFAULT_OUT_DIR,
         metavar="ORDNER",
@@ -543,20 +507,27 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DATEI",
         help="Modell (Standard: das aktuelle; wird trainiert, falls sich die Daten geändert haben)",
     )
-    args = parser.parse_args(argv)
-    if not 2 <= args.folds <= MAX_FOLDS:
-        parser.error(f"--folds: 2 bis {MAX_FOLDS} Teile")
+    args, rest = parser.parse_known_args(argv)
+    if rest:
+        parser.error(f"unbekannte Argumente: {' '.join(rest)}")
+    if not 2 <= args.teile <= MAX_FOLDS:
+        parser.error(f"--teile: 2 bis {MAX_FOLDS} Teile")
     for path in (args.testdaten, args.modell) + (() if args.ohne_kreuzvalidierung else (args.trainingsdaten,)):
         if path is not None and not path.exists():
             parser.error(f"{path} gibt es nicht")
 
+    from rasa.utils.common import update_tensorflow_log_level
+
+    # What Rasa's own CLI does before TensorFlow is imported: no C++ log lines for trainers
+    # ("TF-TRT Warning: Could not find TensorRT", CUDA, CPU instructions).
+    update_tensorflow_log_level()
     model = args.modell or train.train()
     print(f"Werte {relative(model)} auf {relative(args.testdaten)} aus …", flush=True)
     sources, files = [held_out(model, args.testdaten)], {"testdaten": args.testdaten}
     if not args.ohne_kreuzvalidierung:
-        sources.append(cross_validate(args.trainingsdaten, args.folds))
+        sources.append(cross_validate(args.trainingsdaten, args.teile))
         files["kreuzvalidierung"] = args.trainingsdaten
-    report, run, previous = write_report(sources, model, args.out, files)
+    report, run, previous = write_report(sources, model, args.ordner, files)
     print(f"\nBericht: {report}")
     print(terminal_summary(sources, run, previous))
     return 0

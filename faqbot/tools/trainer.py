@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -81,9 +80,9 @@ def _choose_faq(answer: str, numbered: list[FaqEntry], faqs: dict[str, FaqEntry]
 def cmd_review(args: argparse.Namespace) -> int:
     from faqbot.core.review_store import ReviewStore, db_path
 
-    store = ReviewStore(args.db or db_path())
+    store = ReviewStore(args.datei or db_path())
     since = datetime.now(timezone.utc) - timedelta(days=args.tage) if args.tage else None
-    entries = store.entries(status="open", kind=args.kind, limit=args.limit, since=since)
+    entries = store.entries(status="open", kind=args.art, limit=args.hoechstens, since=since)
     if not entries:
         print("Keine offenen Nachrichten in der Review-Warteschlange.")
         return 0
@@ -230,20 +229,21 @@ def cmd_add_faq(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from faqbot.tools import importer
 
-    argv = [str(args.page), "--project", str(args.projekt)]
-    argv += ["--remove-missing"] if args.remove_missing else []
-    argv += ["--dry-run"] if args.dry_run else []
+    # The importer is also the developers' `make import-faq`: its flags are English.
+    argv = [str(args.seite), "--project", str(args.projekt)]
+    argv += ["--remove-missing"] if args.fehlende_entfernen else []
+    argv += ["--dry-run"] if args.probelauf else []
     return importer.main(argv)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from faqbot.tools import train
 
-    if train.model_path(args.projekt).exists() and not args.force:
+    if train.model_path(args.projekt).exists() and not args.erzwingen:
         print("Die Trainingsdaten sind unverändert: kein Training nötig.")
     else:
         print("Die Trainingsdaten haben sich geändert: trainiere neu (etwa eine Minute) ...", flush=True)
-    model = train.train(force=args.force, project=args.projekt)
+    model = train.train(force=args.erzwingen, project=args.projekt)
     print(f"Modell: {model}. Neu gestartet antwortet der Bot damit (`make run`).")
     return 0
 
@@ -296,18 +296,18 @@ def parser() -> argparse.ArgumentParser:
         "Hat der Kunde eine „Meinten Sie …?“-Schaltfläche gewählt, ist diese FAQ der Vorschlag: "
         "Enter übernimmt ihn.",
     )
-    step.add_argument("--limit", type=int, help="höchstens so viele Nachrichten")
+    step.add_argument("--hoechstens", type=int, metavar="N", help="höchstens N Nachrichten (z. B. --hoechstens 20)")
     step.add_argument(
         "--tage", type=int, metavar="N", help="nur Nachrichten der letzten N Tage (z. B. --tage 7 für die letzte Woche)"
     )
     step.add_argument(
-        "--kind",
         "--art",
-        dest="kind",
         choices=sorted(KIND_NAMES),
         help="nur diese Art: " + ", ".join(f"{k} = {v}" for k, v in KIND_NAMES.items()),
     )
-    step.add_argument("--db", type=Path, help="Datei der Warteschlange (Standard: var/review.db bzw. FAQBOT_REVIEW_DB)")
+    step.add_argument(
+        "--datei", type=Path, help="Datei der Warteschlange (Standard: var/review.db bzw. FAQBOT_REVIEW_DB)"
+    )
     step.set_defaults(func=cmd_review)
 
     step = steps.add_parser(
@@ -346,11 +346,13 @@ def parser() -> argparse.ArgumentParser:
         help="2: die FAQ-Seite neu einlesen (neue und geänderte Fragen)",
         description="Liest eine FAQ-Seite (Text oder HTML) neu ein; hinzugefügte Formulierungen bleiben erhalten.",
     )
-    step.add_argument("page", type=Path, help="FAQ-Seite als .txt oder .html")
+    step.add_argument("seite", type=Path, help="FAQ-Seite als .txt oder .html")
     step.add_argument(
-        "--remove-missing", action="store_true", help="Fragen, die nicht mehr auf der Seite stehen, samt Intent löschen"
+        "--fehlende-entfernen",
+        action="store_true",
+        help="Fragen, die nicht mehr auf der Seite stehen, samt Intent löschen",
     )
-    step.add_argument("--dry-run", action="store_true", help="nur berichten, nichts schreiben")
+    step.add_argument("--probelauf", action="store_true", help="nur berichten, nichts schreiben")
     step.set_defaults(func=cmd_import)
 
     step = steps.add_parser(
@@ -359,7 +361,7 @@ def parser() -> argparse.ArgumentParser:
         description="Trainiert den Bot neu, wenn sich Formulierungen, FAQ-Fragen oder "
         "Konfiguration geändert haben; sonst wird das vorhandene Modell genutzt.",
     )
-    step.add_argument("--force", action="store_true", help="auch ohne Änderung trainieren")
+    step.add_argument("--erzwingen", action="store_true", help="auch ohne Änderung trainieren")
     step.set_defaults(func=cmd_train)
 
     # Its options belong to faqbot.tools.report: all arguments are passed on, --help included.
@@ -369,8 +371,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Rasa's imports warn about its own dependencies; trainers cannot act on that.
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    # No blanket warning filter here: importing faqbot.tools filters the known third-party
+    # warnings one by one (faqbot.core.known_warnings), so any new one still shows.
     cli = parser()
     args, rest = cli.parse_known_args(argv)
     if args.func is cmd_evaluate:
