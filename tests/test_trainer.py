@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -226,12 +227,17 @@ def test_train_retrains_only_when_the_data_changed(model_path, project):
 
 
 @pytest.mark.training
-def test_a_missed_message_is_answered_right_after_adding_it_and_retraining(model_path, tmp_path):
+def test_a_missed_message_is_answered_right_after_adding_it_and_retraining(model_path, tmp_path, capfd):
     before = classify(model_path, [MISSED])[0]
     assert before["intent"]["name"] != f"faq_{MISSED_FAQ}", "the current model already knows it: pick another"
     project = copy_project(tmp_path)
     add_phrasing(MISSED_FAQ, MISSED, project)  # only this message, no variants
     retrained = train.train(project=project, models_dir=tmp_path / "models")
+    training_output = capfd.readouterr().err  # Rasa's training, in its own process
+    assert "Training:" in training_output
+    # Third-party warnings are filtered (Rasa's own UserWarnings about the data may stay).
+    warnings = re.findall(r"^\S+:\d+: (\w+Warning): (.*)", training_output, re.MULTILINE)
+    assert [warning for warning in warnings if warning[0] != "UserWarning"] == []
     assert retrained.parent == tmp_path / "models" and retrained.name != model_path.name  # new data, new model
     after = classify(retrained, [MISSED])[0]
     assert after["intent"]["name"] == f"faq_{MISSED_FAQ}", after["intent_ranking"][:3]
@@ -280,7 +286,7 @@ def test_import_step_maps_its_german_flags_to_the_importer(project):
 
     kept = trainer(project, "import", str(page), "--probelauf")
     assert kept.returncode == 0, kept.stderr
-    assert "fehlt:     erstelle_kundenkonto – behalten" in kept.stdout
+    assert "fehlt:     erstelle_kundenkonto – behalten (mit --fehlende-entfernen löschen)" in kept.stdout
     dry = trainer(project, "import", str(page), "--fehlende-entfernen", "--probelauf")
     assert dry.returncode == 0 and "fehlt:     erstelle_kundenkonto – entfernt" in dry.stdout
     assert [path.read_text(encoding="utf-8") for path in files] == before

@@ -92,7 +92,9 @@ def classify(model: Path, texts: list[str]) -> list[dict]:
     from rasa.utils.common import configure_logging_and_warnings
     from rasa.utils.log_utils import configure_structlog
 
-    configure_logging_and_warnings(logging.WARNING)  # no per-message debug lines
+    # No per-message debug lines; warn_only_once=False: Rasa's "once" filter for every
+    # UserWarning would otherwise go in front of the known-warnings filters.
+    configure_logging_and_warnings(logging.WARNING, warn_only_once=False)
     configure_structlog(logging.WARNING)
     agent = Agent.load(str(model))
 

@@ -67,7 +67,7 @@ class ImportReport:
     unchanged: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
 
-    def lines(self, remove_missing: bool) -> Iterable[str]:
+    def lines(self, remove_missing: bool, remove_flag: str = "--remove-missing") -> Iterable[str]:
         yield (
             f"{len(self.added)} neu, {len(self.changed)} geändert, "
             f"{len(self.unchanged)} unverändert, {len(self.removed)} nicht mehr auf der Seite"
@@ -77,7 +77,7 @@ class ImportReport:
         for faq_id in self.changed:
             yield f"  geändert:  {faq_id}"
         for faq_id in self.removed:
-            what = "entfernt" if remove_missing else "behalten (mit --remove-missing löschen)"
+            what = "entfernt" if remove_missing else f"behalten (mit {remove_flag} löschen)"
             yield f"  fehlt:     {faq_id} – {what}"
 
 
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     report = run_import(args.page, args.project, args.remove_missing, args.dry_run)
     for line in report.lines(args.remove_missing):
         print(line)
-    if report.added or report.changed:
+    if (report.added or report.changed) and not args.dry_run:
         print("Bitte neu trainieren (make train), damit neue Fragen erkannt werden.")
     return 0
 

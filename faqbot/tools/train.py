@@ -41,7 +41,7 @@ def train(force: bool = False, project: Path = PROJECT_DIR, models_dir: Path = M
         [
             sys.executable,
             "-m",
-            "rasa",
+            "faqbot.tools.rasa_cli",  # `rasa train`, without telemetry and known warnings
             "train",
             "--fixed-model-name",
             target.name[: -len(".tar.gz")],

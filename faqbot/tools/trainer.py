@@ -229,11 +229,14 @@ def cmd_add_faq(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from faqbot.tools import importer
 
-    # The importer is also the developers' `make import-faq`: its flags are English.
-    argv = [str(args.seite), "--project", str(args.projekt)]
-    argv += ["--remove-missing"] if args.fehlende_entfernen else []
-    argv += ["--dry-run"] if args.probelauf else []
-    return importer.main(argv)
+    # The importer's own command line is the developers' `make import-faq`: this step
+    # reports in the trainer's words and flags.
+    report = importer.run_import(args.seite, args.projekt, args.fehlende_entfernen, args.probelauf)
+    for line in report.lines(args.fehlende_entfernen, remove_flag="--fehlende-entfernen"):
+        print(line)
+    if (report.added or report.changed) and not args.probelauf:
+        print("Nächster Schritt: `faqbot-trainer train`, damit neue und geänderte Fragen erkannt werden.")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
