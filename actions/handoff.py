@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 EMAIL_CANDIDATE = re.compile(r"[^\s<>()\[\],;:\"']+@[^\s<>()\[\],;:\"']+")
 # What the support side sends into the conversation when it closes the ticket
-# (channels/support.py): the bot tells the customer and answers again.
+# (faqbot/server/channels/support.py): the bot tells the customer and answers again.
 CLOSED_BY_SUPPORT = "EXTERNAL: back_to_bot"
 # Asked for an e-mail address, the customer asks an FAQ question instead: answered only
 # when the NLU is this sure (the FallbackClassifier threshold would let more through).

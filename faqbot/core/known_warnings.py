@@ -19,6 +19,8 @@ KNOWN_WARNINGS = [
     (r"pkg_resources is deprecated as an API", r"(apscheduler|google\.rpc|rasa|spacy)"),
     (r"Deprecated call to `pkg_resources\.declare_namespace", r"pkg_resources"),
     (r"jax\.xla_computation is deprecated", r"tensorflow\."),
+    # Sanic 21.12's websocket handling (the widget's Socket.IO connection) on Python 3.10.
+    (r"The explicit passing of coroutine objects to asyncio\.wait\(\) is deprecated", r"sanic\."),
     (r"Deprecated API features detected! These feature\(s\) are not compatible with SQLAlchemy 2\.0", r"rasa\."),
     (r"Calling URL\(\) directly is deprecated", r"rasa\."),
     # Rasa says this on every domain load, whatever the slots (rasa.shared.core.slot_mappings).
