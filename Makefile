@@ -60,8 +60,9 @@ format: install  ## Ruff: Code formatieren und einfache Funde beheben
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# On both cores (pytest-xdist): the unit tests are independent of each other.
 test-unit: install  ## Schnelle Tests ohne trainiertes Modell und Browser (unter einer Minute)
-	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+	$(PY) -m pytest -m unit -n 2 $(PYTEST_ARGS)
 
 # Fast checks first: a lint error or a failing unit test stops before training and Chromium.
 test: install lint test-unit train browser  ## Alle Tests: Ruff, schnelle Tests, dann Training, Chromium und der Rest
