@@ -56,26 +56,52 @@ def test_bad_message_gets_a_friendly_german_reply(bot, earlier_conversation, nam
     assert bot.alive()
 
 
-@pytest.mark.parametrize(
-    "body, error",
-    [
-        (b"kein json", "invalid_json"),
-        (b"", "invalid_body"),
-        (b"[1, 2]", "invalid_body"),
-        (b'{"sender": "x"}', "invalid_message"),
-        (b'{"sender": "x", "message": null}', "invalid_message"),
-        (b'{"sender": "x", "message": 42}', "invalid_message"),
-        (b'{"sender": ["x"], "message": "hallo"}', "invalid_sender"),
-        (bytes(range(256)) * 8, "invalid_json"),
-        (json.dumps({"sender": "x", "message": "a" * 60_000}).encode(), "message_too_long"),
-    ],
-)
+MALFORMED = [
+    (b"kein json", "invalid_json"),
+    (b"", "invalid_body"),
+    (b"[1, 2]", "invalid_body"),
+    (b'{"sender": "x"}', "invalid_message"),
+    (b'{"sender": "x", "message": null}', "invalid_message"),
+    (b'{"sender": "x", "message": 42}', "invalid_message"),
+    (b'{"sender": ["x"], "message": "hallo"}', "invalid_sender"),
+    # Without a sender, Rasa put every such request into one conversation "default":
+    # one customer saw another's e-mail address in the form's question.
+    (b'{"message": "hallo"}', "invalid_sender"),
+    (b'{"sender": "", "message": "hallo"}', "invalid_sender"),
+    (b'{"sender": "   ", "message": "hallo"}', "invalid_sender"),
+    (json.dumps({"sender": "k" * 129, "message": "hallo"}).encode(), "invalid_sender"),
+    (b'{"sender": "kunde\\n2", "message": "hallo"}', "invalid_sender"),
+    (b'{"sender": "x", "message": "hallo", "metadata": "kunde"}', "invalid_metadata"),
+    (b'{"sender": "x", "message": "hallo", "metadata": 42}', "invalid_metadata"),
+    (b'{"sender": "x", "message": "hallo", "metadata": ["kunde"]}', "invalid_metadata"),
+    (json.dumps({"sender": "x", "message": "hallo", "metadata": {"n": "n" * 5000}}).encode(), "metadata_too_large"),
+    (json.dumps({"sender": "x", "message": "hallo", "metadata": {"n": "n" * 70000}}).encode(), "request_too_large"),
+    (bytes(range(256)) * 8, "invalid_json"),
+    (json.dumps({"sender": "x", "message": "a" * 60_000}).encode(), "message_too_long"),
+]
+
+
+@pytest.mark.parametrize("body, error", MALFORMED, ids=[f"{error}-{n}" for n, (_, error) in enumerate(MALFORMED)])
 def test_malformed_request_gets_a_clear_http_error(bot, earlier_conversation, body, error):
     response = bot.session.post(bot.webhook, data=body, headers={"Content-Type": "application/json"}, timeout=30)
     assert response.status_code in (400, 413)
     assert response.json()["error"] == error
     assert "Erwartet wird JSON" in response.json()["message"]
     assert bot.alive()
+
+
+def test_refused_requests_store_nothing(bot):
+    """A refused request leaves no conversation behind, not even Rasa's shared "default"."""
+    for body in ({"message": "hallo"}, {"sender": "groß", "message": "x", "metadata": {"n": "n" * 100_000}}):
+        assert bot.session.post(bot.webhook, json=body, timeout=30).status_code in (400, 413)
+    assert bot.tracker_events("default") == [] and bot.tracker_events("groß") == []
+
+
+def test_a_sender_at_the_limit_is_a_conversation_of_its_own(bot):
+    sender = "k-" + "ü" * 126  # 128 characters, printable
+    entry = load()["erhalte_rechnung"]
+    assert texts(bot.send(sender, entry.question)) == [entry.answer]
+    assert bot.tracker_events(sender)
 
 
 def test_nothing_stored_is_lost_and_the_bot_still_answers(bot, earlier_conversation):

@@ -14,6 +14,7 @@ It overrides Rasa's private ``RestInput._extract_message`` and relies on Sanic 2
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -42,6 +43,11 @@ check_targets()  # when Rasa loads the channel (credentials.yml), before it serv
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_CHARS = 50_000
+# Limits of one request (issue "safe in front of strangers"): the body is checked before it
+# is parsed, so an oversized request never reaches the conversation store.
+MAX_BODY_BYTES = 64 * 1024
+MAX_SENDER_CHARS = 128
+MAX_METADATA_BYTES = 4 * 1024
 EXPECTED = 'Erwartet wird JSON der Form {"sender": "<Gesprächs-ID>", "message": "<Text>"}.'
 PROCESSING_ERROR = (
     "Entschuldigung, bei der Verarbeitung Ihrer Nachricht ist ein Fehler "
@@ -56,6 +62,8 @@ def _bad_request(code: str, message: str, status: int = 400) -> response.HTTPRes
 
 def request_problem(request: Request) -> response.HTTPResponse | None:
     """Why this webhook request cannot be processed, as an HTTP error; None if it can."""
+    if len(request.body or b"") > MAX_BODY_BYTES:
+        return _bad_request("request_too_large", f"Die Anfrage ist größer als {MAX_BODY_BYTES // 1024} KB.", 413)
     try:
         body = request.json
     except InvalidUsage:
@@ -64,10 +72,30 @@ def request_problem(request: Request) -> response.HTTPResponse | None:
         return _bad_request("invalid_body", "Die Anfrage ist leer oder kein JSON-Objekt.")
     if not isinstance(body.get("message"), str):
         return _bad_request("invalid_message", "Das Feld „message“ fehlt oder ist kein Text.")
-    if "sender" in body and not isinstance(body["sender"], str):
-        return _bad_request("invalid_sender", "Das Feld „sender“ muss ein Text sein.")
+    problem = sender_problem(body.get("sender"))
+    if problem:
+        return _bad_request("invalid_sender", problem)
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        return _bad_request("invalid_metadata", "Das Feld „metadata“ muss ein JSON-Objekt sein.")
+    if metadata and len(json.dumps(metadata, ensure_ascii=False).encode("utf-8")) > MAX_METADATA_BYTES:
+        return _bad_request(
+            "metadata_too_large", f"Das Feld „metadata“ ist größer als {MAX_METADATA_BYTES // 1024} KB.", 413
+        )
     if len(body["message"]) > MAX_MESSAGE_CHARS:
         return _bad_request("message_too_long", f"Die Nachricht ist länger als {MAX_MESSAGE_CHARS} Zeichen.", 413)
+    return None
+
+
+def sender_problem(sender: Any) -> str | None:
+    """Why ``sender`` cannot name a conversation, or None. Without one, Rasa would put every
+    such request into one shared conversation "default"."""
+    if not isinstance(sender, str) or not sender.strip():
+        return "Das Feld „sender“ (die Gesprächs-ID) fehlt oder ist leer."
+    if len(sender) > MAX_SENDER_CHARS:
+        return f"Das Feld „sender“ ist länger als {MAX_SENDER_CHARS} Zeichen."
+    if not sender.isprintable():
+        return "Das Feld „sender“ enthält Steuerzeichen oder Zeilenumbrüche."
     return None
 
 
