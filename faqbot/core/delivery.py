@@ -167,7 +167,6 @@ class DeliveryWorker:
     def __init__(self, store, config: DeliveryConfig | None = None, poll_s: float = 0.5) -> None:
         self.store, self.config, self.poll_s = store, config or load_config(), poll_s
         self._stop = threading.Event()
-        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> DeliveryWorker:
@@ -180,12 +179,8 @@ class DeliveryWorker:
         self._thread.start()
         return self
 
-    def wake(self) -> None:
-        self._wake.set()
-
     def stop(self) -> None:
         self._stop.set()
-        self._wake.set()
         if self._thread:
             self._thread.join(timeout=5)
 
@@ -195,8 +190,7 @@ class DeliveryWorker:
                 self.run_due()
             except Exception:  # a broken database must not kill the worker for good
                 logger.exception("Delivery loop failed")
-            self._wake.wait(self.poll_s)
-            self._wake.clear()
+            self._stop.wait(self.poll_s)  # the next poll, or at once when stopped
 
     def run_due(self) -> int:
         """Attempt every due delivery once; returns how many were attempted."""

@@ -38,10 +38,9 @@ def check_plugin_hook() -> None:
     patch = "faqbot.server.action_server (delivery worker)"
     require_version("rasa-sdk", RASA_SDK_VERSION, patch)
     require_attribute(rasa_sdk.plugin, "attach_sanic_app_extensions", patch)
+    # By name: run as `python -m`, this module is __main__, the registered one its import.
     registered = rasa_sdk.plugin.plugin_manager().get_plugins()
-    if sys.modules[__name__] not in registered and not any(
-        getattr(plugin, "__name__", "") == "faqbot.server.action_server" for plugin in registered
-    ):
+    if not any(getattr(plugin, "__name__", "") == "faqbot.server.action_server" for plugin in registered):
         raise PatchTargetError(
             f"{patch}: rasa-sdk did not load the plugin from rasa_sdk_plugins/; "
             "is the project installed (`make install`)?"
