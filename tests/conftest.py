@@ -8,15 +8,18 @@ training run or a browser by accident.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from sanic import Sanic
 
 from faqbot.core.known_warnings import KNOWN_WARNINGS
 from faqbot.server.serve import BotServers
@@ -61,6 +64,7 @@ class Bot:
         self.servers = servers
         self.webhook = f"{servers.url}/webhooks/rest/webhook"
         self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {servers.rest_token}"  # an integration
 
     def send(self, sender: str, message: str, metadata: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         body = {"sender": sender, "message": message, **({"metadata": metadata} if metadata else {})}
@@ -108,3 +112,32 @@ def bot_servers(model_path: Path, var_dir: Path, **options: Any) -> BotServers:
 def bot(model_path: Path, tmp_path_factory) -> Bot:
     with running(bot_servers(model_path, tmp_path_factory.mktemp("var"))) as servers:
         yield Bot(servers)
+
+
+@pytest.fixture
+def serve(monkeypatch):
+    """serving(); in Sanic's test mode, which keeps its start-up rewriting of its own
+    code (TouchUp) repeatable for several apps in one process."""
+    monkeypatch.setattr(Sanic, "test_mode", True)
+    return serving
+
+
+@asynccontextmanager
+async def serving(channel: Any, on_new_message: Any) -> AsyncIterator[str]:
+    """The channel's blueprint in a real Sanic server, at the URL Rasa gives it
+    (rasa.core.channels.channel.register), with on_new_message in place of Rasa's agent."""
+    app = Sanic(f"test_{uuid.uuid4().hex}", configure_logging=False)
+    app.blueprint(channel.blueprint(on_new_message), url_prefix=f"/webhooks/{channel.url_prefix()}")
+    port = free_port()
+    server = await app.create_server("127.0.0.1", port, return_asyncio_server=True, access_log=False)
+    await server.startup()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+        # What the server left running (engine.io's pings, closing websockets) ends with it.
+        leftovers = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)

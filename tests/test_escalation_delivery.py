@@ -28,7 +28,7 @@ from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.tickets import TicketStore
 
 SECRET = "geheim-123"
-TOKEN = "support-token-456"
+TOKEN = "support-token-456-for-the-tests-only-0123456789"
 
 
 class HelpDesk:

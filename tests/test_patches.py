@@ -20,8 +20,6 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
@@ -42,7 +40,7 @@ from rasa.core.tracker_store import SQLTrackerStore, TrackerStore
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
-from rasa.utils.endpoints import EndpointConfig
+from rasa.utils.endpoints import read_endpoint_config
 from sanic import Sanic
 
 from faqbot.core.paths import PROJECT_DIR
@@ -254,7 +252,10 @@ async def test_rasa_checks_a_custom_actions_response_with_the_prebuilt_validator
     tracker = DialogueStateTracker.from_events(
         "kunde", [ActionExecuted("action_listen"), UserUttered("nein", intent={"name": "deny"})], DOMAIN.slots
     )
-    action = RemoteAction("action_decline_handoff", EndpointConfig(f"{action_server}/webhook"))
+    # The shipped endpoints.yml, as Rasa reads it: it sends the action server's token.
+    endpoint = read_endpoint_config(str(PROJECT_DIR / "endpoints.yml"), "action_endpoint")
+    endpoint.url = f"{action_server}/webhook"
+    action = RemoteAction("action_decline_handoff", endpoint)
     events = await action.run(
         CollectingOutputChannel(), TemplatedNaturalLanguageGenerator(DOMAIN.responses), tracker, DOMAIN
     )
@@ -279,36 +280,9 @@ def test_rasas_server_start_loads_the_model_through_the_freezing_listener(bot):
 # --- the channels, served by a real Sanic server as Rasa serves them ---
 
 
-@pytest.fixture
-def serve(monkeypatch):
-    """serving(); in Sanic's test mode, which keeps its start-up rewriting of its own
-    code (TouchUp) repeatable for several apps in one process."""
-    monkeypatch.setattr(Sanic, "test_mode", True)
-    return serving
-
-
-@asynccontextmanager
-async def serving(channel: Any, on_new_message: Any) -> AsyncIterator[str]:
-    """The channel's blueprint in a real Sanic server, at the URL Rasa gives it
-    (rasa.core.channels.channel.register), with on_new_message in place of Rasa's agent."""
-    app = Sanic(f"test_{uuid.uuid4().hex}", configure_logging=False)
-    app.blueprint(channel.blueprint(on_new_message), url_prefix=f"/webhooks/{channel.url_prefix()}")
-    port = free_port()
-    server = await app.create_server("127.0.0.1", port, return_asyncio_server=True, access_log=False)
-    await server.startup()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        await server.wait_closed()
-        # What the server left running (engine.io's pings, closing websockets) ends with it.
-        leftovers = asyncio.all_tasks() - {asyncio.current_task()}
-        for task in leftovers:
-            task.cancel()
-        await asyncio.gather(*leftovers, return_exceptions=True)
-
-
 async def test_rasas_rest_webhook_reads_the_message_through_the_cleaning_override(serve, monkeypatch):
+    token = "patch-test-integration-token-0123456789"
+    monkeypatch.setenv("FAQBOT_REST_TOKEN_TEST", token)
     extracted = counting(monkeypatch, RestInput, "_extract_message")
     received: list[UserMessage] = []
 
@@ -319,7 +293,8 @@ async def test_rasas_rest_webhook_reads_the_message_through_the_cleaning_overrid
         await message.output_channel.send_text_message(message.sender_id, "Guten Tag!")
 
     raw = "Rech\x00nung\x07 bitte"
-    async with serve(RestInput(), on_new_message) as url, aiohttp.ClientSession() as http:
+    authorized = aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"})
+    async with serve(RestInput(), on_new_message) as url, authorized as http:
         webhook = f"{url}/webhooks/rest/webhook"
         async with http.post(webhook, json={"sender": "kunde", "message": raw}) as reply:
             assert reply.status == 200
@@ -382,20 +357,24 @@ async def test_widget_messages_reach_rasa_cleaned_with_the_widget_output_channel
 
     async with serve(SocketIOInput(session_persistence=True), on_new_message) as url:
         client = socketio.AsyncClient()
-        confirmed = asyncio.Event()
-        client.on("session_confirm", lambda *_: confirmed.set())
+        confirmed: asyncio.Queue = asyncio.Queue()
+        client.on("session_confirm", confirmed.put_nowait)
         client.on("bot_uttered", replies.put_nowait)
         await client.connect(url, headers={"Origin": ALLOWED}, wait_timeout=20)
         try:
             await client.emit("session_request", {"session_id": "sitzung"})  # as the widget does
-            await asyncio.wait_for(confirmed.wait(), 20)
-            await client.emit("user_uttered", {"message": "Rech\x00nung", "session_id": "sitzung"})
+            issued = await asyncio.wait_for(confirmed.get(), 20)  # the server's own id, not the client's
+            await client.emit("user_uttered", {"message": "Rech\x00nung", "session_id": issued})
             assert (await asyncio.wait_for(replies.get(), 20))["text"] == "Guten Tag!"
-            await client.emit("user_uttered", {"message": "x" * 60_000, "session_id": "sitzung"})
+            await client.emit("user_uttered", {"message": "x" * 60_000, "session_id": issued})
             assert (await asyncio.wait_for(replies.get(), 20))["text"] == TOO_LONG
         finally:
             await client.disconnect()
-    assert [(m.text, m.sender_id, type(m.output_channel)) for m in received] == [("Rechnung", "sitzung", WidgetOutput)]
+    conversation = issued.split(".")[0]
+    assert issued != "sitzung"
+    assert [(m.text, m.sender_id, type(m.output_channel)) for m in received] == [
+        ("Rechnung", conversation, WidgetOutput)
+    ]
 
 
 def test_support_api_stops_the_server_if_rasa_did_not_set_up_what_it_reads():

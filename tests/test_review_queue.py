@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+
 import pytest
 
 from faqbot.core.review_store import Entry, ReviewStore, sender_hash
-from faqbot.server.review_broker import ReviewQueue
+from faqbot.server.review_broker import ReviewQueue, ReviewQueueBroker, ReviewWriter
 from tests.helpers import buttons, customs
 
 
@@ -20,10 +26,34 @@ def recorded(queue: ReviewStore, sender: str) -> list[Entry]:
     return [entry for entry in queue.entries(status=None) if entry.sender == sender_hash(sender)]
 
 
-def only(queue: ReviewStore, sender: str) -> Entry:
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """The server writes the queue in a background thread: give it a moment."""
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def only(queue: ReviewStore, sender: str, with_outcome: bool = False) -> Entry:
+    wait_for(lambda: len(entries := recorded(queue, sender)) == 1 and (entries[0].outcome or not with_outcome))
     entries = recorded(queue, sender)
     assert len(entries) == 1, [(entry.text, entry.kind) for entry in entries]
     return entries[0]
+
+
+def user(text: str, intent: str, confidence: float) -> dict:
+    """A user event as Rasa publishes it (without the sender_id)."""
+    return {
+        "event": "user",
+        "text": text,
+        "parse_data": {
+            "intent": {"name": intent, "confidence": confidence},
+            "intent_ranking": [{"name": intent, "confidence": confidence}],
+        },
+    }
+
+
+LISTEN = {"event": "action", "name": "action_listen"}
 
 
 def test_the_queue_lands_in_the_servers_var_dir(bot, queue):
@@ -41,7 +71,7 @@ def test_an_out_of_scope_question_is_recorded_with_its_ranking(bot, queue):
     replies = bot.send("rq-oos", "Wie wird das Wetter morgen in Berlin?")
     assert {button["payload"] for button in buttons(replies)} == {"/human_handoff", "/deny"}
     bot.send("rq-oos", "Nein, danke")
-    entry = only(queue, "rq-oos")
+    entry = only(queue, "rq-oos", with_outcome=True)
     assert (entry.text, entry.kind, entry.intent, entry.outcome, entry.status) == (
         "Wie wird das Wetter morgen in Berlin?",
         "out_of_scope",
@@ -58,7 +88,7 @@ def test_a_clarification_records_the_button_the_customer_picked(bot, queue):
     offered = [button["payload"] for button in buttons(replies) if button["payload"].startswith("/faq_")]
     assert offered, replies
     bot.send("rq-clarify", offered[0])
-    entry = only(queue, "rq-clarify")  # the button press itself is not a message to review
+    entry = only(queue, "rq-clarify", with_outcome=True)  # the button press itself is not a message to review
     assert (entry.text, entry.kind, entry.outcome) == (
         "funktioniert das im flugzeug ohne internet",
         "clarification",
@@ -75,7 +105,7 @@ def test_a_fallback_followed_by_escalation(bot, queue):
     replies = bot.send("rq-escalate", "ja")
     assert "escalation" in customs(replies)[0]
     bot.send("rq-escalate", "Das Geräusch kommt beim Import von Rechnungen")  # for the support team
-    entry = only(queue, "rq-escalate")
+    entry = only(queue, "rq-escalate", with_outcome=True)
     assert entry.text == "Mein Drucker macht seltsame Geräusche beim Import"
     assert entry.kind in ("fallback", "out_of_scope") and entry.outcome == "escalated"
 
@@ -121,17 +151,6 @@ def test_an_escalation_through_a_form_records_the_request_not_the_form_answers(t
     """The escalation flow may ask for details in a form first (events as Rasa publishes them)."""
     store = ReviewStore(tmp_path / "review.db")
     queue = ReviewQueue(store)
-
-    def user(text: str, intent: str, confidence: float) -> dict:
-        return {
-            "event": "user",
-            "text": text,
-            "parse_data": {
-                "intent": {"name": intent, "confidence": confidence},
-                "intent_ranking": [{"name": intent, "confidence": confidence}],
-            },
-        }
-
     for event in [
         {"event": "action", "name": "action_session_start"},
         {"event": "action", "name": "action_listen"},
@@ -159,3 +178,153 @@ def test_stored_text_is_masked_without_control_characters_and_cut(tmp_path):
     assert store.entries()[0].id == entry_id
     assert text.startswith("Rechnung [31m an [E-MAIL] x") and len(text) == 2000
     store.close()
+
+
+# Three conversations, each recorded and then given an outcome by the next turn.
+LOCKED_CONVERSATIONS = {
+    "lock-oos": [
+        user("Wie wird das Wetter morgen?", "out_of_scope", 0.91),
+        {"event": "action", "name": "action_handle_fallback"},
+        {"event": "bot", "text": "Dazu kann ich nichts sagen.", "data": {"buttons": [{"payload": "/deny"}]}},
+        LISTEN,
+        user("Nein, danke", "deny", 0.95),
+        LISTEN,
+    ],
+    "lock-clarify": [
+        user("geht das offline", "faq_offline", 0.52),
+        {"event": "bot", "text": "Meinten Sie …?", "data": {"buttons": [{"payload": "/faq_offline"}]}},
+        LISTEN,
+        user("/faq_offline", "faq_offline", 1.0),
+        {"event": "bot", "text": "Ja.", "data": {"custom": {"faq_id": "offline"}}},
+        LISTEN,
+    ],
+    "lock-low": [
+        user("rechnung zahlung", "faq_rechnung", 0.7),
+        {"event": "bot", "text": "So geht es.", "data": {"custom": {"faq_id": "rechnung"}}},
+        LISTEN,
+        user("Ich möchte mit einem Mitarbeiter sprechen", "human_handoff", 0.97),
+        {"event": "bot", "text": "Ticket T-1", "data": {"custom": {"escalation": {"ticket_id": "T-1"}}}},
+        LISTEN,
+    ],
+}
+LOCKED_EXPECTED = [
+    ("Wie wird das Wetter morgen?", "out_of_scope", "declined"),
+    ("geht das offline", "clarification", "faq:offline"),
+    ("rechnung zahlung", "low_confidence", "escalated"),
+]
+
+
+def lock(path) -> sqlite3.Connection:
+    """What a trainer's write does to the server: hold the database's write lock."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("BEGIN EXCLUSIVE")
+    return connection
+
+
+def test_a_locked_database_neither_blocks_publish_nor_loses_entries(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="faqbot.server.review_broker")
+    path = tmp_path / "review.db"
+    ReviewStore(path).close()  # the database exists, as on a running server
+    broker = ReviewQueueBroker(path)
+    locker = lock(path)
+    try:
+        for sender, events in LOCKED_CONVERSATIONS.items():
+            for event in events:
+                started = time.monotonic()
+                broker.publish({"sender_id": sender, **event})
+                assert time.monotonic() - started < 0.05, event
+        time.sleep(1.5)  # several busy timeouts: the writer retries meanwhile
+        assert locker.execute("SELECT count(*) FROM review").fetchone()[0] == 0
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    store = ReviewStore(path)
+
+    def written() -> list[tuple]:
+        return [(entry.text, entry.kind, entry.outcome) for entry in store.entries(status=None)]
+
+    assert wait_for(lambda: written() == LOCKED_EXPECTED), written()  # recovered without close()
+    asyncio.run(broker.close())
+    store.close()
+    logged = [(record.levelname, record.getMessage()) for record in caplog.records]
+    assert [level for level, _ in logged if level == "WARNING"] == ["WARNING"], logged  # once per outage
+    assert any(level == "INFO" and "wieder beschreibbar" in message for level, message in logged), logged
+    assert not [m for _, m in logged for text, _, _ in LOCKED_EXPECTED if text in m]  # counts, never texts
+
+
+def test_close_writes_what_waits_and_gives_up_on_a_database_that_stays_locked(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="faqbot.server.review_broker")
+    writer = ReviewWriter(tmp_path / "review.db")
+    for number in range(3):
+        writer.set_outcome(writer.record(f"Frage {number}", "s", "fallback"), "thanks")
+    writer.close()
+    store = ReviewStore(tmp_path / "review.db")
+    assert [(entry.text, entry.outcome) for entry in store.entries()] == [(f"Frage {n}", "thanks") for n in range(3)]
+
+    writer = ReviewWriter(tmp_path / "review.db", busy_timeout_s=0.1)
+    locker = lock(tmp_path / "review.db")
+    try:
+        for number in range(3):
+            writer.record(f"Später {number}", "s", "fallback")
+        started = time.monotonic()
+        writer.close(timeout_s=0.5)
+        assert time.monotonic() - started < 2.5
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert ("ERROR", "Review-Warteschlange: Datenbank gesperrt, 3 Schreibvorgänge nicht gespeichert") in [
+        (record.levelname, record.getMessage()) for record in caplog.records
+    ]
+    assert len(store.entries()) == 3
+    store.close()
+
+
+def test_a_full_queue_drops_new_writes_and_logs_how_many(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="faqbot.server.review_broker")
+    ReviewStore(tmp_path / "review.db").close()
+    writer = ReviewWriter(tmp_path / "review.db", max_pending=2)
+    locker = lock(tmp_path / "review.db")
+    try:
+        for number in range(6):  # at most one in the writer's hands and two waiting
+            writer.record(f"Frage {number}", "s", "fallback")
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    time.sleep(1.5)  # the writer catches up
+    writer.record("Frage 6", "s", "fallback")  # room again: the loss is reported
+    writer.close()
+    errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
+    assert errors[0] == "Review-Warteschlange voll (2 Schreibvorgänge): neue werden verworfen", errors
+    dropped = int(errors[1].split(": ")[1].split()[0])
+    assert len(errors) == 2 and dropped >= 3, errors
+    store = ReviewStore(tmp_path / "review.db")
+    assert len(store.entries()) == 7 - dropped
+    store.close()
+
+
+def test_a_locked_review_db_neither_delays_replies_nor_loses_entries(bot, queue):
+    """A trainer's write lock on the servers' review.db (~5 s): the customers notice nothing."""
+    bot.send("rq-lock-warmup", "Hallo")
+    locker = lock(bot.servers.var_dir / "review.db")
+    locked_at = time.monotonic()
+    try:
+        for sender, message in [
+            ("rq-lock-oos", "Wie wird das Wetter morgen in Berlin?"),
+            ("rq-lock-oos", "Nein, danke"),
+            ("rq-lock-fallback", "Mein Drucker macht seltsame Geräusche beim Import"),
+        ]:
+            started = time.monotonic()
+            bot.send(sender, message)
+            assert time.monotonic() - started < 2, message
+        assert recorded(queue, "rq-lock-oos") == []  # still waiting in the server
+        time.sleep(max(0.0, 5 - (time.monotonic() - locked_at)))
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    entry = only(queue, "rq-lock-oos", with_outcome=True)
+    assert (entry.text, entry.kind, entry.outcome) == (
+        "Wie wird das Wetter morgen in Berlin?",
+        "out_of_scope",
+        "declined",
+    )
+    assert only(queue, "rq-lock-fallback").text == "Mein Drucker macht seltsame Geräusche beim Import"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import signal
 import subprocess
@@ -10,7 +11,7 @@ import time
 
 import requests
 from conftest import free_port
-from helpers import texts
+from helpers import listening_addresses, texts
 
 from faqbot.core.knowledge import load
 from faqbot.core.paths import PROJECT_DIR
@@ -52,15 +53,23 @@ def test_serve_starts_all_servers_and_stops_them_on_ctrl_c(model_path, tmp_path)
         assert "de_core_news_sm" in printed
         assert f"http://localhost:{port}/webhooks/rest/webhook" in printed and "curl" in printed
         entry = load()["erhalte_rechnung"]
+        token = re.search(r"Authorization: Bearer (\S+)'", printed).group(1)  # the printed example works
         reply = requests.post(
             f"http://127.0.0.1:{port}/webhooks/rest/webhook",
             json={"sender": "serve-test", "message": entry.question},
+            headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         )
         assert texts(reply.json()) == [entry.answer]
         assert f"http://localhost:{web_port}/" in printed  # the help-centre page with the widget
         page = requests.get(f"http://localhost:{web_port}/", timeout=10)
         assert page.status_code == 200 and entry.question in page.text
+        # Only the Rasa server's public port and the page are reachable from other machines;
+        # the action server and the NLU server listen on loopback only.
+        listening = listening_addresses(process.pid)
+        assert {port for _, port in listening} >= {port, action_port, nlu_port, web_port}, listening
+        public = {port for address, port in listening if not ipaddress.ip_address(address).is_loopback}
+        assert public == {port, web_port}, listening
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)

@@ -47,7 +47,7 @@ PARAPHRASES = read_nlu(PROJECT_DIR / "tests" / "e2e_paraphrases.yml")
 REPLY_TIMEOUT_MS = 30_000
 # One answer gets a web address, as trainers may write one: it must become a link.
 CONTACT_LINK = "https://www.example.com/kontakt"
-SUPPORT_TOKEN = "widget-support-token"
+SUPPORT_TOKEN = "widget-support-token-for-the-tests-only-0123456789"
 
 
 @pytest.fixture(scope="module")

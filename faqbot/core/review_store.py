@@ -95,10 +95,11 @@ class Entry:
 class ReviewStore:
     """The queue in SQLite (WAL: the bot writes while a trainer reads)."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, timeout: float = 5.0) -> None:
+        """``timeout``: seconds a write waits for another connection's lock (sqlite3's default)."""
         self.path = Path(path or db_path())
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._connection = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         self._connection.row_factory = sqlite3.Row
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")  # WAL: safe, and no fsync per row

@@ -11,17 +11,25 @@ package named ``rasa_sdk_plugins`` (this project's registers this module), so pl
 ``rasa run actions`` and ``python -m rasa_sdk`` deliver tickets too. With several Sanic
 workers (``ACTION_SERVER_SANIC_WORKERS``) each runs a worker; they claim each outbox row
 before sending it, so nothing is sent twice.
+
+The action server is internal: it listens on 127.0.0.1 unless ``SANIC_HOST`` says otherwise
+(rasa-sdk's own default is every interface) and answers only requests carrying
+``FAQBOT_ACTION_TOKEN`` (``Authorization: Bearer ...`` as endpoints.yml sends it, or Rasa's
+``?token=``); ``/health`` stays open for load balancers. Without the token anyone reaching
+the port could create tickets with forged transcripts or append to open ones.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
 import pluggy
 import rasa_sdk.plugin
 
+from faqbot.core import shared_secrets
 from faqbot.core.delivery import DeliveryWorker, load_config
 from faqbot.core.support_config import read_support_config
 from faqbot.core.support_hours import SupportHours
@@ -69,10 +77,33 @@ def check_support_config() -> None:
         raise SystemExit(f"Die Support-Einstellungen (support.yml) sind fehlerhaft: {error}") from error
 
 
+UNAUTHORIZED = "Zugriff verweigert: Der Action-Server antwortet nur dem Rasa-Server (FAQBOT_ACTION_TOKEN)."
+
+
+def require_token(app: Any) -> None:
+    token = shared_secrets.require("FAQBOT_ACTION_TOKEN")
+
+    @app.middleware("request")
+    async def authenticate(request: Any) -> Any:
+        if request.path == "/health":
+            return None
+        header = request.headers.get("authorization", "")
+        given = header[len("Bearer ") :] if header.startswith("Bearer ") else request.args.get("token")
+        if shared_secrets.matches(given, token):
+            return None
+        # Never the token itself; the address shows who tries.
+        logger.warning("Action-Server: Anfrage ohne gültigen Token von %s auf %s abgewiesen", request.ip, request.path)
+        from sanic import response
+
+        return response.json({"error": "unauthorized", "message": UNAUTHORIZED}, status=401)
+
+
 @hookimpl
 def attach_sanic_app_extensions(app: Any) -> None:
-    """rasa-sdk calls this with its Sanic app before it serves."""
+    """rasa-sdk calls this with its Sanic app before it serves (and before it reads SANIC_HOST)."""
+    os.environ.setdefault("SANIC_HOST", "127.0.0.1")
     check_support_config()
+    require_token(app)
     app.register_listener(start_delivery, "before_server_start")
     app.register_listener(stop_delivery, "after_server_stop")
 

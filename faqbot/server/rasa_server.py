@@ -15,6 +15,13 @@
   kept for the life of the process (as the model is; a model swapped in at run time
   through the HTTP API keeps the old one's objects) and no longer walked.
 
+And one safeguard: with ``--enable-api`` (the NLU server of ``make run``) Rasa's HTTP API
+answers only requests that carry ``FAQBOT_NLU_TOKEN`` (as ``?token=``, ``Authorization:
+Bearer`` or, as Rasa's ``nlu`` endpoint sends it, in the JSON body of ``/model/parse``).
+Rasa's own ``--auth-token`` reads only the query, which its ``nlu`` endpoint does not use,
+so without this any local user could ``DELETE /model``. ``/`` (health) and the channels'
+``/webhooks/`` (they check their callers themselves) stay open.
+
 Before Rasa starts, every patch of Rasa, Sanic and python-socketio internals in the Rasa
 server is checked (``check_patches``): these two, the tracker store and the channels. A
 wrong library version or a missing target stops the server with ``PatchTargetError``.
@@ -37,6 +44,7 @@ import rasa.shared.constants
 from jsonschema import validators
 from jsonschema.exceptions import best_match
 
+from faqbot.core import shared_secrets
 from faqbot.server import patches
 from faqbot.server.patches import require_attribute, require_version
 
@@ -45,7 +53,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("faqbot.server.rasa_server")  # also when run as __main__
 
-PATCH = "faqbot.server.rasa_server (action response check, gc.freeze after loading)"
+PATCH = "faqbot.server.rasa_server (action response check, gc.freeze after loading, API token)"
 
 
 def check_targets() -> None:
@@ -53,11 +61,13 @@ def check_targets() -> None:
     require_version("rasa", patches.RASA_VERSION, PATCH)
     import rasa.core.actions.action
     import rasa.core.run
+    import rasa.server
 
     remote_action = require_attribute(rasa.core.actions.action, "RemoteAction", PATCH)
     require_attribute(remote_action, "_validate_action_result", PATCH)
     require_attribute(remote_action, "action_response_format_spec", PATCH)
     require_attribute(rasa.core.run, "load_agent_on_start", PATCH)
+    require_attribute(rasa.server, "create_app", PATCH)
 
 
 def check_patches() -> None:
@@ -107,10 +117,49 @@ async def _load_agent_then_freeze(*args: Any, **kwargs: Any) -> Any:
     return agent
 
 
+_rasa_create_app: Any = None  # Rasa's function, kept by install()
+API_UNAUTHORIZED = "Zugriff verweigert: Die HTTP-API dieses Servers verlangt FAQBOT_NLU_TOKEN."
+
+
+def api_token_given(request: Any) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header.startswith("Bearer "):
+        return header[len("Bearer ") :]
+    if request.args.get("token"):
+        return request.args.get("token")
+    if request.method == "POST" and request.path == "/model/parse":
+        try:
+            body = request.json
+        except Exception:  # not JSON: no token in it
+            return None
+        return body.get("token") if isinstance(body, dict) and isinstance(body.get("token"), str) else None
+    return None
+
+
+def _create_app_with_token(*args: Any, **kwargs: Any) -> Any:
+    """Rasa's API app, answering only callers with FAQBOT_NLU_TOKEN."""
+    from sanic import response
+
+    token = shared_secrets.require("FAQBOT_NLU_TOKEN")
+    app = _rasa_create_app(*args, **kwargs)
+
+    async def authenticate(request: Any) -> Any:
+        if request.path == "/" or request.path.startswith("/webhooks/"):
+            return None
+        if shared_secrets.matches(api_token_given(request), token):
+            return None
+        logger.warning("HTTP-API: Anfrage ohne gültigen Token von %s auf %s abgewiesen", request.ip, request.path)
+        return response.json({"error": "unauthorized", "message": API_UNAUTHORIZED}, status=401)
+
+    app.register_middleware(authenticate, "request")
+    return app
+
+
 def install() -> None:
-    global _rasa_load_agent_on_start
+    global _rasa_load_agent_on_start, _rasa_create_app
     check_targets()
     import rasa.core.run
+    import rasa.server
     from rasa.core.actions.action import RemoteAction
 
     RemoteAction._validate_action_result = _validate_action_result
@@ -118,6 +167,10 @@ def install() -> None:
     if rasa.core.run.load_agent_on_start is not _load_agent_then_freeze:  # not installed yet
         _rasa_load_agent_on_start = rasa.core.run.load_agent_on_start
         rasa.core.run.load_agent_on_start = _load_agent_then_freeze
+    # rasa.core.run.configure_app calls it as server.create_app when the API is enabled.
+    if rasa.server.create_app is not _create_app_with_token:
+        _rasa_create_app = rasa.server.create_app
+        rasa.server.create_app = _create_app_with_token
 
 
 def main() -> None:

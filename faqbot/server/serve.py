@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from faqbot.core import spacy_model
+from faqbot.core import shared_secrets, spacy_model
 from faqbot.core.models import model_path
 from faqbot.core.paths import PROJECT_DIR, VAR_DIR
 from faqbot.server.web import DEFAULT_PORT as DEFAULT_WEB_PORT
@@ -40,6 +40,9 @@ DEFAULT_PORT = 5005
 DEFAULT_ACTION_PORT = 5055
 DEFAULT_NLU_PORT = 5006
 START_TIMEOUT_S = 120
+# The REST integration `make run` sets up when none is configured, so a developer can try the
+# REST channel at once (its token is printed at start; README, "Security").
+DEV_INTEGRATION = "FAQBOT_REST_TOKEN_ENTWICKLUNG"
 
 
 class BotServers:
@@ -72,6 +75,8 @@ class BotServers:
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
         self.env.setdefault("FAQBOT_TICKET_DB", str(self.var_dir / "tickets.db"))
         self.env.setdefault("FAQBOT_REVIEW_DB", str(self.var_dir / "review.db"))
+        if not any(name.startswith("FAQBOT_REST_TOKEN_") for name in self.env):
+            self.env[DEV_INTEGRATION] = shared_secrets.local_secret(DEV_INTEGRATION)
         if self.cors:  # the socketio channel checks the origin itself (channels/socketio.py)
             self.env["FAQBOT_CORS"] = " ".join(self.cors)
         self.log_dir = log_dir
@@ -81,6 +86,12 @@ class BotServers:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def rest_token(self) -> str:
+        """A token of a REST integration of this run (the development one, if set up)."""
+        names = sorted(name for name in self.env if name.startswith("FAQBOT_REST_TOKEN_"))
+        return self.env[DEV_INTEGRATION if DEV_INTEGRATION in names else names[0]]
 
     @property
     def action_url(self) -> str:
@@ -96,10 +107,12 @@ class BotServers:
         endpoints = yaml.load((PROJECT_DIR / "endpoints.yml").read_text(encoding="utf-8"))
         endpoints["action_endpoint"]["url"] = f"{self.action_url}/webhook"
         endpoints["tracker_store"]["db"] = str(self.var_dir / "tracker.db")
-        endpoints["nlu"] = {"url": self.nlu_url}
         path = self.var_dir / "endpoints.yml"
         with path.open("w", encoding="utf-8") as handle:
             yaml.dump(endpoints, handle)
+            # The secret stays in the environment: Rasa fills it in, but only in a value without
+            # quotes, which ruamel does not promise once Rasa has configured it. So written as text.
+            handle.write(f"nlu:\n  url: {self.nlu_url}\n  token: ${{FAQBOT_NLU_TOKEN}}\n")
         return path
 
     def nlu_server_file(self) -> Path:
@@ -187,7 +200,8 @@ class BotServers:
         """Seconds until all servers answer; raises if one dies or the time runs out."""
         started = time.monotonic()
         # The NLU server's /status answers 200 once its model is loaded.
-        pending = {f"{self.action_url}/health", f"{self.url}/webhooks/rest/", f"{self.nlu_url}/status"}
+        nlu_status = f"{self.nlu_url}/status?token={self.env['FAQBOT_NLU_TOKEN']}"
+        pending = {f"{self.action_url}/health", f"{self.url}/webhooks/rest/", nlu_status}
         while pending:
             for process in self.processes:
                 if process.poll() is not None:
@@ -200,7 +214,8 @@ class BotServers:
                 except OSError:
                     pass
             if time.monotonic() - started > timeout:
-                raise TimeoutError(f"Server nach {timeout:.0f} s nicht bereit: {sorted(pending)}")
+                waiting = sorted(url.split("?")[0] for url in pending)  # without the token
+                raise TimeoutError(f"Server nach {timeout:.0f} s nicht bereit: {waiting}")
             if pending:
                 time.sleep(0.2)
         return time.monotonic() - started
@@ -300,6 +315,7 @@ Bereit nach {seconds:.1f} s.
 
 Beispiel:
   curl -s -X POST http://localhost:{args.port}/webhooks/rest/webhook \\
+       -H 'Authorization: Bearer {servers.rest_token}' \\
        -H 'Content-Type: application/json' \\
        -d '{{"sender": "kunde-1", "message": "Wie bekomme ich meine Rechnung?"}}'
 

@@ -57,7 +57,7 @@ async def send(session: aiohttp.ClientSession, url: str, sender: str, text: str)
     return time.perf_counter() - started
 
 
-async def run_clients(url: str, messages: list[str], clients: int, prefix: str) -> dict:
+async def run_clients(url: str, messages: list[str], clients: int, prefix: str, token: str) -> dict:
     """`clients` customers in parallel. Like real customers, each waits for the bot's
     reply before sending the next message, in conversations of a few messages."""
     latencies: list[float] = []
@@ -69,7 +69,8 @@ async def run_clients(url: str, messages: list[str], clients: int, prefix: str) 
 
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    headers = {"Authorization": f"Bearer {token}"}  # the REST channel's integration token
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as session:
         started = time.perf_counter()
         await asyncio.gather(*(client(session, number) for number in range(clients)))
         elapsed = time.perf_counter() - started
@@ -173,14 +174,15 @@ def main() -> int:
         servers.start()
         try:
             servers.wait_ready()
-            url = f"{servers.url}/webhooks/rest/webhook"
-            asyncio.run(run_clients(url, workload(1), 1, "first"))  # the first real answer
+            url, token = f"{servers.url}/webhooks/rest/webhook", servers.rest_token
+            asyncio.run(run_clients(url, workload(1), 1, "first", token))  # the first real answer
             results["startup_s"] = round(time.monotonic() - started, 1)
             print(f"Erste Antwort {results['startup_s']} s nach dem Start", flush=True)
-            asyncio.run(run_clients(url, workload(20), 1, "warmup"))
-            results["sequential"] = asyncio.run(run_clients(url, workload(args.sequential), 1, "seq"))
+            asyncio.run(run_clients(url, workload(20), 1, "warmup", token))
+            results["sequential"] = asyncio.run(run_clients(url, workload(args.sequential), 1, "seq", token))
             print(f"Sequentiell: {results['sequential']}", flush=True)
-            results["concurrent"] = asyncio.run(run_clients(url, workload(args.concurrent), args.clients, "par"))
+            concurrent = run_clients(url, workload(args.concurrent), args.clients, "par", token)
+            results["concurrent"] = asyncio.run(concurrent)
             print(f"{args.clients} Clients: {results['concurrent']}", flush=True)
             action_process, rasa_process, nlu_process = servers.processes
             results["memory_mb"] = {

@@ -1,11 +1,22 @@
-"""Rasa's REST channel, with a clear answer to malformed requests.
+"""Rasa's REST channel for the support team's integrations (help desk, CRM, messenger bridge).
 
 Same URL and JSON as Rasa's own ``rest`` channel (POST /webhooks/rest/webhook,
-``{"sender": "...", "message": "..."}``). The stock channel answers a missing or
-non-text ``message`` with an empty 200 and an empty body with a 500; integrations
-then cannot tell what went wrong. Here such requests get a 400 with a German message,
-control characters are removed before the text is stored, and an error while
-processing a message still gives the customer a reply.
+``{"sender": "...", "message": "..."}``), plus what a public endpoint needs (README, "Security"):
+
+* **Authentication.** Each integration sends ``Authorization: Bearer <token>``; the tokens
+  come from the environment, one per integration: ``FAQBOT_REST_TOKEN_<NAME>`` (at least 32
+  characters). Callers without a valid token are refused (401): a REST caller chooses its
+  ``sender`` and with it the conversation, and may pass ``metadata.customer`` (``id``,
+  ``email``, which becomes the ticket's contact and the mail's Reply-To), so only known
+  integrations may. Customers on the website use the widget (Socket.IO channel). The
+  customer's values are checked all the same (e-mail syntax, printable, length).
+* **Limits.** Body at most 64 KB (checked before parsing), ``sender`` 1-128 printable
+  characters, ``metadata`` a JSON object of at most 4 KB, requests per minute per
+  conversation, per address and per integration (``faqbot.core.rate_limit``): German
+  400/401/403/413/429 with a reason; nothing of a refused request is stored.
+* **A reply every time.** Control characters are removed before the text is stored; an error
+  while processing, a failed custom action or an unreachable action server (Rasa then logs the
+  error and sends nothing) gives the customer a German apology instead of an empty reply.
 
 It overrides Rasa's private ``RestInput._extract_message`` and relies on Sanic 21.12's
 ``request.json`` and blueprint middleware: checked when Rasa imports the channel
@@ -16,15 +27,19 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from email_validator import EmailNotValidError, validate_email
 from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.rest import RestInput as RasaRestInput
 from sanic import Blueprint, response
 from sanic.exceptions import InvalidUsage
 from sanic.request import Request
 
+from faqbot.core import shared_secrets
+from faqbot.core.rate_limit import RateLimiter, too_many_message
 from faqbot.core.text import clean_text
 from faqbot.server import patches
 from faqbot.server.patches import require_attribute, require_version
@@ -56,8 +71,64 @@ PROCESSING_ERROR = (
 )
 
 
+NO_REPLY = (
+    "Entschuldigung, ich kann Ihre Nachricht gerade nicht beantworten, weil ein technisches Problem "
+    "aufgetreten ist. Bitte versuchen Sie es in einigen Minuten noch einmal oder wenden Sie sich "
+    "an unseren Kundenservice."
+)
+TOKEN_PREFIX = "FAQBOT_REST_TOKEN_"
+MAX_CUSTOMER_ID_CHARS = 128
+MAX_EMAIL_CHARS = 254
+
+
 def _bad_request(code: str, message: str, status: int = 400) -> response.HTTPResponse:
     return response.json({"error": code, "message": f"{message} {EXPECTED}"}, status=status)
+
+
+def _refused(code: str, message: str, status: int, retry_after: int | None = None) -> response.HTTPResponse:
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return response.json({"error": code, "message": message}, status=status, headers=headers)
+
+
+def integration_tokens() -> dict[str, str]:
+    """Token -> integration name, from FAQBOT_REST_TOKEN_<NAME>; a short token stops the start."""
+    tokens = {}
+    for variable in sorted(os.environ):
+        if variable.startswith(TOKEN_PREFIX) and variable != TOKEN_PREFIX:
+            tokens[shared_secrets.require(variable)] = variable[len(TOKEN_PREFIX) :].lower()
+    return tokens
+
+
+def client_address(request: Request) -> str:
+    """The caller's address; behind a proxy Sanic takes it from the forwarding headers only
+    when configured to trust them (FORWARDED_SECRET, REAL_IP_HEADER, PROXIES_COUNT)."""
+    return request.remote_addr or request.ip or "?"
+
+
+def customer_problem(customer: Any) -> str | None:
+    """Why ``metadata.customer`` cannot be used as the ticket's contact, or None."""
+    if not isinstance(customer, dict):
+        return "„metadata.customer“ muss ein JSON-Objekt sein."
+    unknown = sorted(set(customer) - {"id", "email"})
+    if unknown:
+        return f"„metadata.customer“ kennt nur „id“ und „email“, nicht: {', '.join(unknown)}."
+    customer_id = customer.get("id")
+    if customer_id is not None and (
+        not isinstance(customer_id, str | int)
+        or not str(customer_id).strip()
+        or len(str(customer_id)) > MAX_CUSTOMER_ID_CHARS
+        or not str(customer_id).isprintable()
+    ):
+        return f"„metadata.customer.id“ muss ein Text mit 1 bis {MAX_CUSTOMER_ID_CHARS} druckbaren Zeichen sein."
+    email = customer.get("email")
+    if email is not None:
+        if not isinstance(email, str) or len(email) > MAX_EMAIL_CHARS or not email.isprintable():
+            return "„metadata.customer.email“ ist keine gültige E-Mail-Adresse."
+        try:
+            validate_email(email, check_deliverability=False)
+        except EmailNotValidError:
+            return "„metadata.customer.email“ ist keine gültige E-Mail-Adresse."
+    return None
 
 
 def request_problem(request: Request) -> response.HTTPResponse | None:
@@ -99,13 +170,53 @@ def sender_problem(sender: Any) -> str | None:
     return None
 
 
+# The public ways of OutputChannel to send a bot message (Rasa's processor uses send_response).
+SENDING_METHODS = (
+    "send_response",
+    "send_text_message",
+    "send_image_url",
+    "send_attachment",
+    "send_text_with_buttons",
+    "send_quick_replies",
+    "send_elements",
+    "send_custom_json",
+)
+
+
 async def process_or_apologise(on_new_message: Callable[[UserMessage], Awaitable[Any]], message: UserMessage) -> None:
-    """Process a message; if that fails, the customer still gets an answer (error logged)."""
+    """Process a message; the customer gets an answer even if that fails (error logged).
+
+    Rasa catches a failing custom action or an unreachable action server itself, logs it and
+    sends nothing more: a turn without any bot message is answered with an apology. Sending
+    is counted for this one message on the output channel's public sending methods."""
+    output = message.output_channel
+    originals = {name: getattr(output, name) for name in SENDING_METHODS if hasattr(output, name)}
+    sent = 0
+
+    def counting(method: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def send(*args: Any, **kwargs: Any) -> Any:
+            nonlocal sent
+            sent += 1
+            return await method(*args, **kwargs)
+
+        return send
+
+    for name, method in originals.items():
+        setattr(output, name, counting(method))
     try:
         await on_new_message(message)
     except Exception:
         logger.exception("Message from %s could not be processed", message.sender_id)
-        await message.output_channel.send_text_message(message.sender_id, PROCESSING_ERROR)
+        sent, apology = 0, PROCESSING_ERROR
+    else:
+        apology = NO_REPLY
+    finally:
+        for name in originals:
+            delattr(output, name)  # the class's methods again
+    if not sent:
+        if apology is NO_REPLY:
+            logger.error("Keine Antwort für %s (Aktion fehlgeschlagen?): Entschuldigung gesendet", message.sender_id)
+        await output.send_text_message(message.sender_id, apology)
 
 
 class RestInput(RasaRestInput):
@@ -121,11 +232,65 @@ class RestInput(RasaRestInput):
             await process_or_apologise(on_new_message, message)
 
         webhook = super().blueprint(handle)
+        tokens = integration_tokens()
+        if not tokens:
+            logger.warning(
+                "REST-Kanal: keine Integration konfiguriert (FAQBOT_REST_TOKEN_<NAME>), jede Anfrage wird abgewiesen."
+            )
+        per_conversation = RateLimiter.from_environment("CONVERSATION")
+        per_conversation_day = RateLimiter.from_environment("CONVERSATION_DAY")
+        per_client = RateLimiter.from_environment("CLIENT")
+        per_integration = RateLimiter.from_environment("INTEGRATION")
+        failed_logins = RateLimiter.from_environment("FAILED_AUTH")
+
+        def too_many(seconds: int) -> response.HTTPResponse:
+            return _refused("too_many_requests", too_many_message(seconds), 429, retry_after=seconds)
 
         @webhook.middleware("request")
         async def validate(request: Request) -> response.HTTPResponse | None:
-            if request.method == "POST":
+            if request.method != "POST":
+                return None
+            if len(request.body or b"") > MAX_BODY_BYTES:
                 return request_problem(request)
+            address = client_address(request)
+            # After too many wrong tokens an address waits before any token is even compared.
+            wait = failed_logins.waiting(address)
+            if wait:
+                return too_many(wait)
+            header = request.headers.get("authorization", "")
+            given = header[len("Bearer ") :] if header.startswith("Bearer ") else None
+            integration = next((name for key, name in tokens.items() if shared_secrets.matches(given, key)), None)
+            if integration is None:
+                # An integration's own address is not limited (many customers share it); callers
+                # without a valid token are.
+                wait = per_client.allow(address)
+                if wait:
+                    return too_many(wait)
+                if given is None:
+                    return _refused(
+                        "unauthorized",
+                        "Der REST-Kanal ist nur für angemeldete Integrationen: "
+                        "bitte senden Sie „Authorization: Bearer <Token>“.",
+                        401,
+                    )
+                logger.warning("REST-Kanal: ungültiger Token von %s abgewiesen", address)  # never the token
+                failed_logins.allow(address)
+                return _refused("unauthorized", "Der angegebene Token ist ungültig.", 401)
+            wait = per_integration.allow(integration)
+            if wait:
+                return too_many(wait)
+            problem = request_problem(request)
+            if problem is not None:
+                return problem
+            body = request.json
+            customer = (body.get("metadata") or {}).get("customer")
+            if customer is not None:
+                reason = customer_problem(customer)
+                if reason:
+                    return _bad_request("invalid_customer", reason)
+            wait = per_conversation.allow(body["sender"]) or per_conversation_day.allow(body["sender"])
+            if wait:
+                return too_many(wait)
             return None
 
         return webhook

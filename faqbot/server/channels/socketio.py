@@ -10,6 +10,17 @@ Same events and settings as Rasa's own ``socketio`` channel (credentials.yml), p
   while processing gets a German reply instead of silence.
 * ``custom`` payloads (faq_id, ticket id: meant for REST integrations) are not sent to
   the widget: Rasa 3.6 passes them to ``emit()`` as keyword arguments, which fails.
+* **Session ids come from the server.** Rasa's channel takes any ``session_id`` a client
+  names, so whoever knew another customer's id received that customer's replies and could
+  write into the conversation. Here the server issues each session id as
+  ``<conversation id>.<signature>``, signed with ``FAQBOT_SESSION_SECRET`` (``session_confirm``;
+  the widget keeps it and sends it back after a reload). An id it did not sign is replaced by
+  a new one. The conversation id alone (what tickets, logs and the support team see) does
+  not open the conversation; the signature stays in the customer's browser. Messages always
+  go to the conversation of that connection, whatever ``session_id`` they carry.
+* **The browser is not trusted with identity:** ``metadata.customer`` is dropped (only
+  authenticated REST integrations may pass it), other metadata is capped at 4 KB.
+* Messages per conversation and per address are limited like on REST (German notice).
 
 The origin check wraps Rasa's connect handler, taken from python-socketio's handler table
 (no public way to read it), and reads the Origin header from the environ python-engineio
@@ -19,8 +30,12 @@ when Rasa builds the channel's blueprint, both before the server serves.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
 import os
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,9 +44,11 @@ from rasa.core.channels.socketio import SocketIOInput as RasaSocketIOInput
 from rasa.core.channels.socketio import SocketIOOutput
 from sanic import Blueprint
 
+from faqbot.core import shared_secrets
+from faqbot.core.rate_limit import RateLimiter, too_many_message
 from faqbot.core.text import clean_text
 from faqbot.server import patches
-from faqbot.server.channels.rest import MAX_MESSAGE_CHARS, process_or_apologise
+from faqbot.server.channels.rest import MAX_MESSAGE_CHARS, MAX_METADATA_BYTES, process_or_apologise
 from faqbot.server.patches import PatchTargetError, require_attribute, require_version
 from faqbot.server.web import DEFAULT_PORT as DEFAULT_WEB_PORT
 from faqbot.server.web import origins
@@ -69,8 +86,52 @@ TOO_LONG = (
 )
 
 
+UNREADABLE = "Ihre Nachricht konnte leider nicht gelesen werden. Bitte versuchen Sie es noch einmal."
+
+
 def allowed_origins() -> list[str]:
     return os.environ.get("FAQBOT_CORS", DEFAULT_ORIGINS).split()
+
+
+def _signature(nonce: str, secret: str) -> str:
+    return hmac.new(secret.encode("utf-8"), nonce.encode("ascii"), hashlib.sha256).hexdigest()[:32]
+
+
+def issue_session_id(secret: str) -> str:
+    conversation_id = uuid.uuid4().hex
+    return f"{conversation_id}.{_signature(conversation_id, secret)}"
+
+
+def conversation_of(session_id: Any, secret: str) -> str | None:
+    """The conversation id of a session id this server (or one with the same
+    FAQBOT_SESSION_SECRET) issued; None for any other."""
+    if not isinstance(session_id, str) or session_id.count(".") != 1:
+        return None
+    conversation_id, signature = session_id.split(".")
+    if len(conversation_id) != 32 or not all(char in "0123456789abcdef" for char in conversation_id):
+        return None
+    return conversation_id if hmac.compare_digest(signature, _signature(conversation_id, secret)) else None
+
+
+def widget_metadata(raw: Any) -> dict[str, Any]:
+    """The metadata a widget may pass: a JSON object of at most 4 KB, never ``customer``."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return {}
+    if not isinstance(raw, dict):
+        return {}
+    metadata = {key: value for key, value in raw.items() if key != "customer"}
+    if len(json.dumps(metadata, ensure_ascii=False).encode("utf-8")) > MAX_METADATA_BYTES:
+        return {}
+    return metadata
+
+
+def connection_address(environ: dict) -> str:
+    """python-engineio's Sanic driver sets REMOTE_ADDR to 127.0.0.1; Sanic's request knows better."""
+    request = environ.get("sanic.request")
+    return (request.remote_addr or request.ip) if request is not None else environ.get("REMOTE_ADDR", "?")
 
 
 class WidgetOutput(SocketIOOutput):
@@ -90,24 +151,70 @@ class SocketIOInput(RasaSocketIOInput):
                 await message.output_channel.send_text_message(message.sender_id, TOO_LONG)
                 return
             message.text = text
-            message.output_channel = self.get_output_channel()
             await process_or_apologise(on_new_message, message)
 
         webhook = super().blueprint(handle)
         # Rasa switches the socket.io server's own CORS handling off (Sanic's --cors sets
         # the headers), which also switches off its origin check: check it on connect.
         namespace = self.namespace or "/"
-        rasa_connect = rasa_connect_handler(self.sio, namespace)
+        sio = self.sio
+        rasa_connect = rasa_connect_handler(sio, namespace)
         allowed = allowed_origins()
+        secret = shared_secrets.require("FAQBOT_SESSION_SECRET")
+        per_conversation = RateLimiter.from_environment("CONVERSATION")
+        per_conversation_day = RateLimiter.from_environment("CONVERSATION_DAY")
+        per_client = RateLimiter.from_environment("CLIENT")
 
         async def connect(sid: str, environ: dict, auth: dict | None = None) -> bool:
             origin = environ.get("HTTP_ORIGIN")
             if origin and origin not in allowed:  # no Origin: not a browser, CORS is moot
                 logger.warning("Socket.IO connection from %s refused (FAQBOT_CORS: %s)", origin, " ".join(allowed))
                 return False
+            address = connection_address(environ)
+            if per_client.allow(address):
+                logger.warning("Socket.IO: zu viele Verbindungen von %s abgewiesen", address)
+                return False
+            await sio.save_session(sid, {"address": address}, namespace=namespace)
             return await rasa_connect(sid, environ, auth)
 
-        self.sio.on("connect", connect, namespace=namespace)
+        async def session_request(sid: str, data: Any) -> str:
+            requested = data.get("session_id") if isinstance(data, dict) else None
+            conversation_id = conversation_of(requested, secret)
+            session_id = requested if conversation_id else issue_session_id(secret)
+            if requested and not conversation_id:
+                logger.info("Socket.IO: nicht ausgestellte Sitzungs-ID durch eine neue ersetzt")
+            conversation_id = session_id.split(".")[0]
+            session = await sio.get_session(sid, namespace=namespace)
+            session["conversation_id"] = conversation_id
+            await sio.save_session(sid, session, namespace=namespace)
+            # The bot's replies go to the room of the conversation (Rasa's SocketIOOutput).
+            sio.enter_room(sid, conversation_id, namespace=namespace)
+            await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
+            return conversation_id
+
+        async def user_uttered(sid: str, data: Any) -> None:
+            session = await sio.get_session(sid, namespace=namespace)
+            # A client that skipped session_request gets a conversation of its own.
+            conversation_id = session.get("conversation_id") or await session_request(sid, {})
+            output = self.get_output_channel()
+            if not isinstance(data, dict) or not isinstance(data.get("message"), str):
+                await output.send_text_message(conversation_id, UNREADABLE)
+                return
+            wait = (
+                per_client.allow(session.get("address", "?"))
+                or per_conversation.allow(conversation_id)
+                or per_conversation_day.allow(conversation_id)
+            )
+            if wait:
+                await output.send_text_message(conversation_id, too_many_message(wait))
+                return
+            metadata = widget_metadata(data.get(self.metadata_key))
+            text = data["message"]
+            await handle(UserMessage(text, output, conversation_id, input_channel=self.name(), metadata=metadata))
+
+        sio.on("connect", connect, namespace=namespace)
+        sio.on("session_request", session_request, namespace=namespace)
+        sio.on(self.user_message_evt, user_uttered, namespace=namespace)
         return webhook
 
     def get_output_channel(self) -> WidgetOutput | None:

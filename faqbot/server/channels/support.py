@@ -5,8 +5,11 @@
     POST /webhooks/support/tickets/<id>/close  close it; the customer's conversation
                                                goes back to the bot (back_to_bot)
 
-Every request needs ``Authorization: Bearer <FAQBOT_SUPPORT_TOKEN>``. Without a configured
-token the API refuses everything (503), so it is never open by accident.
+Every request needs ``Authorization: Bearer <FAQBOT_SUPPORT_TOKEN>`` (at least 32 characters).
+Without a configured token the API refuses everything (503), so it is never open by accident.
+A wrong token is logged with the caller's address (never the token); after 10 wrong tokens
+from one address per minute it waits (429) before any token is compared again, and each
+address may send 120 requests per minute (``faqbot.core.rate_limit``).
 
 Closing a ticket reaches into the running Rasa server as Rasa's own HTTP API does (its
 agent, lock store, processor and input channels, ``_end_handoff``): the methods are
@@ -17,7 +20,6 @@ the agent once the server has started (``check_server``); a failed check stops t
 from __future__ import annotations
 
 import dataclasses
-import hmac
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -30,6 +32,8 @@ from rasa.core.processor import MessageProcessor
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 
+from faqbot.core import shared_secrets
+from faqbot.core.rate_limit import RateLimiter, too_many_message
 from faqbot.core.tickets import TicketStore
 from faqbot.server import patches
 from faqbot.server.patches import require_attribute, require_version
@@ -96,24 +100,40 @@ class SupportInput(InputChannel):
 
     def __init__(self) -> None:
         self._store: TicketStore | None = None
+        self._token = os.environ.get("FAQBOT_SUPPORT_TOKEN") or None
+        if self._token:
+            shared_secrets.require("FAQBOT_SUPPORT_TOKEN")  # a short token stops the start
+        self._failed_logins = RateLimiter.from_environment("FAILED_AUTH")
+        self._requests = RateLimiter.from_environment("SUPPORT")
 
     def store(self) -> TicketStore:
         if self._store is None:
             self._store = TicketStore()
         return self._store
 
-    @staticmethod
-    def _refusal(request: Request) -> response.HTTPResponse | None:
-        token = os.environ.get("FAQBOT_SUPPORT_TOKEN")
-        if not token:
+    def _refusal(self, request: Request) -> response.HTTPResponse | None:
+        if not self._token:
             return response.json(
-                {"error": "not_configured", "message": "FAQBOT_SUPPORT_TOKEN is not set; the support API is disabled."},
+                {
+                    "error": "not_configured",
+                    "message": "FAQBOT_SUPPORT_TOKEN ist nicht gesetzt: Die Support-API ist abgeschaltet.",
+                },
                 status=503,
             )
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        address = request.remote_addr or request.ip or "?"
+        wait = self._failed_logins.waiting(address) or self._requests.allow(address)
+        if wait:
             return response.json(
-                {"error": "unauthorized", "message": "Bearer token missing or wrong."},
+                {"error": "too_many_requests", "message": too_many_message(wait)},
+                status=429,
+                headers={"Retry-After": str(wait)},
+            )
+        given = request.headers.get("Authorization", "")
+        if not shared_secrets.matches(given, f"Bearer {self._token}"):
+            logger.warning("Support-API: ungültiger Token von %s auf %s abgewiesen", address, request.path)
+            self._failed_logins.allow(address)
+            return response.json(
+                {"error": "unauthorized", "message": "Der Bearer-Token fehlt oder ist falsch."},
                 status=401,
                 headers={"WWW-Authenticate": "Bearer"},
             )
@@ -138,14 +158,20 @@ class SupportInput(InputChannel):
         async def get_ticket(request: Request, ticket_id: str) -> response.HTTPResponse:
             ticket = self.store().get(ticket_id)
             if not ticket:
-                return response.json({"error": "not_found"}, status=404)
+                return response.json({"error": "not_found", "message": "Dieses Ticket gibt es nicht."}, status=404)
             return response.json(_ticket_json(ticket, self.store(), full=True))
 
         @api.route("/tickets/<ticket_id>/close", methods=["POST"])
         async def close_ticket(request: Request, ticket_id: str) -> response.HTTPResponse:
             ticket = self.store().get(ticket_id)
             if not ticket or not self.store().close(ticket_id):
-                return response.json({"error": "not_found_or_closed"}, status=404)
+                return response.json(
+                    {
+                        "error": "not_found_or_closed",
+                        "message": "Dieses Ticket gibt es nicht oder es ist schon geschlossen.",
+                    },
+                    status=404,
+                )
             try:
                 messages = await _end_handoff(request, ticket.sender_id, ticket_id)
             except Exception:  # closed all the same: the customer's next message learns it
