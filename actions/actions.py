@@ -65,7 +65,10 @@ def customer_contact(tracker: Tracker, include_form: bool = True) -> dict[str, A
     for event in reversed(tracker.events):  # the latest message that carried a customer
         customer = (event.get("metadata") or {}).get("customer") if event.get("event") == "user" else None
         if isinstance(customer, dict):
-            contact.update({key: str(customer[key]) for key in ("id", "email") if customer.get(key)})
+            # The REST channel admits only validated values; a line break here would still
+            # break every mail of the ticket (header injection), so never take one.
+            values = {key: str(customer[key]) for key in ("id", "email") if customer.get(key)}
+            contact.update({key: value for key, value in values.items() if value.isprintable()})
             break
     if include_form and tracker.get_slot("customer_email"):
         contact["email"] = tracker.get_slot("customer_email")

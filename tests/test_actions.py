@@ -230,6 +230,18 @@ def test_escalation_payload_carries_the_customer_from_rest_metadata(monkeypatch)
     assert delivery.payload["customer"] == {"id": "K-1001", "email": "anna@example.org"}
 
 
+def test_a_line_break_in_channel_customer_data_never_reaches_the_ticket(monkeypatch):
+    """The REST channel refuses such values; should one get into a tracker anyway, the
+    ticket's contact (the mail's Reply-To) must not carry it."""
+    store = actions.ticket_store()
+    monkeypatch.setenv("FAQBOT_WEBHOOK_URL", "http://127.0.0.1:9/unused")
+    event = user_event("mensch bitte", "human_handoff")
+    event["metadata"] = {"customer": {"id": "K-1002", "email": "anna@example.org\r\nBcc: alle@example.org"}}
+    messages, _ = run(ActionEscalate(), tracker_for(event))
+    [delivery] = store.deliveries_for(messages[0]["custom"]["escalation"]["ticket_id"])
+    assert "email" not in delivery.payload["customer"] and delivery.payload["customer"]["id"] == "K-1002"
+
+
 # --- Contact details and handoff (actions/handoff.py) ---------------------------------
 
 

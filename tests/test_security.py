@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sqlite3
 import time
 
@@ -284,6 +285,21 @@ def test_rest_without_a_token_stores_nothing(servers):
     assert reply.status_code == 401
     with sqlite3.connect(servers.var_dir / "tracker.db") as db:
         assert db.execute("SELECT COUNT(*) FROM events WHERE sender_id = 'ohne-token'").fetchone() == (0,)
+
+
+def test_a_huge_request_is_refused_before_it_is_read(servers):
+    """Finding 4: a 95 MB request was read and stored. Sanic now refuses anything over 1 MB
+    from its Content-Length, before reading (and buffering) the body."""
+    with socket.create_connection(("127.0.0.1", servers.port), timeout=10) as raw:
+        raw.sendall(
+            b"POST /webhooks/rest/webhook HTTP/1.1\r\nHost: bot\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {servers.rest_token}\r\n".encode()
+            + b"Content-Length: 95000000\r\n\r\n"
+            + b'{"sender": "gross", "message": "'
+        )
+        assert raw.recv(200).startswith(b"HTTP/1.1 413")  # without waiting for the other 95 MB
+    with sqlite3.connect(servers.var_dir / "tracker.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM events WHERE sender_id = 'gross'").fetchone() == (0,)
 
 
 def test_support_api_logs_failed_logins_and_slows_down_guessing(servers):

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -173,9 +174,15 @@ def install() -> None:
         rasa.server.create_app = _create_app_with_token
 
 
+# Sanic reads a request of up to 100 MB into memory before any channel can refuse it; the
+# channels' own limits are far lower (REST: 64 KB), so Sanic refuses anything above 1 MB itself.
+MAX_REQUEST_BYTES = 1024 * 1024
+
+
 def main() -> None:
     check_patches()
     install()
+    os.environ.setdefault("SANIC_REQUEST_MAX_SIZE", str(MAX_REQUEST_BYTES))  # Sanic reads SANIC_* settings
     from rasa.__main__ import main as rasa_main
 
     sys.argv = ["rasa", *sys.argv[1:]]

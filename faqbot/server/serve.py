@@ -190,7 +190,12 @@ class BotServers:
         )
         if self.web_port is not None:
             faq_file = self.env.get("FAQBOT_FAQ_FILE")
-            self.web = HelpCentre(self.web_port, self.port, faq_file=Path(faq_file) if faq_file else None).start()
+            self.web = HelpCentre(
+                self.web_port,
+                self.port,
+                socket_url=self.env.get("FAQBOT_SOCKET_URL"),
+                faq_file=Path(faq_file) if faq_file else None,
+            ).start()
         return self
 
     def _cors_args(self) -> list[str]:
@@ -300,8 +305,8 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    servers.start()
     try:
+        servers.start()  # inside: a bad setting or a busy port stops the processes started so far
         seconds = servers.wait_ready()
         print(
             f"""
@@ -327,7 +332,7 @@ Strg-C beendet alle Server.""",
                 print("Ein Server wurde unerwartet beendet.", file=sys.stderr)
                 return 1
             time.sleep(0.5)
-    except (RuntimeError, TimeoutError) as error:
+    except (RuntimeError, TimeoutError, ValueError, OSError) as error:
         print(f"Start fehlgeschlagen: {error}", file=sys.stderr)
         return 1
     finally:

@@ -1,12 +1,16 @@
 """The company's help-centre page with the chat widget, served next to the bot.
 
-    python -m faqbot.server.web [--port 8080] [--rasa-port 5005]
+    python -m faqbot.server.web [--port 8080] [--rasa-port 5005] [--socket-url https://bot.example.com]
 
 ``make run`` starts it together with the two Rasa servers (``faqbot.server.serve``). The page
 lists the FAQ from ``data/faq.yml`` and embeds ``rasa-webchat``, served from
 ``web/node_modules`` (installed by ``make install``), so the browser loads nothing from a
-CDN. The widget talks to Rasa's socketio channel; the Rasa server must allow this page's
-origin (``--cors``).
+CDN. The widget talks to Rasa's socketio channel at the bot's public address, which comes
+from the configuration only (``socket_url``, else ``FAQBOT_SOCKET_URL``, else the Rasa port on
+localhost and 127.0.0.1), never from a request; the Rasa server must allow this page's
+origin (``--cors``). Every response carries the security headers (CSP, Referrer-Policy,
+Permissions-Policy, ...); slow, silent or half-open connections are closed after
+``REQUEST_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import argparse
 import html
 import json
 import os
+import re
+import socket
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,6 +34,12 @@ from faqbot.core.paths import PROJECT_DIR
 WEB_DIR = PROJECT_DIR / "web"
 WEBCHAT_BUNDLE = WEB_DIR / "node_modules" / "rasa-webchat" / "lib" / "index.js"
 DEFAULT_PORT = 8080
+# A connection must deliver its request line and headers within this time (in total, not
+# per byte), and no read or write may stall longer: half-open and idle connections are cut.
+REQUEST_TIMEOUT_S = 10.0
+# More connections at once get a 503: the page runs in `make run`'s supervising process,
+# which must not run out of threads because of it.
+MAX_CONNECTIONS = 100
 # The FAQ entry whose answer names the contact channels: the page shows it when the
 # chat cannot reach the bot, so a customer is never left with a spinning widget.
 CONTACT_FAQ_ID = "erreiche_kundenservice"
@@ -37,6 +50,39 @@ CONTENT_TYPES = {
     ".png": "image/png",
     ".svg": "image/svg+xml",
 }
+# scheme://host[:port], optionally with a final "/": anything else could smuggle sources into the CSP.
+PUBLIC_URL = re.compile(r"(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(?::(\d{1,5}))?/?", re.IGNORECASE)
+PERMISSIONS_POLICY = ", ".join(
+    f"{feature}=()"
+    for feature in (
+        "accelerometer",
+        "camera",
+        "display-capture",
+        "geolocation",
+        "gyroscope",
+        "hid",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "serial",
+        "usb",
+    )
+)
+ERROR_TEXTS = {
+    HTTPStatus.BAD_REQUEST: "Die Anfrage ist ungültig.",
+    HTTPStatus.NOT_FOUND: "Diese Seite gibt es leider nicht.",
+    HTTPStatus.REQUEST_URI_TOO_LONG: "Die Adresse ist zu lang.",
+    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: "Die Anfrage ist zu groß.",
+    HTTPStatus.NOT_IMPLEMENTED: "Diese Art von Anfrage wird nicht unterstützt.",
+    HTTPStatus.SERVICE_UNAVAILABLE: "Das Hilfe-Center ist gerade ausgelastet. Bitte versuchen Sie es gleich erneut.",
+}
+ERROR_PAGE = """<!DOCTYPE html>
+<html lang="de">
+<head><meta charset="utf-8"><title>Hilfe-Center – Fehler %(code)d</title></head>
+<body><h1>%(explain)s</h1><p><a href="/">Zur Startseite des Hilfe-Centers</a></p></body>
+</html>
+"""
 
 
 def origins(port: int) -> tuple[str, str]:
@@ -44,7 +90,30 @@ def origins(port: int) -> tuple[str, str]:
     return f"http://localhost:{port}", f"http://127.0.0.1:{port}"
 
 
-def render_page(rasa_port: int, socket_url: str | None = None, faq_file: Path | None = None) -> bytes:
+def public_url(url: str) -> str:
+    """The bot's public address as an origin (``https://bot.example.com``), or ValueError."""
+    match = PUBLIC_URL.fullmatch(url.strip())
+    if not match or int(match[3] or 1) not in range(1, 65536):
+        raise ValueError(
+            f"Ungültige Bot-Adresse {url!r} (FAQBOT_SOCKET_URL / --socket-url): erwartet wird "
+            "http(s)://host[:port] ohne Pfad, z. B. https://bot.example.com"
+        )
+    return match[0].rstrip("/").lower()
+
+
+def content_security_policy(socket_urls: list[str]) -> str:
+    # The page talks to nothing but the Rasa server (Socket.IO: polling over http(s), then
+    # ws(s)). This also stops the Google Fonts request built into rasa-webchat: no third
+    # party at run time. The widget sets inline styles, hence 'unsafe-inline' for styles only.
+    bot = " ".join(f"{url} ws{url[len('http') :]}" for url in socket_urls)
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        f"img-src 'self' data:; font-src 'self' data:; connect-src {bot}; object-src 'none'; "
+        "base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
+    )
+
+
+def render_page(socket_urls: list[str], faq_file: Path | None = None) -> bytes:
     """index.html with the FAQ list and the widget settings filled in."""
     try:
         knowledge = load(faq_file)
@@ -63,7 +132,7 @@ def render_page(rasa_port: int, socket_url: str | None = None, faq_file: Path | 
         for category, entries in categories.items()
     )
     contact = knowledge[CONTACT_FAQ_ID].answer if CONTACT_FAQ_ID in knowledge else CONTACT_FALLBACK
-    settings = {"rasaPort": rasa_port, "socketUrl": socket_url, "contactText": contact}
+    settings = {"socketUrls": socket_urls, "contactText": contact}
     template = Template((WEB_DIR / "index.html").read_text(encoding="utf-8"))
     return template.substitute(
         faq_sections=sections or "<p>Die FAQ sind gerade nicht verfügbar.</p>",
@@ -74,21 +143,54 @@ def render_page(rasa_port: int, socket_url: str | None = None, faq_file: Path | 
 
 
 class HelpCentreHandler(BaseHTTPRequestHandler):
-    """Serves the page, web/static/*, the widget bundle, and nothing else."""
+    """Serves the page, web/static/*, the widget bundle, and nothing else.
+
+    HTTP/1.0 (http.server's default): one request per connection, no idle keep-alive."""
 
     server: HelpCentre
+    error_message_format = ERROR_PAGE
+
+    def setup(self) -> None:
+        # The socket timeout ends a silent connection and a stalled read or write; the timer
+        # ends one that trickles its request a byte at a time (each read within the timeout).
+        self.timeout = self.server.request_timeout
+        super().setup()
+        self._deadline = threading.Timer(self.server.request_timeout, self._hang_up)
+        self._deadline.daemon = True
+        self._deadline.start()
+
+    def _hang_up(self) -> None:
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed
+
+    def parse_request(self) -> bool:
+        complete = super().parse_request()  # reads the headers
+        self._deadline.cancel()
+        return complete
+
+    def finish(self) -> None:
+        self._deadline.cancel()
+        super().finish()
+
+    def handle(self) -> None:
+        if not self.server.slots.acquire(blocking=False):
+            self.command, self.request_version, self.requestline = "", "HTTP/1.0", ""  # no request read
+            self.send_error(HTTPStatus.SERVICE_UNAVAILABLE)
+            return
+        try:
+            super().handle()
+        finally:
+            self.server.slots.release()
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path = self.path.split("?", 1)[0]
         if path in ("/", "/index.html"):
-            self._send(
-                render_page(self.server.rasa_port, self.server.socket_url, self.server.faq_file),
-                "text/html; charset=utf-8",
-                csp=self._content_security_policy(),
-            )
+            self._send(render_page(self.server.socket_urls, self.server.faq_file), "text/html; charset=utf-8")
         elif path == "/vendor/rasa-webchat.js":
             if not WEBCHAT_BUNDLE.exists():
-                self.send_error(HTTPStatus.NOT_FOUND, "rasa-webchat fehlt: bitte `make install`")
+                self.send_error(HTTPStatus.NOT_FOUND, explain="Der Chat ist nicht installiert (make install).")
                 return
             self._send(WEBCHAT_BUNDLE.read_bytes(), CONTENT_TYPES[".js"], cache=True)
         elif path.startswith("/static/") and self._static(path[len("/static/") :]):
@@ -98,7 +200,7 @@ class HelpCentreHandler(BaseHTTPRequestHandler):
             self.send_response(HTTPStatus.NO_CONTENT)
             self.end_headers()
         else:
-            self.send_error(HTTPStatus.NOT_FOUND, "Seite nicht gefunden")
+            self.send_error(HTTPStatus.NOT_FOUND)
 
     @staticmethod
     def _static(name: str) -> bool:
@@ -110,37 +212,41 @@ class HelpCentreHandler(BaseHTTPRequestHandler):
             and (WEB_DIR / "static" / name).is_file()
         )
 
-    def _content_security_policy(self) -> str:
-        # The page talks to nothing but itself and the Rasa server. This also stops the
-        # Google Fonts request built into rasa-webchat: no third party at run time.
-        host = (self.headers.get("Host") or "localhost").rsplit(":", 1)[0]
-        bot = self.server.socket_url or f"http://{host}:{self.server.rasa_port}"
-        websocket = "ws" + bot[len("http") :]
-        return (
-            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-            f"img-src 'self' data:; font-src 'self' data:; connect-src 'self' {bot} {websocket}; "
-            "frame-ancestors 'self'; base-uri 'self'; form-action 'self'"
-        )
-
-    def _send(self, body: bytes, content_type: str, cache: bool = False, csp: str | None = None) -> None:
+    def _send(self, body: bytes, content_type: str, cache: bool = False) -> None:
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", content_type)
-        if csp:
-            self.send_header("Content-Security-Policy", csp)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "max-age=3600" if cache else "no-cache")
-        self.send_header("X-Content-Type-Options", "nosniff")
         self.end_headers()
         self.wfile.write(body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        # The visitor reads the German text in the body; the status line keeps the standard
+        # reason phrase (ASCII), also for the errors http.server raises itself.
+        text = explain or ERROR_TEXTS.get(code, "Die Anfrage konnte nicht bearbeitet werden.")
+        super().send_error(code, None, text)
+
+    def end_headers(self) -> None:
+        # Every response: the page, static files, errors.
+        for name, value in self.server.security_headers.items():
+            self.send_header(name, value)
+        super().end_headers()
+
+    def version_string(self) -> str:  # the Server header, without the Python version
+        return "Hilfe-Center"
 
     def log_message(self, format: str, *args) -> None:  # page requests are not worth a log line
         pass
 
 
 class HelpCentre(ThreadingHTTPServer):
-    """The page server, run in a background thread of ``make run`` or a test."""
+    """The page server, run in a background thread of ``make run`` or a test.
+
+    ``socket_url``: the bot's public address for the widget and the CSP (else
+    ``FAQBOT_SOCKET_URL``, else ``rasa_port`` on localhost and 127.0.0.1)."""
 
     daemon_threads = True
+    request_queue_size = 128  # a burst of connections waits for accept() instead of being dropped
 
     def __init__(
         self,
@@ -149,10 +255,25 @@ class HelpCentre(ThreadingHTTPServer):
         socket_url: str | None = None,
         faq_file: Path | None = None,
         host: str = "",
+        request_timeout: float = REQUEST_TIMEOUT_S,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
-        super().__init__((host, port), HelpCentreHandler)
-        self.rasa_port, self.socket_url, self.faq_file = rasa_port, socket_url, faq_file
+        configured = socket_url or os.environ.get("FAQBOT_SOCKET_URL")
+        # Both loopback names by default, so the page works as http://localhost:8080 and as
+        # http://127.0.0.1:8080 (chat.js takes the one matching the address bar, else the first).
+        self.socket_urls = [public_url(configured)] if configured else list(origins(rasa_port))
+        self.security_headers = {
+            "Content-Security-Policy": content_security_policy(self.socket_urls),
+            "Referrer-Policy": "no-referrer",
+            "Permissions-Policy": PERMISSIONS_POLICY,
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",  # frame-ancestors for browsers without CSP 2
+        }
+        self.rasa_port, self.faq_file = rasa_port, faq_file
+        self.request_timeout = request_timeout
+        self.slots = threading.BoundedSemaphore(max_connections)
         self.thread: threading.Thread | None = None
+        super().__init__((host, port), HelpCentreHandler)
 
     @property
     def url(self) -> str:
@@ -167,6 +288,11 @@ class HelpCentre(ThreadingHTTPServer):
         self.shutdown()
         self.server_close()
 
+    def handle_error(self, request, client_address) -> None:
+        # A visitor who hangs up, or a connection cut for being too slow, is no error of the page.
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -176,12 +302,16 @@ def main() -> None:
     parser.add_argument("--rasa-port", type=int, default=int(os.environ.get("FAQBOT_PORT", 5005)))
     parser.add_argument(
         "--socket-url",
-        default=os.environ.get("FAQBOT_SOCKET_URL"),
-        help="Adresse des Rasa-Servers für das Widget (Standard: gleicher Host, --rasa-port)",
+        help="öffentliche Adresse des Rasa-Servers für das Widget und die CSP, z. B. https://bot.example.com "
+        "(Standard: FAQBOT_SOCKET_URL, sonst http://localhost:<rasa-port> und http://127.0.0.1:<rasa-port>)",
     )
     args = parser.parse_args()
-    server = HelpCentre(args.port, args.rasa_port, args.socket_url)
+    try:
+        server = HelpCentre(args.port, args.rasa_port, args.socket_url)
+    except ValueError as error:
+        parser.error(str(error))
     print(f"Hilfe-Center mit Chat-Widget: {server.url}  (Strg-C beendet)")
+    print(f"Bot-Adresse für das Widget:   {' '.join(server.socket_urls)}")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -2,8 +2,11 @@
 (function () {
   "use strict";
   var settings = JSON.parse(document.getElementById("chat-settings").textContent);
-  var socketUrl = settings.socketUrl ||
-    window.location.protocol + "//" + window.location.hostname + ":" + settings.rasaPort;
+  // The bot's address comes from the server's configuration, never from the address bar:
+  // of the configured ones (by default localhost and 127.0.0.1), the one matching the page's host.
+  var socketUrl = settings.socketUrls.filter(function (url) {
+    return new URL(url).hostname === window.location.hostname;
+  })[0] || settings.socketUrls[0];
   var OFFLINE_AFTER_MS = 6000;  // how long a customer may wait for the first connection
   var offline = document.getElementById("chat-offline");
   var connected = false;
