@@ -77,8 +77,11 @@ import-faq: install  ## FAQ-Seite neu einlesen: make import-faq PAGE=data/faq_se
 trainer: install  ## Trainer-Werkzeug: make trainer ARGS="review" (Schritte: make trainer ARGS=--help)
 	$(PY) -m faqbot.tools.trainer $(or $(ARGS),--help)
 
+datenschutz: install  ## Auskunft, Löschung, Aufbewahrung: make datenschutz ARGS="auskunft --email kunde@example.org"
+	$(PY) -m faqbot.tools.datenschutz $(or $(ARGS),--help)
+
 clean:  ## Modelle, Laufzeitdaten und Ergebnisse löschen (nicht .venv)
 	rm -rf models results .pytest_cache
 	find var -mindepth 1 ! -name .gitkeep -delete
 
-.PHONY: help install browser spacy-official train validate run lint format test-unit test bench import-faq trainer clean
+.PHONY: help install browser spacy-official train validate run lint format test-unit test bench import-faq trainer datenschutz clean

@@ -139,6 +139,8 @@ def test_webhook_and_email_receive_the_ticket(tmp_path, desk, mailbox):
     assert mail["Message-ID"] == f"<{ticket.ticket_id}-created-email@faqbot>"
     assert "kunde: Wo ist mein Paket?" in mail.get_payload(decode=True).decode("utf-8")
     assert {d.status for d in store.deliveries_for(ticket.ticket_id)} == {"delivered"}
+    # The receiver has it: no second copy of transcript and contact stays in the outbox.
+    assert [d.payload for d in store.deliveries_for(ticket.ticket_id)] == [{}, {}]
 
 
 def test_receiver_down_stays_pending_and_is_delivered_when_back(tmp_path, desk):

@@ -293,11 +293,18 @@ class TicketStore:
         return result.rowcount == 1
 
     def mark_delivered(self, key: str, attempts: int) -> None:
+        # The receiver has the payload now: no second copy of transcript and contact is kept
+        # (data minimisation; the ticket itself keeps them until its retention period ends).
         with self.engine.begin() as connection:
             connection.execute(
                 deliveries.update()
                 .where(deliveries.c.key == key)
-                .values(status="delivered", attempts=attempts, delivered_at=datetime.now(timezone.utc).isoformat())
+                .values(
+                    status="delivered",
+                    attempts=attempts,
+                    delivered_at=datetime.now(timezone.utc).isoformat(),
+                    payload="{}",
+                )
             )
 
     def mark_failed_attempt(

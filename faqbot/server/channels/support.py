@@ -4,6 +4,12 @@
     GET  /webhooks/support/tickets/<id>        one ticket with transcript and deliveries
     POST /webhooks/support/tickets/<id>/close  close it; the customer's conversation
                                                goes back to the bot (back_to_bot)
+    POST /webhooks/support/privacy/export      everything stored about one customer (GDPR Art. 15/20)
+    POST /webhooks/support/privacy/erase       erase it (Art. 17), logged without the content
+         body of both: {"conversation_id" | "customer_id" | "email": "..."}
+
+The Rasa server also deletes what is older than its retention period, every few hours
+(``faqbot.core.privacy``, README "Datenschutz").
 
 Every request needs ``Authorization: Bearer <FAQBOT_SUPPORT_TOKEN>`` (at least 32 characters).
 Without a configured token the API refuses everything (503), so it is never open by accident.
@@ -19,12 +25,15 @@ the agent once the server has started (``check_server``); a failed check stops t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import sqlalchemy as sa
 from rasa.core.agent import Agent
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, OutputChannel, UserMessage
 from rasa.core.lock_store import LockStore
@@ -32,7 +41,7 @@ from rasa.core.processor import MessageProcessor
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 
-from faqbot.core import shared_secrets
+from faqbot.core import privacy, review_store, shared_secrets
 from faqbot.core.rate_limit import RateLimiter, too_many_message
 from faqbot.core.tickets import TicketStore
 from faqbot.server import patches
@@ -54,11 +63,41 @@ check_targets()  # when Rasa loads the channel (credentials.yml), before it serv
 
 
 def check_server(app: Sanic) -> None:
-    """What _end_handoff reads from the running server: set by Rasa while it starts."""
+    """What _end_handoff and the privacy endpoints read from the running server: set by Rasa
+    while it starts."""
     agent = require_attribute(app.ctx, "agent", PATCH, where="app.ctx")
     require_attribute(agent, "lock_store", PATCH, where="app.ctx.agent")
     require_attribute(agent, "processor", PATCH, where="app.ctx.agent")
+    require_attribute(agent, "tracker_store", PATCH, where="app.ctx.agent")
     require_attribute(app.ctx, "input_channels", PATCH, where="app.ctx")
+
+
+def conversation_store(app: Sanic) -> Any:
+    """The project's SQL tracker store behind Rasa's fail-safe wrapper, or None."""
+    store = app.ctx.agent.tracker_store
+    store = getattr(store, "_tracker_store", store)  # rasa.core.tracker_store.FailSafeTrackerStore
+    return store if hasattr(store, "engine") else None
+
+
+PRIVACY_LOOKUPS = ", ".join(f"„{lookup}“" for lookup in privacy.LOOKUPS)
+
+
+def privacy_lookup(request: Request) -> tuple[str, str] | response.HTTPResponse:
+    """The one lookup of a privacy request, or a German 400."""
+    try:
+        body = request.json
+    except Exception:
+        body = None
+    given = {key: value for key, value in body.items() if key in privacy.LOOKUPS} if isinstance(body, dict) else {}
+    if len(given) != 1 or not isinstance(next(iter(given.values())), str) or not next(iter(given.values())).strip():
+        return response.json(
+            {
+                "error": "invalid_lookup",
+                "message": f"Erwartet wird JSON mit genau einem nicht leeren Feld: {PRIVACY_LOOKUPS}.",
+            },
+            status=400,
+        )
+    return next(iter(given.items()))
 
 
 def _ticket_json(ticket, store: TicketStore, full: bool = False) -> dict[str, Any]:
@@ -111,6 +150,33 @@ class SupportInput(InputChannel):
             self._store = TicketStore()
         return self._store
 
+    def data_stores(self, app: Sanic) -> privacy.DataStores | None:
+        store = conversation_store(app)
+        if store is None:
+            return None
+        broker = getattr(store, "event_broker", None)
+        writer = getattr(broker, "writer", None)  # faqbot.server.review_broker.ReviewQueueBroker
+        review_path = writer.path if writer is not None else review_store.db_path()
+        # An engine of its own: the privacy work runs in a worker thread, and the tracker
+        # store's pooled SQLite connections belong to the event loop's thread.
+        engine = sa.create_engine(store.engine.url, poolclass=sa.pool.NullPool)
+        return privacy.DataStores(engine, self.store(), review_path)
+
+    async def purge_regularly(self, app: Sanic) -> None:
+        """Delete what is older than its retention period, now and every few hours."""
+        days = privacy.retention_days()
+        while True:
+            stores = self.data_stores(app)
+            if stores is None:
+                logger.error("Aufbewahrungsfristen: kein SQL-Gesprächsspeicher, es wird nichts gelöscht")
+                return
+            try:
+                counts = await asyncio.to_thread(privacy.purge_expired, stores, days)
+                logger.info("Aufbewahrungsfristen angewandt: %s", counts)
+            except Exception:  # a locked or unreachable store: try again next time
+                logger.exception("Aufbewahrungsfristen: Löschen fehlgeschlagen")
+            await asyncio.sleep(privacy.PURGE_INTERVAL_S)
+
     def _refusal(self, request: Request) -> response.HTTPResponse | None:
         if not self._token:
             return response.json(
@@ -142,9 +208,18 @@ class SupportInput(InputChannel):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         api = Blueprint("support_api", __name__)
 
+        privacy.retention_days()  # a mistake in support.yml's retention section stops the start
+
         @api.listener("after_server_start")  # Rasa loads the agent before the server starts
         async def check(app: Sanic, loop: Any) -> None:
             check_server(app)
+            app.ctx.privacy_purge = asyncio.create_task(self.purge_regularly(app))
+
+        @api.listener("before_server_stop")
+        async def stop_purging(app: Sanic, loop: Any) -> None:
+            task = getattr(app.ctx, "privacy_purge", None)
+            if task is not None:
+                task.cancel()
 
         @api.middleware("request")
         async def authenticate(request: Request) -> response.HTTPResponse | None:
@@ -186,4 +261,43 @@ class SupportInput(InputChannel):
                 }
             )
 
+        @api.route("/privacy/export", methods=["POST"])
+        async def privacy_export(request: Request) -> response.HTTPResponse:
+            lookup = privacy_lookup(request)
+            if isinstance(lookup, response.HTTPResponse):
+                return lookup
+            stores = self.data_stores(request.app)
+            if stores is None:
+                return _no_conversation_store()
+            subject = await asyncio.to_thread(privacy.find, stores, *lookup)
+            return response.json(await asyncio.to_thread(privacy.export, stores, subject))
+
+        @api.route("/privacy/erase", methods=["POST"])
+        async def privacy_erase(request: Request) -> response.HTTPResponse:
+            lookup = privacy_lookup(request)
+            if isinstance(lookup, response.HTTPResponse):
+                return lookup
+            stores = self.data_stores(request.app)
+            if stores is None:
+                return _no_conversation_store()
+            subject = await asyncio.to_thread(privacy.find, stores, *lookup)
+            # Each conversation's lock, as for a message (in a fixed order): no turn is saved
+            # into a half-erased conversation.
+            lock_store = request.app.ctx.agent.lock_store
+            async with contextlib.AsyncExitStack() as locks:
+                for conversation_id in sorted(subject.conversation_ids):
+                    await locks.enter_async_context(lock_store.lock(conversation_id))
+                result = await asyncio.to_thread(privacy.erase, stores, subject, "support-api")
+            return response.json(result)
+
         return api
+
+
+def _no_conversation_store() -> response.HTTPResponse:
+    return response.json(
+        {
+            "error": "no_conversation_store",
+            "message": "Der Rasa-Server hat keinen SQL-Gesprächsspeicher: Auskunft und Löschung sind nicht möglich.",
+        },
+        status=503,
+    )

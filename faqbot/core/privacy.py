@@ -1,0 +1,370 @@
+"""Personal data in the bot's own stores: retention, access (export) and erasure (README, "Datenschutz").
+
+Three stores hold data about a customer, each keyed by the conversation id (Rasa's
+``sender_id``):
+
+* the conversations: Rasa's ``events`` table (SQLite ``var/tracker.db`` or PostgreSQL),
+* the tickets and their outbox rows (``deliveries``: a copy of what was sent),
+* the trainers' review queue (masked texts, keyed sender hash), and the phrasings taken
+  from it into the training data (``review.added_phrasing``).
+
+``find`` resolves a request by conversation id, customer id or e-mail address to the
+conversation ids it concerns; ``export`` gathers everything stored about them (GDPR Art.
+15/20); ``erase`` deletes it (Art. 17) and logs what kind and how much, never what
+(table ``erasure_log`` next to the tickets, and the log). ``purge_expired`` deletes what is
+older than its retention period (``retention`` in support.yml); the Rasa server runs it
+every few hours, ``faqbot-datenschutz aufraeumen`` on demand.
+
+SQLite deletes overwrite the freed space (``secure_delete``) and the write-ahead log is
+emptied afterwards, so an erased text is not left in the database files. PostgreSQL frees
+deleted rows at its next VACUUM (autovacuum).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from faqbot.core import review_store
+from faqbot.core.paths import PROJECT_DIR
+from faqbot.core.support_config import read_support_config
+from faqbot.core.tickets import TicketStore, deliveries, tickets
+
+logger = logging.getLogger(__name__)
+
+# Days each kind of data is kept (support.yml, ``retention``). Conversations: counted from
+# their last message; tickets: from their creation, once closed (an open one stays);
+# review queue: from the entry.
+DEFAULT_RETENTION_DAYS = {"conversations": 90, "tickets": 365, "review_queue": 90}
+PURGE_INTERVAL_S = 6 * 3600
+LOOKUPS = ("conversation_id", "customer_id", "email")
+
+# Rasa's SQL tracker store table (rasa.core.tracker_store.SQLTrackerStore.SQLEvent): the
+# columns used here. Created by Rasa, never by this module.
+events = sa.table(
+    "events",
+    sa.column("id", sa.Integer),
+    sa.column("sender_id", sa.String),
+    sa.column("timestamp", sa.Float),
+    sa.column("data", sa.Text),
+)
+erasure_log = sa.Table(
+    "erasure_log",
+    tickets.metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),  # who asked: "support-api", "cli:<user>", "retention"
+    sa.Column("lookup", sa.String(32), nullable=False),  # by what: conversation_id / customer_id / email / retention
+    sa.Column("counts", sa.Text, nullable=False),  # JSON: kind -> number of records
+)
+
+
+class RetentionError(ValueError):
+    pass
+
+
+def retention_days(config: dict[str, Any] | None = None) -> dict[str, int]:
+    """Retention periods in days, from support.yml's ``retention`` section over the defaults."""
+    configured = (read_support_config() if config is None else config).get("retention") or {}
+    unknown = set(configured) - set(DEFAULT_RETENTION_DAYS)
+    if unknown:
+        raise RetentionError(f"Unbekannte Datenart unter retention: {', '.join(sorted(unknown))}")
+    days = {**DEFAULT_RETENTION_DAYS, **configured}
+    for kind, value in days.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise RetentionError(
+                f"retention.{kind} muss eine ganze Zahl von Tagen (mindestens 1) sein, nicht {value!r}"
+            )
+    return days
+
+
+@dataclass
+class DataStores:
+    """Where the customer data is: Rasa's conversation store, the ticket store, the review queue."""
+
+    tracker: sa.engine.Engine
+    tickets: TicketStore
+    review_path: Path
+
+    def review_connection(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.review_path, timeout=10, isolation_level=None)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA secure_delete=ON")
+        return connection
+
+
+@dataclass
+class Subject:
+    """The conversations one request concerns."""
+
+    lookup: str
+    conversation_ids: set[str] = field(default_factory=set)
+
+
+def _like(value: str) -> str:
+    return "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _user_customers(data: dict[str, Any]) -> dict[str, str]:
+    customer = (data.get("metadata") or {}).get("customer") if data.get("event") == "user" else None
+    return {key: str(value) for key, value in customer.items() if value} if isinstance(customer, dict) else {}
+
+
+def _event_names(data: dict[str, Any], key: str, value: str) -> bool:
+    """Whether a stored event names this customer id or e-mail address."""
+    wanted = value.casefold()
+    if key == "email" and data.get("event") == "slot" and data.get("name") == "customer_email":
+        return str(data.get("value") or "").casefold() == wanted
+    return _user_customers(data).get("id" if key == "customer_id" else "email", "").casefold() == wanted
+
+
+def find(stores: DataStores, lookup: str, value: str) -> Subject:
+    """The conversations a request by conversation id, customer id or e-mail address concerns."""
+    if lookup not in LOOKUPS:
+        raise ValueError(f"lookup must be one of {LOOKUPS}")
+    value = value.strip()
+    subject = Subject(lookup)
+    if not value:
+        return subject
+    if lookup == "conversation_id":
+        subject.conversation_ids.add(value)
+        return subject
+    # Candidates by substring, confirmed on the parsed event (the e-mail may be in any case).
+    with stores.tracker.connect() as connection:
+        rows = connection.execute(
+            sa.select(events.c.sender_id, events.c.data).where(
+                sa.func.lower(events.c.data).like(_like(value.lower()), escape="\\")
+            )
+        ).all()
+    subject.conversation_ids |= {sender for sender, data in rows if _event_names(json.loads(data), lookup, value)}
+    contact_key = "id" if lookup == "customer_id" else "email"
+    with stores.tickets.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(tickets.c.sender_id, tickets.c.contact).where(
+                sa.func.lower(tickets.c.contact).like(_like(value.lower()), escape="\\")
+            )
+        ).all()
+    for sender, contact in rows:
+        if str((json.loads(contact or "{}")).get(contact_key, "")).casefold() == value.casefold():
+            subject.conversation_ids.add(sender)
+    return subject
+
+
+def _review_senders(conversation_ids: Iterable[str]) -> list[str]:
+    """The review queue's sender keys of these conversations: the keyed hash, and the unkeyed
+    sha256 that rows written before keyed hashes carry."""
+    keys = []
+    for conversation_id in conversation_ids:
+        legacy = hashlib.sha256(conversation_id.encode("utf-8")).hexdigest()[:16]
+        keys += sorted({review_store.sender_hash(conversation_id), legacy})
+    return keys
+
+
+def _placeholders(values: list[str]) -> str:
+    return ",".join("?" * len(values))
+
+
+def export(stores: DataStores, subject: Subject) -> dict[str, Any]:
+    """Everything stored about the subject's conversations, as JSON-ready data."""
+    ids = sorted(subject.conversation_ids)
+    with stores.tracker.connect() as connection:
+        rows = connection.execute(
+            sa.select(events.c.sender_id, events.c.data).where(events.c.sender_id.in_(ids)).order_by(events.c.id)
+        ).all()
+    conversations: dict[str, list[Any]] = {conversation_id: [] for conversation_id in ids}
+    for sender, data in rows:
+        conversations[sender].append(json.loads(data))
+    with stores.tickets.engine.connect() as connection:
+        ticket_ids = [
+            row.ticket_id
+            for row in connection.execute(sa.select(tickets.c.ticket_id).where(tickets.c.sender_id.in_(ids)))
+        ]
+    found_tickets = []
+    for ticket_id in ticket_ids:
+        ticket = stores.tickets.get(ticket_id)
+        entry = {key: value for key, value in ticket.__dict__.items() if key != "is_new"}
+        entry["deliveries"] = [delivery.__dict__ for delivery in stores.tickets.deliveries_for(ticket_id)]
+        found_tickets.append(entry)
+    review = []
+    senders = _review_senders(ids)
+    if stores.review_path.exists() and senders:
+        connection = stores.review_connection()
+        try:
+            review = [
+                {key: row[key] for key in row.keys() if key != "sender"}
+                for row in connection.execute(
+                    f"SELECT * FROM review WHERE sender IN ({_placeholders(senders)}) ORDER BY id", senders
+                )
+            ]
+        finally:
+            connection.close()
+    return {
+        "created": datetime.now(timezone.utc).isoformat(),
+        "lookup": subject.lookup,
+        "conversations": conversations,
+        "tickets": found_tickets,
+        "review_queue": review,
+        "training_phrasings": [
+            {"intent": row.get("intent"), "text": row["added_phrasing"]} for row in review if row.get("added_phrasing")
+        ],
+    }
+
+
+def _sqlite_file(engine: sa.engine.Engine) -> str | None:
+    return engine.url.database if engine.dialect.name == "sqlite" and engine.url.database else None
+
+
+def _delete_events(stores: DataStores, condition: Any) -> int:
+    with stores.tracker.begin() as connection:
+        if stores.tracker.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA secure_delete=ON")
+        return connection.execute(sa.delete(events).where(condition)).rowcount
+
+
+def _delete_tickets(stores: DataStores, condition: Any) -> tuple[int, int]:
+    with stores.tickets.engine.begin() as connection:
+        if stores.tickets.engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA secure_delete=ON")
+        ticket_ids = [row.ticket_id for row in connection.execute(sa.select(tickets.c.ticket_id).where(condition))]
+        if not ticket_ids:
+            return 0, 0
+        removed_deliveries = connection.execute(
+            sa.delete(deliveries).where(deliveries.c.ticket_id.in_(ticket_ids))
+        ).rowcount
+        removed_tickets = connection.execute(sa.delete(tickets).where(tickets.c.ticket_id.in_(ticket_ids))).rowcount
+    return removed_tickets, removed_deliveries
+
+
+def _delete_review(stores: DataStores, where: str, parameters: list[Any]) -> tuple[int, list[dict[str, str]]]:
+    if not stores.review_path.exists():
+        return 0, []
+    connection = stores.review_connection()
+    try:
+        columns = {row["name"] for row in connection.execute("PRAGMA table_info(review)")}
+        phrasings = []
+        if "added_phrasing" in columns:
+            phrasings = [
+                {"intent": row["assigned_to"] or row["intent"], "text": row["added_phrasing"]}
+                for row in connection.execute(
+                    f"SELECT assigned_to, intent, added_phrasing FROM review WHERE {where} "
+                    "AND added_phrasing IS NOT NULL",
+                    parameters,
+                )
+            ]
+        removed = connection.execute(f"DELETE FROM review WHERE {where}", parameters).rowcount
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+    return removed, phrasings
+
+
+def _flush(engine: sa.engine.Engine) -> None:
+    """Move what SQLite's write-ahead log still holds into the (overwritten) database file."""
+    path = _sqlite_file(engine)
+    if path:
+        connection = sqlite3.connect(path, timeout=10)
+        try:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            connection.close()
+
+
+def _log(stores: DataStores, actor: str, lookup: str, counts: dict[str, int]) -> None:
+    erasure_log.create(stores.tickets.engine, checkfirst=True)
+    with stores.tickets.engine.begin() as connection:
+        connection.execute(
+            erasure_log.insert().values(
+                at=datetime.now(timezone.utc).isoformat(), actor=actor, lookup=lookup, counts=json.dumps(counts)
+            )
+        )
+    logger.info("Daten gelöscht (%s, %s): %s", actor, lookup, counts)  # counts only, never what
+
+
+def erase(stores: DataStores, subject: Subject, actor: str) -> dict[str, Any]:
+    """Delete everything stored about the subject's conversations; returns counts and the
+    training phrasings taken from them (for the caller to remove from the training data)."""
+    ids = sorted(subject.conversation_ids)
+    removed_events = _delete_events(stores, events.c.sender_id.in_(ids)) if ids else 0
+    removed_tickets, removed_deliveries = _delete_tickets(stores, tickets.c.sender_id.in_(ids)) if ids else (0, 0)
+    senders = _review_senders(ids)
+    removed_review, phrasings = (
+        _delete_review(stores, f"sender IN ({_placeholders(senders)})", senders) if senders else (0, [])
+    )
+    _flush(stores.tracker)
+    _flush(stores.tickets.engine)
+    counts = {
+        "conversations": len(ids),
+        "conversation_events": removed_events,
+        "tickets": removed_tickets,
+        "deliveries": removed_deliveries,
+        "review_queue": removed_review,
+        "training_phrasings": len(phrasings),
+    }
+    _log(stores, actor, subject.lookup, counts)
+    return {"counts": counts, "training_phrasings": phrasings}
+
+
+def purge_expired(stores: DataStores, days: dict[str, int], now: datetime | None = None) -> dict[str, int]:
+    """Delete what is older than its retention period: whole conversations whose last
+    message is older, closed tickets (with their deliveries), review-queue entries."""
+    now = now or datetime.now(timezone.utc)
+    conversations_before = (now - timedelta(days=days["conversations"])).timestamp()
+    stale = (
+        sa.select(events.c.sender_id)
+        .group_by(events.c.sender_id)
+        .having(sa.func.max(events.c.timestamp) < conversations_before)
+    )
+    removed_events = _delete_events(stores, events.c.sender_id.in_(stale))
+    tickets_before = (now - timedelta(days=days["tickets"])).isoformat()
+    removed_tickets, removed_deliveries = _delete_tickets(
+        stores, sa.and_(tickets.c.status == "closed", tickets.c.created_at < tickets_before)
+    )
+    review_before = (now - timedelta(days=days["review_queue"])).isoformat(timespec="seconds")
+    removed_review, _ = _delete_review(stores, "created < ?", [review_before])
+    _flush(stores.tracker)
+    _flush(stores.tickets.engine)
+    counts = {
+        "conversation_events": removed_events,
+        "tickets": removed_tickets,
+        "deliveries": removed_deliveries,
+        "review_queue": removed_review,
+    }
+    if any(counts.values()):
+        _log(stores, "retention", "retention", counts)
+    return counts
+
+
+def stores_from_endpoints(endpoints_file: Path) -> DataStores:
+    """The stores a Rasa server with this endpoints file uses (for the command line)."""
+    from rasa.core.tracker_store import SQLTrackerStore
+    from rasa.utils.endpoints import read_endpoint_config
+
+    tracker = read_endpoint_config(str(endpoints_file), "tracker_store")
+    settings = dict(tracker.kwargs) if tracker else {}
+    if not tracker or settings.get("dialect") is None:
+        raise ValueError(f"{endpoints_file}: kein SQL-Gesprächsspeicher (tracker_store mit dialect) konfiguriert")
+    db = settings.get("db", "rasa.db")
+    if settings.get("dialect") == "sqlite" and not Path(db).is_absolute():
+        db = str(PROJECT_DIR / db)  # as the servers see it: they run in the project folder
+    url = SQLTrackerStore.get_db_url(
+        settings.get("dialect"),
+        tracker.url,
+        settings.get("port"),
+        db,
+        settings.get("username"),
+        settings.get("password"),
+        settings.get("login_db"),
+        settings.get("query"),
+    )
+    broker = read_endpoint_config(str(endpoints_file), "event_broker")
+    review_db = (broker.kwargs or {}).get("db") if broker else None
+    return DataStores(sa.create_engine(url), TicketStore(), review_store.db_path(review_db))
