@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from faqbot.core import log_privacy
 from faqbot.core.known_warnings import ignore_known_warnings
 
 
@@ -13,3 +14,6 @@ def prepare_process() -> None:
     os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
     # Its dependencies' deprecation notices would fill every start-up log and tool output.
     ignore_known_warnings()
+    # No customer texts or contact data in any log line or warning, also in those of the
+    # logging Rasa and Sanic configure later (unless FAQBOT_LOG_TEXTS=1).
+    log_privacy.install()
