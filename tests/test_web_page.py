@@ -14,6 +14,7 @@ import urllib.request
 
 import pytest
 
+from faqbot.server import web
 from faqbot.server.web import HelpCentre
 
 TIMEOUT_S = 1.0  # the servers' request timeout in these tests (REQUEST_TIMEOUT_S is 10 s)
@@ -202,3 +203,88 @@ def test_too_many_connections_get_a_german_503(start):
     while get(server, "/")[0].status != 200:  # the slots are free again
         assert time.monotonic() < deadline
         time.sleep(0.05)
+
+
+# The privacy policy the widget's notice links to (issue 14, part 5; the notice itself in the
+# browser: test_privacy_notice.py). Looked up on the module, so that each test fails on its own
+# where the setting is missing.
+
+
+def test_without_a_configured_privacy_policy_the_notice_links_to_a_placeholder_page(start, monkeypatch):
+    monkeypatch.delenv("FAQBOT_PRIVACY_URL", raising=False)
+    server = start()
+    assert server.privacy_url == "/datenschutz"
+    response, body = get(server, "/")
+    assert page_settings(body)["privacyUrl"] == "/datenschutz"
+    response, body = get(server, "/datenschutz")
+    assert response.status == 200 and response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert_security_headers(response)
+    assert '<html lang="de">' in body and "<h1>Datenschutzerklärung</h1>" in body
+    # It says plainly that the operator must replace it, and keeps search engines away.
+    assert "Platzhalter" in body and "FAQBOT_PRIVACY_URL" in body and "ersetzen" in body
+    assert '<meta name="robots" content="noindex">' in body
+
+
+@pytest.mark.parametrize(
+    "configured, expected",
+    [
+        ("https://www.example.com/datenschutz", "https://www.example.com/datenschutz"),
+        (
+            " HTTPS://WWW.Example.COM:8443/Rechtliches/Datenschutz.html?abschnitt=chat&v=2#Kundenservice ",
+            "https://www.example.com:8443/Rechtliches/Datenschutz.html?abschnitt=chat&v=2#Kundenservice",
+        ),
+        ("http://[::1]:8080/datenschutz%C3%A4", "http://[::1]:8080/datenschutz%C3%A4"),
+        ("https://www.example.com", "https://www.example.com"),
+        ("/rechtliches/datenschutz#chat", "/rechtliches/datenschutz#chat"),
+    ],
+)
+def test_a_configured_privacy_policy_is_checked_and_passed_to_the_widget(start, monkeypatch, configured, expected):
+    assert web.privacy_policy_url(configured) == expected
+    monkeypatch.setenv("FAQBOT_PRIVACY_URL", configured)
+    from_env = start()
+    monkeypatch.setenv("FAQBOT_PRIVACY_URL", "https://env.example/datenschutz")
+    from_argument = start(privacy_url=configured)  # the argument wins over the variable
+    for server in (from_env, from_argument):
+        assert server.privacy_url == expected
+        response, body = get(server, "/")
+        assert page_settings(body)["privacyUrl"] == expected
+        assert response.headers["Content-Security-Policy"] == from_env.security_headers["Content-Security-Policy"]
+        # No placeholder next to the real privacy policy.
+        assert get(server, "/datenschutz")[0].status == 404
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "JavaScript:alert(1)//https://www.example.com/",
+        "data:text/html,<script>alert(1)</script>",
+        "mailto:datenschutz@example.com",
+        "ftp://www.example.com/datenschutz",
+        "www.example.com/datenschutz",
+        "datenschutz",
+        "#datenschutz",
+        "//evil.example/datenschutz",
+        "/\\evil.example/datenschutz",
+        "https://",
+        "https://user:passwort@www.example.com/datenschutz",
+        "https://www.example.com@evil.example/",
+        "https://www.example.com:99999/datenschutz",
+        "https://www.example.com/daten schutz",
+        'https://www.example.com/"><script>alert(1)</script>',
+        "https://www.example.com/datenschutz'onmouseover='x",
+        "https://www.example.com/%zz",
+        "/datenschutz\r\nSet-Cookie: x=1",
+        pytest.param("https://www.example.com/" + "a" * 2000, id="longer-than-2000-characters"),
+    ],
+)
+def test_an_invalid_privacy_policy_url_is_refused_at_start(monkeypatch, url):
+    monkeypatch.delenv("FAQBOT_SOCKET_URL", raising=False)
+    with pytest.raises(ValueError, match="Ungültige Adresse der Datenschutzerklärung"):
+        web.privacy_policy_url(url)
+    monkeypatch.delenv("FAQBOT_PRIVACY_URL", raising=False)
+    with pytest.raises(ValueError, match="FAQBOT_PRIVACY_URL"):
+        HelpCentre(port=0, host="127.0.0.1", privacy_url=url)
+    monkeypatch.setenv("FAQBOT_PRIVACY_URL", url)
+    with pytest.raises(ValueError, match="FAQBOT_PRIVACY_URL"):
+        HelpCentre(port=0, host="127.0.0.1")

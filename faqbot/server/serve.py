@@ -194,6 +194,7 @@ class BotServers:
                 self.web_port,
                 self.port,
                 socket_url=self.env.get("FAQBOT_SOCKET_URL"),
+                privacy_url=self.env.get("FAQBOT_PRIVACY_URL"),
                 faq_file=Path(faq_file) if faq_file else None,
             ).start()
         return self

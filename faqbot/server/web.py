@@ -1,6 +1,7 @@
 """The company's help-centre page with the chat widget, served next to the bot.
 
     python -m faqbot.server.web [--port 8080] [--rasa-port 5005] [--socket-url https://bot.example.com]
+                                [--privacy-url https://www.example.com/datenschutz]
 
 ``make run`` starts it together with the two Rasa servers (``faqbot.server.serve``). The page
 lists the FAQ from ``data/faq.yml`` and embeds ``rasa-webchat``, served from
@@ -8,9 +9,11 @@ lists the FAQ from ``data/faq.yml`` and embeds ``rasa-webchat``, served from
 CDN. The widget talks to Rasa's socketio channel at the bot's public address, which comes
 from the configuration only (``socket_url``, else ``FAQBOT_SOCKET_URL``, else the Rasa port on
 localhost and 127.0.0.1), never from a request; the Rasa server must allow this page's
-origin (``--cors``). Every response carries the security headers (CSP, Referrer-Policy,
-Permissions-Policy, ...); slow, silent or half-open connections are closed after
-``REQUEST_TIMEOUT_S``.
+origin (``--cors``). The widget shows a privacy notice before the first message, linking to
+the privacy policy (``privacy_url``, else ``FAQBOT_PRIVACY_URL``, else ``/datenschutz``: a
+placeholder page served here that the operator must replace). Every response carries the
+security headers (CSP, Referrer-Policy, Permissions-Policy, ...); slow, silent or half-open
+connections are closed after ``REQUEST_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -52,6 +55,48 @@ CONTENT_TYPES = {
 }
 # scheme://host[:port], optionally with a final "/": anything else could smuggle sources into the CSP.
 PUBLIC_URL = re.compile(r"(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(?::(\d{1,5}))?/?", re.IGNORECASE)
+# The privacy policy the widget's notice links to: an http(s) address, here with path, query and
+# fragment, or a path on this page's own host. Only characters that need no escaping anywhere (no
+# quotes, spaces, angle brackets or backslashes), percent-encoding allowed; no user@ part, no
+# "//host" without a scheme (that would be another host).
+_URL_CHAR = r"(?:[a-z0-9\-._~!$&()*+,;=:@/]|%[0-9a-f]{2})"
+PRIVACY_URL = re.compile(
+    r"(?:(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(?::(\d{1,5}))?(?=[/?#]|$)|(?=/(?!/)))"
+    rf"(?:/{_URL_CHAR}*)?(?:\?(?:{_URL_CHAR}|\?)*)?(?:#(?:{_URL_CHAR}|\?)*)?",
+    re.IGNORECASE,
+)
+MAX_PRIVACY_URL_LENGTH = 2000
+# Without a configured privacy policy the link goes to a placeholder page of this server: a page of
+# its own (not a section of the help-centre page), because on a phone the open widget covers the
+# whole page, and because the real policy is a page of its own too, so the setting swaps like for like.
+DEFAULT_PRIVACY_URL = "/datenschutz"
+PRIVACY_PLACEHOLDER_PAGE = """<!DOCTYPE html>
+<html lang="de">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <meta name="robots" content="noindex">
+  <title>Datenschutzerklärung – Hilfe-Center</title>
+  <link rel="stylesheet" href="/static/style.css">
+</head>
+<body>
+  <header class="site-header">
+    <div class="wrap">
+      <p class="brand">Hilfe-Center</p>
+      <h1>Datenschutzerklärung</h1>
+    </div>
+  </header>
+  <main class="wrap privacy-placeholder">
+    <p class="placeholder-note"><strong>Platzhalter:</strong> Hier steht noch keine Datenschutzerklärung.
+      Der Betreiber dieser Seite muss diesen Platzhalter durch seine eigene Datenschutzerklärung ersetzen
+      (Einstellung <code>FAQBOT_PRIVACY_URL</code>).</p>
+    <p>Die Datenschutzerklärung beschreibt unter anderem, welche Daten der digitale Assistent und das
+      Support-Team speichern, wozu, wie lange, und welche Rechte Sie haben.</p>
+    <p><a href="/">Zurück zum Hilfe-Center</a></p>
+  </main>
+</body>
+</html>
+"""
 PERMISSIONS_POLICY = ", ".join(
     f"{feature}=()"
     for feature in (
@@ -101,6 +146,23 @@ def public_url(url: str) -> str:
     return match[0].rstrip("/").lower()
 
 
+def privacy_policy_url(url: str) -> str:
+    """The address of the privacy policy (``https://www.example.com/datenschutz`` or a path on this
+    host, ``/datenschutz``), or ValueError."""
+    url = url.strip()
+    match = PRIVACY_URL.fullmatch(url) if len(url) <= MAX_PRIVACY_URL_LENGTH else None
+    if not match or int(match[3] or 1) not in range(1, 65536):
+        raise ValueError(
+            f"Ungültige Adresse der Datenschutzerklärung {url[:100]!r} (FAQBOT_PRIVACY_URL / --privacy-url): "
+            "erwartet wird eine http(s)-Adresse, z. B. https://www.example.com/datenschutz, "
+            "oder ein Pfad auf dieser Seite, z. B. /datenschutz"
+        )
+    if match[1]:  # scheme and host are case-insensitive, the rest is not
+        scheme_and_host = url[: match.end(3 if match[3] else 2)]
+        url = scheme_and_host.lower() + url[len(scheme_and_host) :]
+    return url
+
+
 def content_security_policy(socket_urls: list[str]) -> str:
     # The page talks to nothing but the Rasa server (Socket.IO: polling over http(s), then
     # ws(s)). This also stops the Google Fonts request built into rasa-webchat: no third
@@ -113,7 +175,7 @@ def content_security_policy(socket_urls: list[str]) -> str:
     )
 
 
-def render_page(socket_urls: list[str], faq_file: Path | None = None) -> bytes:
+def render_page(socket_urls: list[str], faq_file: Path | None = None, privacy_url: str = DEFAULT_PRIVACY_URL) -> bytes:
     """index.html with the FAQ list and the widget settings filled in."""
     try:
         knowledge = load(faq_file)
@@ -132,7 +194,7 @@ def render_page(socket_urls: list[str], faq_file: Path | None = None) -> bytes:
         for category, entries in categories.items()
     )
     contact = knowledge[CONTACT_FAQ_ID].answer if CONTACT_FAQ_ID in knowledge else CONTACT_FALLBACK
-    settings = {"socketUrls": socket_urls, "contactText": contact}
+    settings = {"socketUrls": socket_urls, "contactText": contact, "privacyUrl": privacy_url}
     template = Template((WEB_DIR / "index.html").read_text(encoding="utf-8"))
     return template.substitute(
         faq_sections=sections or "<p>Die FAQ sind gerade nicht verfügbar.</p>",
@@ -187,7 +249,11 @@ class HelpCentreHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path = self.path.split("?", 1)[0]
         if path in ("/", "/index.html"):
-            self._send(render_page(self.server.socket_urls, self.server.faq_file), "text/html; charset=utf-8")
+            page = render_page(self.server.socket_urls, self.server.faq_file, self.server.privacy_url)
+            self._send(page, "text/html; charset=utf-8")
+        elif path == DEFAULT_PRIVACY_URL and self.server.privacy_url == DEFAULT_PRIVACY_URL:
+            # Only while no privacy policy is configured: no stray placeholder next to the real one.
+            self._send(PRIVACY_PLACEHOLDER_PAGE.encode("utf-8"), "text/html; charset=utf-8")
         elif path == "/vendor/rasa-webchat.js":
             if not WEBCHAT_BUNDLE.exists():
                 self.send_error(HTTPStatus.NOT_FOUND, explain="Der Chat ist nicht installiert (make install).")
@@ -243,7 +309,9 @@ class HelpCentre(ThreadingHTTPServer):
     """The page server, run in a background thread of ``make run`` or a test.
 
     ``socket_url``: the bot's public address for the widget and the CSP (else
-    ``FAQBOT_SOCKET_URL``, else ``rasa_port`` on localhost and 127.0.0.1)."""
+    ``FAQBOT_SOCKET_URL``, else ``rasa_port`` on localhost and 127.0.0.1). ``privacy_url``:
+    the privacy policy the widget's notice links to (else ``FAQBOT_PRIVACY_URL``, else the
+    placeholder page ``/datenschutz``)."""
 
     daemon_threads = True
     request_queue_size = 128  # a burst of connections waits for accept() instead of being dropped
@@ -257,11 +325,14 @@ class HelpCentre(ThreadingHTTPServer):
         host: str = "",
         request_timeout: float = REQUEST_TIMEOUT_S,
         max_connections: int = MAX_CONNECTIONS,
+        privacy_url: str | None = None,
     ) -> None:
         configured = socket_url or os.environ.get("FAQBOT_SOCKET_URL")
         # Both loopback names by default, so the page works as http://localhost:8080 and as
         # http://127.0.0.1:8080 (chat.js takes the one matching the address bar, else the first).
         self.socket_urls = [public_url(configured)] if configured else list(origins(rasa_port))
+        privacy = privacy_url or os.environ.get("FAQBOT_PRIVACY_URL")
+        self.privacy_url = privacy_policy_url(privacy) if privacy else DEFAULT_PRIVACY_URL
         self.security_headers = {
             "Content-Security-Policy": content_security_policy(self.socket_urls),
             "Referrer-Policy": "no-referrer",
@@ -305,13 +376,21 @@ def main() -> None:
         help="öffentliche Adresse des Rasa-Servers für das Widget und die CSP, z. B. https://bot.example.com "
         "(Standard: FAQBOT_SOCKET_URL, sonst http://localhost:<rasa-port> und http://127.0.0.1:<rasa-port>)",
     )
+    parser.add_argument(
+        "--privacy-url",
+        help="Adresse der Datenschutzerklärung, auf die der Datenschutzhinweis im Widget verweist, "
+        "z. B. https://www.example.com/datenschutz "
+        f"(Standard: FAQBOT_PRIVACY_URL, sonst der Platzhalter {DEFAULT_PRIVACY_URL})",
+    )
     args = parser.parse_args()
     try:
-        server = HelpCentre(args.port, args.rasa_port, args.socket_url)
+        server = HelpCentre(args.port, args.rasa_port, args.socket_url, privacy_url=args.privacy_url)
     except ValueError as error:
         parser.error(str(error))
     print(f"Hilfe-Center mit Chat-Widget: {server.url}  (Strg-C beendet)")
     print(f"Bot-Adresse für das Widget:   {' '.join(server.socket_urls)}")
+    placeholder = "  (Platzhalter: FAQBOT_PRIVACY_URL setzen)" if server.privacy_url == DEFAULT_PRIVACY_URL else ""
+    print(f"Datenschutzerklärung:         {server.privacy_url}{placeholder}")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

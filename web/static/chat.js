@@ -1,4 +1,4 @@
-// Starts the rasa-webchat widget (German texts) and watches its connection to the bot.
+// Starts the rasa-webchat widget (German texts, privacy notice) and watches its connection to the bot.
 (function () {
   "use strict";
   var settings = JSON.parse(document.getElementById("chat-settings").textContent);
@@ -39,7 +39,7 @@
       disconnect: function () { connected = false; setTimeout(checkConnection, OFFLINE_AFTER_MS); },
       connect_error: function () { if (!connected) { setTimeout(checkConnection, OFFLINE_AFTER_MS); } }
     }
-  }, null);
+  }, document.getElementById("webchat"));  // in #webchat, where the page's styles and observer look
 
   function checkConnection() { if (!connected) { showOffline(true); } }
   setTimeout(checkConnection, OFFLINE_AFTER_MS);
@@ -73,7 +73,45 @@
       node.parentNode.replaceChild(fragment, node);
     });
   }
+
+  // Privacy notice: the first element of the chat window, above the greeting, so it is read
+  // before the first message; it scrolls away with the conversation and stays at its top.
+  // The link (settings.privacyUrl, checked by the server) opens in a new tab, so the chat and
+  // a half-written message stay as they are.
+  function privacyNotice() {
+    var notice = document.createElement("p");
+    notice.id = "chat-privacy";
+    notice.className = "chat-privacy";
+    notice.setAttribute("role", "note");
+    var title = document.createElement("strong");
+    title.textContent = "Hinweis zum Datenschutz:";
+    notice.appendChild(title);
+    notice.appendChild(document.createTextNode(
+      " Wir speichern Ihre Nachrichten für begrenzte Zeit, um Ihre Fragen zu beantworten und " +
+      "unseren Assistenten zu verbessern. Mehr dazu in unserer "));
+    var link = document.createElement("a");
+    link.href = settings.privacyUrl;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    link.textContent = "Datenschutzerklärung";
+    var hint = document.createElement("span");
+    hint.className = "visually-hidden";
+    hint.textContent = " (öffnet in einem neuen Tab)";
+    link.appendChild(hint);
+    notice.appendChild(link);
+    notice.appendChild(document.createTextNode("."));
+    return notice;
+  }
+  // rasa-webchat builds the chat window anew each time it is opened: the notice goes back in.
+  function addPrivacyNotice() {
+    var messages = document.querySelector("#webchat .rw-messages-container");
+    if (messages && !messages.querySelector(".chat-privacy")) {
+      messages.insertBefore(privacyNotice(), messages.firstChild);
+    }
+  }
+
   new MutationObserver(function () {
+    addPrivacyNotice();
     document.querySelectorAll("#webchat .rw-response .rw-message-text").forEach(linkify);
   }).observe(document.getElementById("webchat"), { childList: true, subtree: true });
 }());
