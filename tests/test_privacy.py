@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
@@ -24,11 +25,12 @@ from rasa.shared.core.events import ActionExecuted, BotUttered, SlotSet, UserUtt
 from rasa.shared.core.trackers import DialogueStateTracker
 from test_rest_conversations import response_text
 
-from faqbot.core import privacy
+from faqbot.core import phrasings, privacy
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.review_store import ReviewStore, sender_hash
 from faqbot.core.tickets import TicketStore
 from faqbot.server.tracker_store import LeanSQLTrackerStore
+from faqbot.tools import datenschutz
 
 DOMAIN = Domain.load(PROJECT_DIR / "domain.yml")
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
@@ -121,6 +123,7 @@ def test_erasure_leaves_nothing_of_the_customer_in_the_database_files(stores):
     before = database_bytes(stores)
     assert ANNA["email"].encode() in before and b"4111 1111 1111 1111" in before  # the test can fail
     result = privacy.erase(stores, privacy.find(stores, "email", ANNA["email"]), actor="cli:test")
+    assert result["training_phrasings_left"] == []
     assert result["counts"] == {
         "conversations": 1,
         "conversation_events": 5,
@@ -170,6 +173,56 @@ def test_a_conversation_with_a_recent_message_is_kept_whole(stores):
     counts = privacy.purge_expired(stores, days, now=NOW + timedelta(days=31))
     assert counts["conversation_events"] == 3  # Bert's; all six of Anna's stay
     assert privacy.find(stores, "email", ANNA["email"]).conversation_ids == {"anna-1"}
+
+
+def test_erasure_removes_the_phrasings_taken_from_the_customers_messages(stores, tmp_path):
+    project = tmp_path / "projekt"
+    shutil.copytree(PROJECT_DIR / "data", project / "data")
+    added = phrasings.add_phrasing_as_written("erhalte_rechnung", "ich krieg meine rechnung nie per mail", project)
+    review = ReviewStore(stores.review_path)
+    [entry] = [entry for entry in review.entries(status=None) if entry.sender == sender_hash("anna-1")]
+    review.set_added_phrasing(entry.id, added.intent, added.phrasing)
+    review.close()
+
+    def examples():
+        return [
+            text
+            for path in phrasings.nlu_files(project)
+            for texts in phrasings.read_examples(path).values()
+            for text in texts
+        ]
+
+    assert added.phrasing in examples()
+    exported = privacy.export(stores, privacy.find(stores, "conversation_id", "anna-1"))
+    assert exported["training_phrasings"] == [{"intent": added.intent, "text": added.phrasing}]
+    result = privacy.erase(stores, privacy.find(stores, "conversation_id", "anna-1"), "cli:test", project=project)
+    assert result["counts"]["training_phrasings"] == 1 and result["training_phrasings_left"] == []
+    assert added.phrasing not in examples()
+
+
+def test_the_command_line_exports_erases_and_lists_the_erasures(stores, tmp_path, monkeypatch, capsys):
+    endpoints = tmp_path / "endpoints.yml"
+    endpoints.write_text(
+        f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {stores.tracker.url.database}\n"
+        f"event_broker:\n  type: faqbot.server.review_broker.ReviewQueueBroker\n  db: {stores.review_path}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("FAQBOT_TICKET_DB", stores.tickets.engine.url.database)
+    monkeypatch.delenv("FAQBOT_TICKET_DB_URL", raising=False)
+    monkeypatch.delenv("FAQBOT_REVIEW_DB", raising=False)
+    run = lambda *args: datenschutz.main(["--endpoints", str(endpoints), "--projekt", str(tmp_path), *args])  # noqa: E731
+    export = tmp_path / "auskunft.json"
+    assert run("auskunft", "--kunde", ANNA["customer_id"], "--datei", str(export)) == 0
+    assert export.stat().st_mode & 0o777 == 0o600
+    assert list(json.loads(export.read_text(encoding="utf-8"))["conversations"]) == ["anna-1"]
+    assert run("loeschen", "--email", ANNA["email"]) == 2  # not a terminal: only with --ja
+    assert privacy.find(stores, "email", ANNA["email"]).conversation_ids == {"anna-1"}
+    assert run("loeschen", "--email", ANNA["email"], "--ja") == 0
+    assert "Tickets: 1" in capsys.readouterr().out
+    assert privacy.find(stores, "email", ANNA["email"]).conversation_ids == set()
+    assert run("protokoll") == 0
+    listed = capsys.readouterr().out
+    assert "cli:" in listed and "email" in listed and ANNA["email"] not in listed
 
 
 @pytest.mark.parametrize("retention", [{"conversations": 0}, {"tickets": "90"}, {"gespraeche": 30}])

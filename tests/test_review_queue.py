@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import logging
 import sqlite3
 import time
@@ -169,6 +171,20 @@ def test_an_escalation_through_a_form_records_the_request_not_the_form_answers(t
         ("Ich will mit einem Menschen reden", "escalation", "escalated")
     ]
     store.close()
+
+
+def test_sender_hashes_are_keyed_with_the_secret_from_the_environment(monkeypatch):
+    """Hashing a candidate conversation id without the secret finds no customer's rows."""
+    monkeypatch.setenv("FAQBOT_HASH_SECRET", "a" * 40)
+    keyed = sender_hash("kunde-42")
+    assert keyed == hmac.new(b"a" * 40, b"kunde-42", "sha256").hexdigest()[:16]
+    assert keyed != hashlib.sha256(b"kunde-42").hexdigest()[:16]
+    assert sender_hash("kunde-42") == keyed and sender_hash("kunde-43") != keyed  # still groups
+    monkeypatch.setenv("FAQBOT_HASH_SECRET", "b" * 40)  # read at every call
+    assert sender_hash("kunde-42") != keyed
+    monkeypatch.setenv("FAQBOT_HASH_SECRET", "zu kurz")
+    with pytest.raises(SystemExit, match="FAQBOT_HASH_SECRET ist zu kurz"):
+        sender_hash("kunde-42")
 
 
 def test_stored_text_is_masked_without_control_characters_and_cut(tmp_path):

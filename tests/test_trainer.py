@@ -7,6 +7,7 @@ import difflib
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -16,12 +17,18 @@ import pytest
 
 from faqbot.core.knowledge import load
 from faqbot.core.paths import PROJECT_DIR
+from faqbot.core.phrasings import (
+    AlreadyPresent,
+    PhrasingRefused,
+    add_phrasing,
+    add_phrasing_as_written,
+    read_examples,
+)
 from faqbot.core.review_store import ReviewStore
 from faqbot.tools import train
 from faqbot.tools import trainer as trainer_cli
 from faqbot.tools.evaluate import classify
 from faqbot.tools.importer import slugify
-from faqbot.tools.phrasings import AlreadyPresent, PhrasingRefused, add_phrasing, read_examples
 
 # Found by classifying candidate phrasings with the current model: it calls this
 # out_of_scope with high confidence, and no phrasing like it is in the training data.
@@ -99,6 +106,107 @@ def test_add_phrasing_command_reports_the_refusal(project):
     assert result.returncode == 1 and "Nicht hinzugefügt" in result.stderr and "gehen_daten" in result.stderr
     result = trainer(project, "add-phrasing", "erhalte_rechnung", "wo kann ich die rechnung runterladen")
     assert result.returncode == 0 and "faq_erhalte_rechnung" in result.stdout
+
+
+def test_phrasings_are_masked_before_they_reach_the_training_data(project):
+    nlu = project / "data" / "nlu" / "faq.yml"
+    added = add_phrasing_as_written(
+        "erhalte_rechnung", "rechnung bitte an max(at)example.org, karte 4111 1111 1111 1111(visa)", project
+    )
+    written = "rechnung bitte an [E-MAIL], karte [KARTE] (visa)"  # no Rasa entity markup either
+    assert added == type(added)("faq_erhalte_rechnung", written, True)
+    assert written in read_examples(nlu)["faq_erhalte_rechnung"]
+    assert "example.org" not in nlu.read_text(encoding="utf-8") and "4111" not in nlu.read_text(encoding="utf-8")
+    plain = add_phrasing_as_written("erhalte_rechnung", "rechnung als pdf bitte", project)
+    assert (plain.phrasing, plain.masked) == ("rechnung als pdf bitte", False)
+    # Nothing left to learn from: refused.
+    assert "nur aus personenbezogenen Daten" in refusal(project, "out_of_scope", "0171 1234567, max@example.org")
+
+
+def test_add_phrasing_command_says_when_it_masked(project):
+    result = trainer(project, "add-phrasing", "erhalte_rechnung", "rechnung für geb. 01.02.1990 an 0171 1234567")
+    assert result.returncode == 0, result.stderr
+    assert "maskiert: „rechnung für geb. [DATUM] an [TELEFON]“" in result.stdout and "prüfen Sie" in result.stdout
+    assert "1234567" not in (project / "data" / "nlu" / "faq.yml").read_text(encoding="utf-8")
+    plain = trainer(project, "add-phrasing", "erhalte_rechnung", "wo kann ich die rechnung runterladen")
+    assert plain.returncode == 0 and "maskiert" not in plain.stdout
+
+
+def test_review_masks_what_an_old_entry_still_holds_and_records_the_phrasing(project, tmp_path):
+    path = tmp_path / "review.db"
+    ReviewStore(path).close()
+    with sqlite3.connect(path) as connection:  # as written before cards and dates were masked
+        connection.execute(
+            "INSERT INTO review (created, sender, text, kind, ranking) VALUES (?, ?, ?, ?, ?)",
+            ("2024-05-01T10:00:00+00:00", "abc", "rechnung für karte 4111111111111111 bitte", "fallback", "[]"),
+        )
+    result = trainer(project, "review", "--datei", str(path), stdin="erhalte_rechnung\n")
+    assert result.returncode == 0, result.stderr
+    assert "maskiert: „rechnung für karte [KARTE] bitte“" in result.stdout
+    examples = read_examples(project / "data" / "nlu" / "faq.yml")["faq_erhalte_rechnung"]
+    assert "rechnung für karte [KARTE] bitte" in examples
+    store = ReviewStore(path)
+    [entry] = store.entries(status=None)
+    assert (entry.status, entry.assigned_to, entry.added_phrasing) == (
+        "assigned",
+        "faq_erhalte_rechnung",
+        "rechnung für karte [KARTE] bitte",
+    )
+    store.close()
+
+
+def test_a_phrasing_the_queue_cannot_record_is_not_kept(project, tmp_path):
+    """Else an erasure request could not find it: the review leaves the training data as it was."""
+    path = tmp_path / "review.db"
+    store = ReviewStore(path)
+    store.record("wo finde ich die rechnung vom letzten monat bitte", "a", "fallback")
+    store.close()
+    before = (project / "data" / "nlu" / "faq.yml").read_text(encoding="utf-8")
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")  # another trainer writing, for longer than the store waits
+    try:
+        result = trainer(project, "review", "--datei", str(path), stdin="erhalte_rechnung\nq\n")
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert result.returncode == 0, result.stderr
+    assert "Review-Warteschlange ist gerade nicht beschreibbar" in result.stdout
+    assert (project / "data" / "nlu" / "faq.yml").read_text(encoding="utf-8") == before
+    store = ReviewStore(path)
+    assert [(entry.status, entry.added_phrasing) for entry in store.entries(status=None)] == [("open", None)]
+    store.close()
+
+
+OLD_REVIEW_SCHEMA = """
+CREATE TABLE review (
+    id INTEGER PRIMARY KEY, created TEXT NOT NULL, sender TEXT NOT NULL, text TEXT NOT NULL, intent TEXT,
+    confidence REAL, ranking TEXT NOT NULL DEFAULT '[]', kind TEXT NOT NULL, outcome TEXT,
+    status TEXT NOT NULL DEFAULT 'open', assigned_to TEXT
+);
+CREATE INDEX review_status ON review (status);
+INSERT INTO review (created, sender, text, kind, status, assigned_to)
+    VALUES ('2024-05-01T10:00:00+00:00', '0123456789abcdef', 'karte 4111111111111111, geb. 1.2.1990', 'fallback',
+            'assigned', 'faq_erhalte_rechnung');
+"""
+
+
+def test_an_old_queue_gets_the_new_column_and_its_texts_masked_again(tmp_path):
+    path = tmp_path / "review.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(OLD_REVIEW_SCHEMA)
+    store = ReviewStore(path)
+    [entry] = store.entries(status=None)
+    assert entry.text == "karte [KARTE], geb. [DATUM]"
+    assert (entry.sender, entry.assigned_to, entry.added_phrasing) == (
+        "0123456789abcdef",  # old hashes stay as they are
+        "faq_erhalte_rechnung",
+        None,
+    )
+    store.set_added_phrasing(entry.id, "faq_erhalte_rechnung", "karte [KARTE]")
+    store.close()
+    again = ReviewStore(path)  # opened again: nothing more to do
+    assert again.entries(status=None)[0].added_phrasing == "karte [KARTE]"
+    again.close()
 
 
 def test_add_faq_creates_answer_intent_rule_and_domain_entry(project):
@@ -201,10 +309,18 @@ def test_review_from_stdin(project, tmp_path):
     status = {entry.id: (entry.status, entry.assigned_to) for entry in store.entries(status=None)}
     assert status == {
         picked: ("assigned", "faq_erhalte_rechnung"),
-        offtopic: ("out_of_scope", None),
+        offtopic: ("out_of_scope", "out_of_scope"),
         new: ("new_question", None),
         refused: ("open", None),
         untouched: ("open", None),
+    }
+    # What was written to the training data from which message (for an erasure request).
+    assert {entry.id: entry.added_phrasing for entry in store.entries(status=None)} == {
+        picked: "wo finde ich die rechnung vom letzten monat bitte",
+        offtopic: "kann man bei euch ein pferd mieten",
+        new: None,
+        refused: None,
+        untouched: None,
     }
     faq = read_examples(project / "data" / "nlu" / "faq.yml")
     assert "wo finde ich die rechnung vom letzten monat bitte" in faq["faq_erhalte_rechnung"]

@@ -10,7 +10,8 @@ Three stores hold data about a customer, each keyed by the conversation id (Rasa
 
 ``find`` resolves a request by conversation id, customer id or e-mail address to the
 conversation ids it concerns; ``export`` gathers everything stored about them (GDPR Art.
-15/20); ``erase`` deletes it (Art. 17) and logs what kind and how much, never what
+15/20); ``erase`` deletes it (Art. 17), also the phrasings taken from it out of
+``data/nlu``, and logs what kind and how much, never what
 (table ``erasure_log`` next to the tickets, and the log). ``purge_expired`` deletes what is
 older than its retention period (``retention`` in support.yml); the Rasa server runs it
 every few hours, ``faqbot-datenschutz aufraeumen`` on demand.
@@ -34,7 +35,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from faqbot.core import review_store
+from faqbot.core import phrasings, review_store
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.support_config import read_support_config
 from faqbot.core.tickets import TicketStore, deliveries, tickets
@@ -214,7 +215,9 @@ def export(stores: DataStores, subject: Subject) -> dict[str, Any]:
         "tickets": found_tickets,
         "review_queue": review,
         "training_phrasings": [
-            {"intent": row.get("intent"), "text": row["added_phrasing"]} for row in review if row.get("added_phrasing")
+            {"intent": row.get("assigned_to"), "text": row["added_phrasing"]}
+            for row in review
+            if row.get("added_phrasing")
         ],
     }
 
@@ -250,9 +253,9 @@ def _delete_review(stores: DataStores, where: str, parameters: list[Any]) -> tup
     connection = stores.review_connection()
     try:
         columns = {row["name"] for row in connection.execute("PRAGMA table_info(review)")}
-        phrasings = []
+        added = []
         if "added_phrasing" in columns:
-            phrasings = [
+            added = [
                 {"intent": row["assigned_to"] or row["intent"], "text": row["added_phrasing"]}
                 for row in connection.execute(
                     f"SELECT assigned_to, intent, added_phrasing FROM review WHERE {where} "
@@ -264,7 +267,7 @@ def _delete_review(stores: DataStores, where: str, parameters: list[Any]) -> tup
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         connection.close()
-    return removed, phrasings
+    return removed, added
 
 
 def _flush(engine: sa.engine.Engine) -> None:
@@ -289,28 +292,43 @@ def _log(stores: DataStores, actor: str, lookup: str, counts: dict[str, int]) ->
     logger.info("Daten gelöscht (%s, %s): %s", actor, lookup, counts)  # counts only, never what
 
 
-def erase(stores: DataStores, subject: Subject, actor: str) -> dict[str, Any]:
-    """Delete everything stored about the subject's conversations; returns counts and the
-    training phrasings taken from them (for the caller to remove from the training data)."""
+def _remove_phrasings(taken: list[dict[str, str]], project: Path) -> list[dict[str, str]]:
+    """Take the phrasings out of the training data; those that could not be removed."""
+    left = []
+    for phrasing in taken:
+        try:
+            phrasings.remove_phrasing(phrasing["intent"], phrasing["text"], project)
+        except phrasings.PhrasingRefused:  # the file is restored as it was
+            left.append(phrasing)
+    return left
+
+
+def erase(stores: DataStores, subject: Subject, actor: str, project: Path = PROJECT_DIR) -> dict[str, Any]:
+    """Delete everything stored about the subject's conversations, and the phrasings the
+    trainers took from them out of ``project``'s ``data/nlu`` (retrain afterwards). Returns
+    the counts and the phrasings that could not be removed (a trainer must remove those)."""
     ids = sorted(subject.conversation_ids)
     removed_events = _delete_events(stores, events.c.sender_id.in_(ids)) if ids else 0
     removed_tickets, removed_deliveries = _delete_tickets(stores, tickets.c.sender_id.in_(ids)) if ids else (0, 0)
     senders = _review_senders(ids)
-    removed_review, phrasings = (
+    removed_review, taken = (
         _delete_review(stores, f"sender IN ({_placeholders(senders)})", senders) if senders else (0, [])
     )
     _flush(stores.tracker)
     _flush(stores.tickets.engine)
+    left = _remove_phrasings(taken, project)
     counts = {
         "conversations": len(ids),
         "conversation_events": removed_events,
         "tickets": removed_tickets,
         "deliveries": removed_deliveries,
         "review_queue": removed_review,
-        "training_phrasings": len(phrasings),
+        "training_phrasings": len(taken),
     }
     _log(stores, actor, subject.lookup, counts)
-    return {"counts": counts, "training_phrasings": phrasings}
+    if left:
+        logger.error("%d Trainingsformulierung(en) nicht entfernt: bitte von Hand aus data/nlu löschen", len(left))
+    return {"counts": counts, "training_phrasings_left": left}
 
 
 def purge_expired(stores: DataStores, days: dict[str, int], now: datetime | None = None) -> dict[str, int]:

@@ -2,12 +2,19 @@
 
 Filled by the Rasa server's event broker (``faqbot.server.review_broker``), read by the
 trainer CLI (``faqbot-trainer review``). Texts are masked (``faqbot.core.masking``) before
-they are stored, senders hashed.
+they are stored, senders hashed with a key (``sender_hash``).
+
+When a trainer adds a message as a phrasing, the row keeps the phrasing exactly as written
+to ``data/nlu`` (``added_phrasing``) and its intent (``assigned_to``), so an erasure
+request can remove it from the training data again. A queue written before these columns
+existed gets them when it is first opened, and its texts are masked again with the
+current rules (older versions masked e-mail, phone and IBAN only).
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
+import hmac
 import json
 import os
 import sqlite3
@@ -16,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from faqbot.core import shared_secrets
 from faqbot.core.intents import faq_id_for
 from faqbot.core.masking import mask
 from faqbot.core.paths import PROJECT_DIR, VAR_DIR
@@ -29,6 +37,7 @@ STATUSES = ("open", "assigned", "skipped", "new_question", "out_of_scope")
 ESCALATED = "escalated"
 # Longer messages are cut when stored: a trainer reads them, a phrasing may have 500 characters.
 MAX_TEXT = 2000
+HASH_SECRET = "FAQBOT_HASH_SECRET"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS review (
@@ -42,7 +51,8 @@ CREATE TABLE IF NOT EXISTS review (
     kind TEXT NOT NULL,
     outcome TEXT,
     status TEXT NOT NULL DEFAULT 'open',
-    assigned_to TEXT
+    assigned_to TEXT,  -- the intent the trainer assigned the message to (also out_of_scope)
+    added_phrasing TEXT  -- the phrasing written to data/nlu from this message, exactly
 );
 CREATE INDEX IF NOT EXISTS review_status ON review (status);
 """
@@ -54,9 +64,28 @@ def db_path(configured: str | None = None) -> Path:
     return path if path.is_absolute() else PROJECT_DIR / path
 
 
+@functools.lru_cache(maxsize=4)
+def _keyed(secret: str) -> hmac.HMAC:
+    return hmac.new(secret.encode("utf-8"), digestmod="sha256")
+
+
 def sender_hash(sender_id: str) -> str:
-    # Only needed to group the messages of one conversation, not to find the customer.
-    return hashlib.sha256(sender_id.encode("utf-8")).hexdigest()[:16]
+    """The conversation's key in the queue: groups its messages, finds no customer.
+
+    HMAC-SHA256 with FAQBOT_HASH_SECRET (``faqbot.core.shared_secrets``; read at every
+    call, so a changed secret takes effect at once): without the secret, hashing a
+    candidate conversation id finds nothing. Rows written before the key (plain sha256)
+    keep their hashes; only the grouping of those old rows with new ones is lost.
+    """
+    keyed = _keyed(shared_secrets.require(HASH_SECRET)).copy()
+    keyed.update(sender_id.encode("utf-8"))
+    return keyed.hexdigest()[:16]
+
+
+def _stored_text(text: str) -> str:
+    # Mask before cutting, so that no half e-mail address escapes the mask; control
+    # characters would garble the trainer's terminal.
+    return one_line(mask(text))[:MAX_TEXT]
 
 
 @dataclass
@@ -72,6 +101,7 @@ class Entry:
     outcome: str | None
     status: str
     assigned_to: str | None
+    added_phrasing: str | None = None
 
     def _best_intent(self) -> dict[str, Any]:
         # nlu_fallback only says "unsure"; the classifier's own guess comes after it.
@@ -103,7 +133,33 @@ class ReviewStore:
         self._connection.row_factory = sqlite3.Row
         self._connection.execute("PRAGMA journal_mode=WAL")
         self._connection.execute("PRAGMA synchronous=NORMAL")  # WAL: safe, and no fsync per row
-        self._connection.executescript(SCHEMA)
+        try:
+            self._connection.executescript(SCHEMA)
+            self._upgrade()
+        except BaseException:
+            self._connection.close()
+            raise
+
+    def _upgrade(self) -> None:
+        """Add the columns of newer versions to an older queue, once; re-mask its texts."""
+        if self._has_current_columns():
+            return
+        self._connection.execute("BEGIN IMMEDIATE")  # another process may be upgrading it too
+        try:
+            if not self._has_current_columns():
+                self._connection.execute("ALTER TABLE review ADD COLUMN added_phrasing TEXT")
+                rows = self._connection.execute("SELECT id, text FROM review").fetchall()
+                for row in rows:
+                    text = _stored_text(row["text"])
+                    if text != row["text"]:
+                        self._connection.execute("UPDATE review SET text = ? WHERE id = ?", (text, row["id"]))
+            self._connection.execute("COMMIT")
+        except BaseException:
+            self._connection.execute("ROLLBACK")
+            raise
+
+    def _has_current_columns(self) -> bool:
+        return "added_phrasing" in {row["name"] for row in self._connection.execute("PRAGMA table_info(review)")}
 
     def close(self) -> None:
         self._connection.close()
@@ -120,9 +176,7 @@ class ReviewStore:
         created: str | None = None,
     ) -> int:
         """Store one message (masked here, so no caller can forget it); returns its id."""
-        # Mask before cutting, so that no half e-mail address escapes the mask; control
-        # characters would garble the trainer's terminal.
-        text = one_line(mask(text))[:MAX_TEXT]
+        text = _stored_text(text)
         if kind not in KINDS:
             raise ValueError(f"Unbekannte Art: {kind}")
         top3 = [
@@ -157,6 +211,12 @@ class ReviewStore:
             raise ValueError(f"Unbekannter Status: {status}")
         self._connection.execute(
             "UPDATE review SET status = ?, assigned_to = ? WHERE id = ?", (status, assigned_to, entry_id)
+        )
+
+    def set_added_phrasing(self, entry_id: int, intent: str, phrasing: str) -> None:
+        """The phrasing written to the training data from this message, and its intent."""
+        self._connection.execute(
+            "UPDATE review SET added_phrasing = ?, assigned_to = ? WHERE id = ?", (phrasing, intent, entry_id)
         )
 
     def entries(

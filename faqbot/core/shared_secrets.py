@@ -3,8 +3,9 @@
     FAQBOT_ACTION_TOKEN    the Rasa server -> the action server (endpoints.yml sends it)
     FAQBOT_NLU_TOKEN       the Rasa server -> the NLU server of ``make run``
     FAQBOT_SESSION_SECRET  signs the session ids the widget's Socket.IO channel issues
+    FAQBOT_HASH_SECRET     keys the review queue's sender hashes (``review_store.sender_hash``)
 
-Production sets all three in the environment of every host (README, "Security"). Where one
+Production sets them all in the environment of every host (README, "Security"). Where one
 is not set, ``ensure_environment`` creates a random one in ``var/secrets/`` (mode 0600)
 and uses it from then on, so a single machine is closed without any set-up; several hosts
 must share the environment's values. Print them for plain ``rasa`` commands with
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from faqbot.core.paths import VAR_DIR
 
-LOCAL_SECRETS = ("FAQBOT_ACTION_TOKEN", "FAQBOT_NLU_TOKEN", "FAQBOT_SESSION_SECRET")
+LOCAL_SECRETS = ("FAQBOT_ACTION_TOKEN", "FAQBOT_NLU_TOKEN", "FAQBOT_SESSION_SECRET", "FAQBOT_HASH_SECRET")
 MIN_CHARS = 32  # shorter values are guessable; refused at start-up
 
 

@@ -6,7 +6,7 @@ overrides the file) watches the event stream and records every customer message 
 ended in a "Meinten Sie …?" clarification, a fallback (offer of the support team),
 out_of_scope or an escalation, or that was answered with an FAQ at low confidence.
 It also notes how the conversation went on (button picked, escalated, thanks).
-Texts are masked (e-mail, phone, IBAN) and senders hashed before they are stored.
+Texts are masked (``faqbot.core.masking``) and senders hashed (keyed) before they are stored.
 ``faqbot-trainer review`` walks through the queue.
 
 Rasa calls ``publish`` on its event loop, so the broker only judges in memory there; the

@@ -17,6 +17,7 @@ So wird der Bot besser, in vier Schritten:
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
@@ -26,7 +27,16 @@ from zoneinfo import ZoneInfo
 from faqbot.core.intents import intent_for
 from faqbot.core.knowledge import FaqEntry, load
 from faqbot.core.paths import PROJECT_DIR
-from faqbot.tools.phrasings import AlreadyPresent, PhrasingRefused, add_phrasing, check, normalise
+from faqbot.core.phrasings import (
+    AlreadyPresent,
+    PhrasingRefused,
+    add_phrasing,
+    add_phrasing_as_written,
+    check,
+    masking_notice,
+    normalise,
+    remove_phrasing,
+)
 
 LOCAL_TIME = ZoneInfo("Europe/Berlin")  # the support team's time, as in support.yml
 KIND_NAMES = {
@@ -147,15 +157,29 @@ def _review_entry(entry, store, faqs, numbered, project: Path, done: dict[str, i
             continue
         intent = intent_for(faq_id) if faq_id else "out_of_scope"
         try:
-            add_phrasing(intent, entry.text, project)
-            print(f"      Hinzugefügt zu {intent}.")
+            added = add_phrasing_as_written(intent, entry.text, project)
         except AlreadyPresent as refusal:
             print(f"      {refusal} Als erledigt markiert.")
         except PhrasingRefused as refusal:
             print(f"      Nicht übernommen: {refusal} Die Nachricht bleibt offen.")
             continue
+        else:
+            # Which phrasing came from this message, so that an erasure request can remove it
+            # again: a phrasing that cannot be recorded does not stay in the training data.
+            try:
+                store.set_added_phrasing(entry.id, added.intent, added.phrasing)
+            except sqlite3.Error as error:
+                remove_phrasing(added.intent, added.phrasing, project)
+                print(
+                    f"      Nicht übernommen: Die Review-Warteschlange ist gerade nicht beschreibbar ({error}). "
+                    "Bitte versuchen Sie es gleich noch einmal."
+                )
+                continue
+            print(f"      Hinzugefügt zu {intent}.")
+            if added.masked:
+                print(f"      {masking_notice(entry.text, added.phrasing)}")
         if intent == "out_of_scope":
-            store.set_status(entry.id, "out_of_scope")
+            store.set_status(entry.id, "out_of_scope", intent)
             done["nicht in den FAQ"] += 1
         else:
             store.set_status(entry.id, "assigned", intent)
@@ -165,14 +189,16 @@ def _review_entry(entry, store, faqs, numbered, project: Path, done: dict[str, i
 
 def cmd_add_phrasing(args: argparse.Namespace) -> int:
     try:
-        intent = add_phrasing(args.faq, args.text, args.projekt)
+        added = add_phrasing_as_written(args.faq, args.text, args.projekt)
     except AlreadyPresent as refusal:
         print(f"Nichts zu tun: {refusal}")
         return 0
     except PhrasingRefused as refusal:
         print(f"Nicht hinzugefügt: {refusal}", file=sys.stderr)
         return 1
-    print(f"Hinzugefügt zu {intent}. Danach: `faqbot-trainer train`.")
+    print(f"Hinzugefügt zu {added.intent}. Danach: `faqbot-trainer train`.")
+    if added.masked:
+        print(masking_notice(args.text, added.phrasing))
     return 0
 
 
@@ -186,11 +212,13 @@ def cmd_add_faq(args: argparse.Namespace) -> int:
         print(f"Diese Frage gibt es schon ({entry.id}). Formulierungen ergänzen: `add-phrasing`.", file=sys.stderr)
         return 1
     phrasings: list[str] = []
+    notices: list[str] = []
     try:
         for text in args.formulierung:
-            phrasing = check(entry.intent, text, project)
+            phrasing = check(entry.intent, text, project)  # masked
             if normalise(phrasing) not in {normalise(p) for p in [entry.question, *phrasings]}:
                 phrasings.append(phrasing)
+                notices += [notice] if (notice := masking_notice(text, phrasing)) else []
     except PhrasingRefused as refusal:
         print(f"Nicht angelegt: „{text}“: {refusal}", file=sys.stderr)
         return 1
@@ -213,6 +241,8 @@ def cmd_add_faq(args: argparse.Namespace) -> int:
         f"Neue FAQ {entry.id} angelegt: Antwort, Intent {entry.intent} mit der Frage und "
         f"{len(phrasings)} Formulierungen, Regel und Domain-Eintrag."
     )
+    for notice in notices:
+        print(notice)
     if len(phrasings) < RECOMMENDED_PHRASINGS:
         print(
             f"Hinweis: Die Datenprüfung (tests/test_data.py) verlangt mindestens {RECOMMENDED_PHRASINGS} "
@@ -317,8 +347,9 @@ def parser() -> argparse.ArgumentParser:
         "add-phrasing",
         help="2: eine Formulierung einer FAQ hinzufügen",
         description="Fügt eine Kundenformulierung zu einer FAQ hinzu (oder zu out_of_scope, greet, …). "
-        "Abgelehnt wird sie, wenn sie leer oder zu lang ist, schon dazugehört, schon zu einer anderen "
-        "FAQ gehört (mit Angabe, zu welcher) oder im Testsatz steht.",
+        "Personenbezogene Daten darin (E-Mail-Adressen, Telefon-, Karten- und IBAN-Nummern, Daten) werden "
+        "vorher maskiert. Abgelehnt wird sie, wenn sie leer oder zu lang ist, schon dazugehört, schon zu "
+        "einer anderen FAQ gehört (mit Angabe, zu welcher) oder im Testsatz steht.",
     )
     step.add_argument("faq", help="FAQ-ID (z. B. erhalte_rechnung, siehe `faqs`) oder Intent-Name")
     step.add_argument("text", help="die Formulierung, in Anführungszeichen")

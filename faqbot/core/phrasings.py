@@ -5,18 +5,25 @@ intent's ``examples: |`` block in ``data/nlu/faq.yml`` (FAQ questions) or
 ``data/nlu/general.yml`` (out_of_scope, small talk). The file is edited as text, so its
 comments and formatting stay as they are; afterwards Rasa's own loader must read it,
 else the original is restored. Refusals raise ``PhrasingRefused`` with a German reason.
+
+Every phrasing is masked first (``faqbot.core.masking``: e-mail, phone, IBAN, card numbers,
+dates), whichever way it comes, from the review queue or the command line: the training
+data are in git. ``add_phrasing_as_written`` says what was written and whether masking
+changed it. ``remove_phrasing`` takes one out again (an erasure request).
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from ruamel.yaml import YAML
 
 from faqbot.core.intents import INTENT_PREFIX, faq_id_for
 from faqbot.core.knowledge import KnowledgeError, load
+from faqbot.core.masking import MARKERS, mask
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.text import one_line
 
@@ -35,6 +42,13 @@ class AlreadyPresent(PhrasingRefused):
     """The intent already has this phrasing: nothing to do, nothing wrong."""
 
 
+@dataclass(frozen=True)
+class Added:
+    intent: str  # the intent's name
+    phrasing: str  # the example exactly as written to data/nlu
+    masked: bool  # masking changed the text: the trainer should know
+
+
 def normalise(text: str) -> str:
     """The comparison form of tests/test_data.py: case, spaces and punctuation do not count."""
     return re.sub(r"[^\w]+", " ", text.lower()).strip()
@@ -43,6 +57,27 @@ def normalise(text: str) -> str:
 def clean(text: str) -> str:
     """One line without list dash or control characters, so the YAML block stays intact."""
     return re.sub(r"^[-\s]+", "", one_line(text)).strip()
+
+
+# Rasa reads "[text](entity)", "[text]{…}" and "[text][…]" as entity markup: a marker
+# right before a bracket gets a space, so that it stays text.
+_MARKER_BEFORE_BRACKET = re.compile("(" + "|".join(re.escape(marker) for marker in MARKERS) + r")(?=[(\[{])")
+
+
+def prepare(text: str) -> str:
+    """The phrasing as it would be written: cleaned, personal data masked."""
+    return _MARKER_BEFORE_BRACKET.sub(r"\1 ", clean(mask(clean(text))))
+
+
+def masking_notice(text: str, phrasing: str) -> str:
+    """What to tell the trainer when masking changed the phrasing (Sie-form), else ""."""
+    if phrasing == clean(text):
+        return ""
+    return (
+        "Hinweis: Die Formulierung enthielt personenbezogene Daten (etwa eine E-Mail-Adresse, eine Telefon- "
+        f"oder Kartennummer oder ein Datum); gespeichert wurde sie maskiert: „{phrasing}“. Bitte prüfen Sie, "
+        "ob sie so noch sinnvoll ist."
+    )
 
 
 def nlu_files(project: Path) -> list[Path]:
@@ -85,10 +120,15 @@ def _describe(intent: str, project: Path) -> str:
 
 
 def check(intent: str, text: str, project: Path = PROJECT_DIR) -> str:
-    """The cleaned phrasing if it may be added to ``intent`` (which need not exist yet)."""
-    cleaned = clean(text)
+    """The cleaned and masked phrasing if it may be added to ``intent`` (which need not exist yet)."""
+    cleaned = prepare(text)
     if not cleaned:
         raise PhrasingRefused("Die Formulierung ist leer.")
+    if not normalise(_without_markers(cleaned)):
+        raise PhrasingRefused(
+            f"Die Formulierung besteht nur aus personenbezogenen Daten (maskiert: „{cleaned}“); "
+            "daraus lernt der Bot nichts."
+        )
     if len(cleaned) > MAX_LENGTH:
         raise PhrasingRefused(f"Die Formulierung ist zu lang ({len(cleaned)} Zeichen, höchstens {MAX_LENGTH}).")
     key = normalise(cleaned)
@@ -117,8 +157,14 @@ def check(intent: str, text: str, project: Path = PROJECT_DIR) -> str:
     return cleaned
 
 
-def _insert_line(lines: list[str], intent: str, phrasing: str) -> list[str]:
-    """The lines with ``- phrasing`` after the last example of the intent's block."""
+def _without_markers(text: str) -> str:
+    for marker in MARKERS:
+        text = text.replace(marker, " ")
+    return text
+
+
+def _example_lines(lines: list[str], intent: str) -> list[int] | None:
+    """The numbers of the lines ``- …`` of the intent's examples; None if the intent is not in these lines."""
     start = next(
         (
             number
@@ -128,9 +174,9 @@ def _insert_line(lines: list[str], intent: str, phrasing: str) -> list[str]:
         None,
     )
     if start is None:
-        raise PhrasingRefused(f"Intent {intent} nicht gefunden.")
+        return None
     block_indent = len(_INTENT_LINE.match(lines[start]).group(1))
-    last_example, example_indent = None, None
+    examples = []
     for number in range(start + 1, len(lines)):
         line = lines[number]
         stripped = line.lstrip()
@@ -138,30 +184,87 @@ def _insert_line(lines: list[str], intent: str, phrasing: str) -> list[str]:
         if stripped and indent <= block_indent:
             break  # the next intent block or the end of the list
         if stripped.startswith("- ") and indent > block_indent + 2:
-            last_example, example_indent = number, indent
-    if last_example is None:
+            examples.append(number)
+    return examples
+
+
+def _insert_line(lines: list[str], intent: str, phrasing: str) -> list[str]:
+    """The lines with ``- phrasing`` after the last example of the intent's block."""
+    examples = _example_lines(lines, intent)
+    if examples is None:
+        raise PhrasingRefused(f"Intent {intent} nicht gefunden.")
+    if not examples:
         raise PhrasingRefused(f"Intent {intent} hat keinen Beispielblock (examples: |).")
-    return lines[: last_example + 1] + [" " * example_indent + f"- {phrasing}\n"] + lines[last_example + 1 :]
+    last = examples[-1]
+    indent = len(lines[last]) - len(lines[last].lstrip())
+    return lines[: last + 1] + [" " * indent + f"- {phrasing}\n"] + lines[last + 1 :]
 
 
-def add_phrasing(intent: str, text: str, project: Path = PROJECT_DIR) -> str:
-    """Append the phrasing to the intent (FAQ id or intent name); returns the intent name."""
+def _write_checked(path: Path, original: str, changed: str, check_loaded) -> None:
+    """Write ``changed``; restore ``original`` unless Rasa's loader reads it and ``check_loaded`` agrees."""
     from rasa.shared.nlu.training_data.loading import load_data
 
-    intent, path = resolve_intent(intent, project)
-    phrasing = check(intent, text, project)
-    original = path.read_text(encoding="utf-8")
-    path.write_text("".join(_insert_line(original.splitlines(keepends=True), intent, phrasing)), encoding="utf-8")
+    path.write_text(changed, encoding="utf-8")
     try:
-        loaded = load_data(str(path))
-        # Rasa reads [..](..) as entity markup: the example must come back as it was written.
-        if not any(
-            message.get("text") == phrasing and message.get("intent") == intent for message in loaded.intent_examples
-        ):
-            raise ValueError("Rasa liest die Formulierung anders, als sie geschrieben wurde")
+        problem = check_loaded(load_data(str(path)))
+        if problem:
+            raise ValueError(problem)
     except Exception as error:
         path.write_text(original, encoding="utf-8")
         raise PhrasingRefused(
             f"Die Trainingsdaten wären danach nicht mehr lesbar ({error}); nichts wurde geändert."
         ) from error
-    return intent
+
+
+def add_phrasing_as_written(intent: str, text: str, project: Path = PROJECT_DIR) -> Added:
+    """Append the phrasing (masked) to the intent (FAQ id or intent name); says what was written."""
+    intent, path = resolve_intent(intent, project)
+    phrasing = check(intent, text, project)
+    original = path.read_text(encoding="utf-8")
+
+    def problem(loaded) -> str:
+        # Rasa reads [..](..) as entity markup: the example must come back as it was written.
+        if any(
+            message.get("text") == phrasing and message.get("intent") == intent for message in loaded.intent_examples
+        ):
+            return ""
+        return "Rasa liest die Formulierung anders, als sie geschrieben wurde"
+
+    changed = "".join(_insert_line(original.splitlines(keepends=True), intent, phrasing))
+    _write_checked(path, original, changed, problem)
+    return Added(intent, phrasing, phrasing != clean(text))
+
+
+def add_phrasing(intent: str, text: str, project: Path = PROJECT_DIR) -> str:
+    """Append the phrasing (masked) to the intent (FAQ id or intent name); returns the intent name."""
+    return add_phrasing_as_written(intent, text, project).intent
+
+
+def remove_phrasing(intent: str, text: str, project: Path = PROJECT_DIR) -> bool:
+    """Remove the example ``text`` (exactly as written) from the intent; whether it was there.
+
+    ``intent`` is an intent name or FAQ id; an intent that no longer exists has nothing to
+    remove. Only the example's line goes, the rest of the file stays as it is. Should Rasa
+    no longer read the file afterwards, it is restored and ``PhrasingRefused`` raised.
+    """
+    text = text.strip()
+    for path in nlu_files(project):
+        original = path.read_text(encoding="utf-8")
+        lines = original.splitlines(keepends=True)
+        for name in (intent.strip(), INTENT_PREFIX + intent.strip()):
+            examples = _example_lines(lines, name)
+            if examples is None:
+                continue
+            matching = {number for number in examples if lines[number].strip()[2:].strip() == text}
+            if not matching:
+                return False
+
+            def problem(loaded, name: str = name) -> str:
+                if any(item.get("text") == text and item.get("intent") == name for item in loaded.intent_examples):
+                    return "die Formulierung ist danach noch da"
+                return ""
+
+            kept = [line for number, line in enumerate(lines) if number not in matching]
+            _write_checked(path, original, "".join(kept), problem)
+            return True
+    return False
