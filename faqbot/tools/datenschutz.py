@@ -24,6 +24,17 @@ import sqlalchemy as sa
 from faqbot.core import privacy, shared_secrets
 from faqbot.core.paths import PROJECT_DIR
 
+HELP = """Auskunft, Löschung und Aufbewahrungsfristen (README, Abschnitt „Datenschutz“).
+
+Beispiele:
+  faqbot-datenschutz auskunft --email kunde@example.org --datei auskunft.json
+  faqbot-datenschutz loeschen --kunde K-4711
+  faqbot-datenschutz aufraeumen
+  faqbot-datenschutz protokoll
+
+Gesucht wird in den Gesprächen (endpoints.yml), den Tickets (FAQBOT_TICKET_DB,
+FAQBOT_TICKET_DB_URL) und der Prüfliste der Trainer; eine Löschung entfernt auch die
+Formulierungen, die aus den Nachrichten der Person in data/nlu übernommen wurden."""
 LOOKUP_FLAGS = {"gespraech": "conversation_id", "kunde": "customer_id", "email": "email"}
 LABELS = {
     "conversations": "Gespräche",
@@ -112,7 +123,9 @@ def cmd_protokoll(args: argparse.Namespace, stores: privacy.DataStores) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="faqbot-datenschutz", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="faqbot-datenschutz",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--endpoints", type=Path, default=PROJECT_DIR / "endpoints.yml", help="Rasa-Endpoints-Datei")
     parser.add_argument("--projekt", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
