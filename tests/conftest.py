@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+from helpers import read_table
 from sanic import Sanic
 
 from faqbot.core.known_warnings import KNOWN_WARNINGS
@@ -72,15 +72,13 @@ class Bot:
         assert response.status_code == 200, response.text
         return response.json()
 
-    def tickets(self) -> list[sqlite3.Row]:
-        with sqlite3.connect(self.servers.var_dir / "tickets.db") as connection:
-            connection.row_factory = sqlite3.Row
-            return connection.execute("SELECT * FROM tickets ORDER BY number").fetchall()
+    def tickets(self) -> list[dict[str, Any]]:
+        """The stored tickets, decrypted."""
+        return read_table(self.servers.var_dir / "tickets.db", "tickets", "ORDER BY number")
 
-    def tracker_events(self, sender: str) -> list[sqlite3.Row]:
-        with sqlite3.connect(self.servers.var_dir / "tracker.db") as connection:
-            connection.row_factory = sqlite3.Row
-            return connection.execute("SELECT * FROM events WHERE sender_id = ? ORDER BY id", (sender,)).fetchall()
+    def tracker_events(self, sender: str) -> list[dict[str, Any]]:
+        """The conversation's stored events, decrypted."""
+        return read_table(self.servers.var_dir / "tracker.db", "events", "WHERE sender_id = ? ORDER BY id", (sender,))
 
     def alive(self) -> bool:
         return all(process.poll() is None for process in self.servers.processes)

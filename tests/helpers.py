@@ -1,8 +1,15 @@
-"""Small helpers for reading the bot's REST replies."""
+"""Small helpers for reading the bot's REST replies, and its SQLite files."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any
+
+from faqbot.core import encryption, privacy, review_store, tickets
+
+# The encrypted columns of each table (faqbot.core.encryption), with their field names.
+ENCRYPTED = {"events": {"data": privacy.EVENT_DATA}, **tickets.ENCRYPTED, "review": review_store.ENCRYPTED}
 
 
 def texts(messages: list[dict[str, Any]]) -> list[str]:
@@ -55,3 +62,21 @@ def listening_addresses(root_pid: int) -> set[tuple[str, int]]:
             words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
             found.add((str(ipaddress.ip_address(words[:16] if length == 32 else words[:4])), int(port, 16)))
     return found
+
+
+def read_table(path: Path, table: str, where: str = "", params: tuple = ()) -> list[dict[str, Any]]:
+    """``SELECT * FROM table [where]`` on one of the bot's SQLite files, as dicts, with the
+    encrypted columns decrypted (the key is this process's FAQBOT_DATA_KEYS, as the servers')."""
+    with sqlite3.connect(path) as connection:
+        connection.row_factory = sqlite3.Row
+        rows = [dict(row) for row in connection.execute(f"SELECT * FROM {table} {where}", params)]
+    for row in rows:
+        for column, field in ENCRYPTED.get(table, {}).items():
+            if column in row:
+                row[column] = encryption.decrypt(row[column], field)
+    return rows
+
+
+def database_files(directory: Path) -> list[Path]:
+    """The SQLite files in a directory (its subdirectories too), with their journals and write-ahead logs."""
+    return sorted(path for path in directory.rglob("*") if path.is_file() and ".db" in path.name)

@@ -25,7 +25,7 @@ from rasa.shared.core.events import ActionExecuted, BotUttered, SlotSet, UserUtt
 from rasa.shared.core.trackers import DialogueStateTracker
 from test_rest_conversations import response_text
 
-from faqbot.core import phrasings, privacy
+from faqbot.core import encryption, phrasings, privacy
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.review_store import ReviewStore, sender_hash
 from faqbot.core.tickets import TicketStore
@@ -119,9 +119,33 @@ def test_the_export_holds_everything_stored_about_the_customer(stores):
     assert BERT["email"] not in json.dumps(data) and BERT["question"] not in json.dumps(data)
 
 
+def stored_values(stores: privacy.DataStores, conversation_id: str) -> list[str]:
+    """The values stored about one conversation as they are in the files (encrypted)."""
+    with sqlite3.connect(stores.tracker.url.database) as connection:
+        values = [
+            data for (data,) in connection.execute("SELECT data FROM events WHERE sender_id = ?", (conversation_id,))
+        ]
+    with sqlite3.connect(stores.tickets.engine.url.database) as connection:
+        for row in connection.execute(
+            "SELECT question, transcript, contact, payload FROM tickets JOIN deliveries USING (ticket_id) "
+            "WHERE sender_id = ?",
+            (conversation_id,),
+        ):
+            values += row
+    with sqlite3.connect(stores.review_path) as connection:
+        values += [
+            text
+            for (text,) in connection.execute(
+                "SELECT text FROM review WHERE sender = ?", (sender_hash(conversation_id),)
+            )
+        ]
+    return values
+
+
 def test_erasure_leaves_nothing_of_the_customer_in_the_database_files(stores):
     before = database_bytes(stores)
-    assert ANNA["email"].encode() in before and b"4111 1111 1111 1111" in before  # the test can fail
+    stored = stored_values(stores, "anna-1")
+    assert len(stored) == 5 + 4 + 1 and all(value.encode() in before for value in stored)  # the test can fail
     result = privacy.erase(stores, privacy.find(stores, "email", ANNA["email"]), actor="cli:test")
     assert result["training_phrasings_left"] == []
     assert result["counts"] == {
@@ -133,7 +157,7 @@ def test_erasure_leaves_nothing_of_the_customer_in_the_database_files(stores):
         "training_phrasings": 0,
     }
     after = database_bytes(stores)
-    for trace in (ANNA["email"], "4111 1111 1111 1111", "0171 2345678", "doppelt belastet"):
+    for trace in (ANNA["email"], "4111 1111 1111 1111", "0171 2345678", "doppelt belastet", *stored):
         assert trace.encode() not in after, trace
     # The other customer is untouched.
     assert privacy.find(stores, "email", BERT["email"]).conversation_ids == {"bert-1"}
@@ -300,7 +324,10 @@ def test_a_customer_is_exported_and_erased_through_the_support_api(model_path, t
         assert texts(rest(servers, "anna", "Wie erhalte ich eine Rechnung?"))
     stored = files_of(tmp_path / "db") if (tmp_path / "db").exists() else b""
     stored += b"".join((tmp_path / name).read_bytes() for name in os.listdir(tmp_path) if ".db" in name)
-    assert BERT["email"].encode() in stored  # the check can fail
+    with sqlite3.connect(tmp_path / "tickets.db") as connection:
+        [(bert_contact,)] = connection.execute("SELECT contact FROM tickets WHERE sender_id = 'bert'").fetchall()
+    assert BERT["email"] in encryption.decrypt(bert_contact, "tickets.contact")
+    assert bert_contact.encode() in stored  # the check can fail
     logs = files_of(tmp_path / "logs")
     for trace in (ANNA["email"], "4111 1111 1111 1111", "0171 2345678", MARKER):
         assert trace.encode() not in stored, f"{trace} still in a database file"

@@ -1,6 +1,6 @@
-"""The lean SQL tracker store stores and loads exactly what Rasa's SQLTrackerStore does,
-Rasa loads it and calls its replacements, and a failed start-up check stops Rasa instead
-of letting it fall back to its in-memory store."""
+"""The lean SQL tracker store stores and loads exactly what Rasa's SQLTrackerStore does (its
+event data encrypted), Rasa loads it and calls its replacements, and a failed start-up check
+stops Rasa instead of letting it fall back to its in-memory store."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.utils.endpoints import EndpointConfig
 from test_patches import counting
 
+from faqbot.core import encryption
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.server import patches
 from faqbot.server.patches import PatchTargetError
@@ -52,10 +53,17 @@ def store(kind: type, db: Path, broker: EventBroker = None) -> SQLTrackerStore:
 
 
 def rows(db: Path) -> list[tuple]:
+    """The stored rows, the event data decrypted (Rasa's own store writes it in clear)."""
     with sqlite3.connect(db) as connection:
-        return connection.execute(
+        stored = connection.execute(
             "SELECT sender_id, type_name, timestamp, intent_name, action_name, data FROM events ORDER BY id"
         ).fetchall()
+    return [(*row[:-1], encryption.decrypt(row[-1], "events.data")) for row in stored]
+
+
+def raw_data(db: Path) -> list[str]:
+    with sqlite3.connect(db) as connection:
+        return [data for (data,) in connection.execute("SELECT data FROM events ORDER BY id")]
 
 
 def save_in_two_steps(lean_or_rasa: SQLTrackerStore) -> None:
@@ -69,21 +77,26 @@ def save_in_two_steps(lean_or_rasa: SQLTrackerStore) -> None:
     asyncio.run(lean_or_rasa.save(tracker))
 
 
-def test_stores_the_same_rows_as_rasas_sql_tracker_store(tmp_path):
+def test_stores_the_same_rows_as_rasas_sql_tracker_store_once_decrypted(tmp_path):
     save_in_two_steps(store(SQLTrackerStore, tmp_path / "rasa.db"))
     save_in_two_steps(store(LeanSQLTrackerStore, tmp_path / "lean.db"))
     assert len(rows(tmp_path / "lean.db")) == 12  # each event once
     assert rows(tmp_path / "lean.db") == rows(tmp_path / "rasa.db")
+    assert all(data.startswith(encryption.PREFIX) for data in raw_data(tmp_path / "lean.db"))
 
 
 def test_loads_the_latest_session_like_rasa_and_all_sessions_on_request(tmp_path):
-    db = tmp_path / "tracker.db"
+    db, rasa_db = tmp_path / "tracker.db", tmp_path / "rasa.db"
     save_in_two_steps(store(LeanSQLTrackerStore, db))
-    lean, rasa = store(LeanSQLTrackerStore, db), store(SQLTrackerStore, db)
+    save_in_two_steps(store(SQLTrackerStore, rasa_db))
+    lean, rasa = store(LeanSQLTrackerStore, db), store(SQLTrackerStore, rasa_db)
+    expected = [event.as_dict() for event in asyncio.run(rasa.retrieve("kunde")).events]
     latest = asyncio.run(lean.retrieve("kunde"))
-    assert [event.as_dict() for event in latest.events] == [
-        event.as_dict() for event in asyncio.run(rasa.retrieve("kunde")).events
-    ]
+    assert [event.as_dict() for event in latest.events] == expected
+    # A conversation stored before encryption (by Rasa's own store) loads the same.
+    assert [event.as_dict() for event in asyncio.run(store(LeanSQLTrackerStore, rasa_db).retrieve("kunde")).events] == (
+        expected
+    )
     assert [event.text for event in latest.events if isinstance(event, UserUttered)] == ["Guten Morgen"]
     everything = asyncio.run(lean.retrieve_full_tracker("kunde"))
     assert len(everything.events) == 12

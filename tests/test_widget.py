@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 import requests
 import socketio
 from conftest import bot_servers, free_port, running
+from helpers import read_table
 from playwright.sync_api import Page, expect, sync_playwright
 from ruamel.yaml import YAML
 from test_data import read_nlu
@@ -183,13 +183,10 @@ def test_asking_for_a_person_asks_for_contact_and_shows_the_ticket_number(page, 
     entry = load()["erhalte_rechnung"]  # and the bot answers again
     ask(page, entry.question)
     expect_reply(page, entry.answer)
-    with sqlite3.connect(site.var_dir / "tickets.db") as connection:
-        row = connection.execute(
-            "SELECT channel, question, contact, transcript FROM tickets WHERE ticket_id = ?", (ticket_id,)
-        ).fetchone()
-    assert row[:2] == ("socketio", "Meine Lieferung kam beschädigt an")
-    assert json.loads(row[2])["email"] == "widget.kunde@beispiel.de"
-    assert json.loads(row[3])[-1]["text"] == "Fotos schicke ich gern nach"
+    [row] = read_table(site.var_dir / "tickets.db", "tickets", "WHERE ticket_id = ?", (ticket_id,))
+    assert (row["channel"], row["question"]) == ("socketio", "Meine Lieferung kam beschädigt an")
+    assert json.loads(row["contact"])["email"] == "widget.kunde@beispiel.de"
+    assert json.loads(row["transcript"])[-1]["text"] == "Fotos schicke ich gern nach"
 
 
 def test_a_reload_keeps_the_conversation(page, site, knowledge):
@@ -207,11 +204,11 @@ def test_a_reload_keeps_the_conversation(page, site, knowledge):
     ask(page, second.question)
     expect_reply(page, second.answer)
     # ... and the server continued the same conversation (session_persistence)
-    with sqlite3.connect(site.var_dir / "tracker.db") as connection:
-        senders = connection.execute(
-            "SELECT DISTINCT sender_id FROM events WHERE type_name = 'user' AND (data LIKE ? OR data LIKE ?)",
-            (f"%{entry.question[:20]}%", f"%{second.question[:20]}%"),
-        ).fetchall()
+    senders = {
+        row["sender_id"]
+        for row in read_table(site.var_dir / "tracker.db", "events", "WHERE type_name = 'user'")
+        if entry.question[:20] in row["data"] or second.question[:20] in row["data"]
+    }
     assert len(senders) == 1, senders
 
 

@@ -19,6 +19,11 @@ every few hours, ``faqbot-datenschutz aufraeumen`` on demand.
 SQLite deletes overwrite the freed space (``secure_delete``) and the write-ahead log is
 emptied afterwards, so an erased text is not left in the database files. PostgreSQL frees
 deleted rows at its next VACUUM (autovacuum).
+
+Texts and contact data are stored encrypted (``faqbot.core.encryption``), so lookups by
+customer id or e-mail decrypt the candidate rows and compare here, not in SQL.
+``rotate_keys`` encrypts every stored value again with the current key (key rotation,
+``faqbot-datenschutz schluessel-wechseln``).
 """
 
 from __future__ import annotations
@@ -35,10 +40,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from faqbot.core import phrasings, review_store
+from faqbot.core import encryption, phrasings, review_store
+from faqbot.core.encryption import decrypt
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.support_config import read_support_config
-from faqbot.core.tickets import TicketStore, deliveries, tickets
+from faqbot.core.tickets import CONTACT, TicketStore, deliveries, tickets
+from faqbot.core.tickets import ENCRYPTED as TICKETS_ENCRYPTED
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +62,11 @@ events = sa.table(
     "events",
     sa.column("id", sa.Integer),
     sa.column("sender_id", sa.String),
+    sa.column("type_name", sa.String),
     sa.column("timestamp", sa.Float),
     sa.column("data", sa.Text),
 )
+EVENT_DATA = "events.data"  # the encrypted column's field name (faqbot.server.tracker_store)
 erasure_log = sa.Table(
     "erasure_log",
     tickets.metadata,
@@ -111,10 +120,6 @@ class Subject:
     conversation_ids: set[str] = field(default_factory=set)
 
 
-def _like(value: str) -> str:
-    return "%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-
-
 def _user_customers(data: dict[str, Any]) -> dict[str, str]:
     customer = (data.get("metadata") or {}).get("customer") if data.get("event") == "user" else None
     return {key: str(value) for key, value in customer.items() if value} if isinstance(customer, dict) else {}
@@ -139,23 +144,23 @@ def find(stores: DataStores, lookup: str, value: str) -> Subject:
     if lookup == "conversation_id":
         subject.conversation_ids.add(value)
         return subject
-    # Candidates by substring, confirmed on the parsed event (the e-mail may be in any case).
+    # The events that can name a customer (user messages with an integration's metadata, the
+    # e-mail slot), decrypted and compared here: the stored data is encrypted. The e-mail may
+    # be in any case.
     with stores.tracker.connect() as connection:
-        rows = connection.execute(
-            sa.select(events.c.sender_id, events.c.data).where(
-                sa.func.lower(events.c.data).like(_like(value.lower()), escape="\\")
-            )
-        ).all()
-    subject.conversation_ids |= {sender for sender, data in rows if _event_names(json.loads(data), lookup, value)}
+        rows = connection.execution_options(stream_results=True).execute(
+            sa.select(events.c.sender_id, events.c.data).where(events.c.type_name.in_(("user", "slot")))
+        )
+        for sender, data in rows:
+            if sender not in subject.conversation_ids and _event_names(
+                json.loads(decrypt(data, EVENT_DATA)), lookup, value
+            ):
+                subject.conversation_ids.add(sender)
     contact_key = "id" if lookup == "customer_id" else "email"
     with stores.tickets.engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(tickets.c.sender_id, tickets.c.contact).where(
-                sa.func.lower(tickets.c.contact).like(_like(value.lower()), escape="\\")
-            )
-        ).all()
+        rows = connection.execute(sa.select(tickets.c.sender_id, tickets.c.contact)).all()
     for sender, contact in rows:
-        if str((json.loads(contact or "{}")).get(contact_key, "")).casefold() == value.casefold():
+        if str(json.loads(decrypt(contact, CONTACT) or "{}").get(contact_key, "")).casefold() == value.casefold():
             subject.conversation_ids.add(sender)
     return subject
 
@@ -183,7 +188,7 @@ def export(stores: DataStores, subject: Subject) -> dict[str, Any]:
         ).all()
     conversations: dict[str, list[Any]] = {conversation_id: [] for conversation_id in ids}
     for sender, data in rows:
-        conversations[sender].append(json.loads(data))
+        conversations[sender].append(json.loads(decrypt(data, EVENT_DATA)))
     with stores.tickets.engine.connect() as connection:
         ticket_ids = [
             row.ticket_id
@@ -201,7 +206,7 @@ def export(stores: DataStores, subject: Subject) -> dict[str, Any]:
         connection = stores.review_connection()
         try:
             review = [
-                {key: row[key] for key in row.keys() if key != "sender"}
+                {key: value for key, value in review_store.decrypted_row(row).items() if key != "sender"}
                 for row in connection.execute(
                     f"SELECT * FROM review WHERE sender IN ({_placeholders(senders)}) ORDER BY id", senders
                 )
@@ -256,7 +261,10 @@ def _delete_review(stores: DataStores, where: str, parameters: list[Any]) -> tup
         added = []
         if "added_phrasing" in columns:
             added = [
-                {"intent": row["assigned_to"] or row["intent"], "text": row["added_phrasing"]}
+                {
+                    "intent": row["assigned_to"] or row["intent"],
+                    "text": decrypt(row["added_phrasing"], review_store.ADDED_PHRASING),
+                }
                 for row in connection.execute(
                     f"SELECT assigned_to, intent, added_phrasing FROM review WHERE {where} "
                     "AND added_phrasing IS NOT NULL",
@@ -359,6 +367,113 @@ def purge_expired(stores: DataStores, days: dict[str, int], now: datetime | None
     if any(counts.values()):
         _log(stores, "retention", "retention", counts)
     return counts
+
+
+ROTATION_BATCH = 500
+
+
+@dataclass
+class Rotated:
+    """What a key rotation did with one kind of record."""
+
+    encrypted: int = 0  # encrypted again with the current key (or for the first time)
+    current: int = 0  # already encrypted with the current key
+    changed_meanwhile: int = 0  # written by a server between reading and updating: run again
+
+
+def _rotate_rows(rows: list[Any], fields: dict[str, str], update: Any, result: Rotated) -> None:
+    """Encrypt one batch's values again; ``update(key, old values, new values)`` writes a row
+    if it still holds the old values (never over a server's newer write) and says whether it did."""
+    for row in rows:
+        key, values = row[0], dict(zip(fields, row[1:], strict=True))
+        new = {column: encryption.reencrypt(value, fields[column]) for column, value in values.items()}
+        changes = {column: value for column, value in new.items() if value != values[column]}
+        if not changes:
+            result.current += 1
+        elif update(key, {column: values[column] for column in changes}, changes):
+            result.encrypted += 1
+        else:
+            result.changed_meanwhile += 1
+
+
+def _rotate_table(engine: sa.engine.Engine, table: Any, key: Any, fields: dict[str, str], batch: int) -> Rotated:
+    result, last = Rotated(), None
+    columns = [table.c[column] for column in fields]
+    while True:
+        query = sa.select(key, *columns).order_by(key).limit(batch)
+        with engine.connect() as connection:
+            rows = connection.execute(query if last is None else query.where(key > last)).all()
+        if not rows:
+            return result
+        with engine.begin() as connection:  # each batch in one transaction
+            if engine.dialect.name == "sqlite":
+                connection.exec_driver_sql("PRAGMA secure_delete=ON")  # the old ciphertexts are overwritten
+
+            def update(row_key: Any, old: dict[str, Any], new: dict[str, Any]) -> bool:
+                unchanged = [table.c[column].is_not_distinct_from(value) for column, value in old.items()]
+                return connection.execute(table.update().where(key == row_key, *unchanged).values(**new)).rowcount == 1
+
+            _rotate_rows(rows, fields, update, result)
+        last = rows[-1][0]
+
+
+def _rotate_review(stores: DataStores, batch: int) -> Rotated:
+    result, last = Rotated(), -1
+    if not stores.review_path.exists():
+        return result
+    review_store.ReviewStore(stores.review_path).close()  # a queue of an older version gets its columns
+    fields = review_store.ENCRYPTED
+    connection = stores.review_connection()
+    try:
+        while True:
+            rows = connection.execute(
+                f"SELECT id, {', '.join(fields)} FROM review WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
+            ).fetchall()
+            if not rows:
+                break
+
+            def update(row_key: int, old: dict[str, Any], new: dict[str, Any]) -> bool:
+                assignments = ", ".join(f"{column} = ?" for column in new)
+                unchanged = " AND ".join(f"{column} IS ?" for column in old)
+                return (
+                    connection.execute(
+                        f"UPDATE review SET {assignments} WHERE id = ? AND {unchanged}",
+                        (*new.values(), row_key, *old.values()),
+                    ).rowcount
+                    == 1
+                )
+
+            connection.execute("BEGIN IMMEDIATE")  # each batch in one transaction
+            try:
+                _rotate_rows([tuple(row) for row in rows], fields, update, result)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            last = rows[-1]["id"]
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        connection.close()
+    return result
+
+
+def rotate_keys(stores: DataStores, batch: int = ROTATION_BATCH) -> dict[str, Rotated]:
+    """Encrypt every stored text and contact again with the current key of FAQBOT_DATA_KEYS
+    (also values stored before encryption), in batches of one transaction each. The servers
+    may keep running: a row a server changed meanwhile is left alone and counted (it was
+    written with the current key if the servers already have it; else run again). Safe to
+    repeat. On SQLite the old ciphertexts are overwritten in the files."""
+    rotated = {
+        "conversation_events": _rotate_table(stores.tracker, events, events.c.id, {"data": EVENT_DATA}, batch),
+        "tickets": _rotate_table(stores.tickets.engine, tickets, tickets.c.number, TICKETS_ENCRYPTED["tickets"], batch),
+        "deliveries": _rotate_table(
+            stores.tickets.engine, deliveries, deliveries.c.key, TICKETS_ENCRYPTED["deliveries"], batch
+        ),
+        "review_queue": _rotate_review(stores, batch),
+    }
+    _flush(stores.tracker)
+    _flush(stores.tickets.engine)
+    return rotated
 
 
 def stores_from_endpoints(endpoints_file: Path) -> DataStores:

@@ -9,6 +9,9 @@ to ``data/nlu`` (``added_phrasing``) and its intent (``assigned_to``), so an era
 request can remove it from the training data again. A queue written before these columns
 existed gets them when it is first opened, and its texts are masked again with the
 current rules (older versions masked e-mail, phone and IBAN only).
+
+The texts and the added phrasings are stored encrypted (``faqbot.core.encryption``), the
+file readable only by its owner.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from faqbot.core import shared_secrets
+from faqbot.core.encryption import decrypt, encrypt, private_file
 from faqbot.core.intents import faq_id_for
 from faqbot.core.masking import mask
 from faqbot.core.paths import PROJECT_DIR, VAR_DIR
@@ -38,6 +42,9 @@ ESCALATED = "escalated"
 # Longer messages are cut when stored: a trainer reads them, a phrasing may have 500 characters.
 MAX_TEXT = 2000
 HASH_SECRET = "FAQBOT_HASH_SECRET"
+# The encrypted columns (the names are the associated data of their values).
+TEXT, ADDED_PHRASING = "review.text", "review.added_phrasing"
+ENCRYPTED = {"text": TEXT, "added_phrasing": ADDED_PHRASING}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS review (
@@ -128,7 +135,7 @@ class ReviewStore:
     def __init__(self, path: Path | None = None, timeout: float = 5.0) -> None:
         """``timeout``: seconds a write waits for another connection's lock (sqlite3's default)."""
         self.path = Path(path or db_path())
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)
         self._connection = sqlite3.connect(self.path, timeout=timeout, isolation_level=None, check_same_thread=False)
         self._connection.row_factory = sqlite3.Row
         self._connection.execute("PRAGMA journal_mode=WAL")
@@ -150,9 +157,12 @@ class ReviewStore:
                 self._connection.execute("ALTER TABLE review ADD COLUMN added_phrasing TEXT")
                 rows = self._connection.execute("SELECT id, text FROM review").fetchall()
                 for row in rows:
-                    text = _stored_text(row["text"])
-                    if text != row["text"]:
-                        self._connection.execute("UPDATE review SET text = ? WHERE id = ?", (text, row["id"]))
+                    stored = decrypt(row["text"], TEXT)
+                    text = _stored_text(stored)
+                    if text != stored:
+                        self._connection.execute(
+                            "UPDATE review SET text = ? WHERE id = ?", (encrypt(text, TEXT), row["id"])
+                        )
             self._connection.execute("COMMIT")
         except BaseException:
             self._connection.execute("ROLLBACK")
@@ -189,7 +199,7 @@ class ReviewStore:
             (
                 created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 sender,
-                text,
+                encrypt(text, TEXT),
                 intent,
                 None if confidence is None else round(float(confidence), 4),
                 json.dumps(top3),
@@ -216,7 +226,8 @@ class ReviewStore:
     def set_added_phrasing(self, entry_id: int, intent: str, phrasing: str) -> None:
         """The phrasing written to the training data from this message, and its intent."""
         self._connection.execute(
-            "UPDATE review SET added_phrasing = ?, assigned_to = ? WHERE id = ?", (phrasing, intent, entry_id)
+            "UPDATE review SET added_phrasing = ?, assigned_to = ? WHERE id = ?",
+            (encrypt(phrasing, ADDED_PHRASING), intent, entry_id),
         )
 
     def entries(
@@ -240,6 +251,15 @@ class ReviewStore:
         if limit:
             query, params = query + " LIMIT ?", params + [limit]
         return [
-            Entry(**{**dict(row), "ranking": json.loads(row["ranking"])})
+            Entry(**{**decrypted_row(row), "ranking": json.loads(row["ranking"])})
             for row in self._connection.execute(query, params)
         ]
+
+
+def decrypted_row(row: sqlite3.Row) -> dict[str, Any]:
+    """A row of the queue with its texts decrypted."""
+    entry = dict(row)
+    for column, field in ENCRYPTED.items():
+        if column in entry:
+            entry[column] = decrypt(entry[column], field)
+    return entry

@@ -4,6 +4,7 @@
     FAQBOT_NLU_TOKEN       the Rasa server -> the NLU server of ``make run``
     FAQBOT_SESSION_SECRET  signs the session ids the widget's Socket.IO channel issues
     FAQBOT_HASH_SECRET     keys the review queue's sender hashes (``review_store.sender_hash``)
+    FAQBOT_DATA_KEYS       encrypt message texts and contact data in the stores (``faqbot.core.encryption``)
 
 Production sets them all in the environment of every host (README, "Security"). Where one
 is not set, ``ensure_environment`` creates a random one in ``var/secrets/`` (mode 0600)
@@ -22,7 +23,15 @@ from pathlib import Path
 
 from faqbot.core.paths import VAR_DIR
 
-LOCAL_SECRETS = ("FAQBOT_ACTION_TOKEN", "FAQBOT_NLU_TOKEN", "FAQBOT_SESSION_SECRET", "FAQBOT_HASH_SECRET")
+LOCAL_SECRETS = (
+    "FAQBOT_ACTION_TOKEN",
+    "FAQBOT_NLU_TOKEN",
+    "FAQBOT_SESSION_SECRET",
+    "FAQBOT_HASH_SECRET",
+    "FAQBOT_DATA_KEYS",
+)
+# Values with a form of their own: the data keys are a list of <key id>:<secret> (encryption.py).
+LOCAL_FORMATS = {"FAQBOT_DATA_KEYS": "k1:{}"}
 MIN_CHARS = 32  # shorter values are guessable; refused at start-up
 
 
@@ -46,7 +55,7 @@ def local_secret(name: str) -> str:
         if value:
             return value
         raise WeakSecretError(f"{path} ist leer: bitte löschen, er wird beim nächsten Start neu erzeugt.") from None
-    value = secrets.token_urlsafe(32)
+    value = LOCAL_FORMATS.get(name, "{}").format(secrets.token_urlsafe(32))
     with os.fdopen(descriptor, "w", encoding="ascii") as handle:
         handle.write(value + "\n")
     return value

@@ -2,6 +2,8 @@
 
 Tickets are stored with SQLAlchemy, in SQLite by default (``var/tickets.db``); set
 ``FAQBOT_TICKET_DB_URL`` to any SQLAlchemy URL (e.g. PostgreSQL) to store them elsewhere.
+Question, transcript and contact of a ticket and the payload of an outbox row are stored
+encrypted (``faqbot.core.encryption``); a SQLite file is readable only by its owner.
 """
 
 from __future__ import annotations
@@ -17,9 +19,21 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from faqbot.core.encryption import decrypt, encrypt, private_file
 from faqbot.core.paths import VAR_DIR
 
 DEFAULT_DB = VAR_DIR / "tickets.db"
+# The encrypted columns (the names are the associated data of their values).
+QUESTION, TRANSCRIPT, CONTACT, PAYLOAD = (
+    "tickets.question",
+    "tickets.transcript",
+    "tickets.contact",
+    "deliveries.payload",
+)
+ENCRYPTED = {
+    "tickets": {"question": QUESTION, "transcript": TRANSCRIPT, "contact": CONTACT},
+    "deliveries": {"payload": PAYLOAD},
+}
 
 metadata = sa.MetaData()
 tickets = sa.Table(
@@ -134,6 +148,8 @@ def transcript_from_events(events: Iterable[dict[str, Any]]) -> list[dict[str, A
 class TicketStore:
     def __init__(self, url: str | None = None) -> None:
         self.engine = sa.create_engine(url or database_url(), future=True)
+        if self.engine.dialect.name == "sqlite" and self.engine.url.database:
+            private_file(self.engine.url.database)
         metadata.create_all(self.engine)
         self._add_missing_columns()
         self._lock = threading.Lock()  # one ticket per conversation, even for double clicks
@@ -185,12 +201,12 @@ class TicketStore:
                         sender_id=sender_id,
                         created_at=now.isoformat(),
                         channel=channel,
-                        question=question,
+                        question=encrypt(question, QUESTION),
                         faq_guess=faq_guess,
                         confidence=confidence,
-                        transcript=json.dumps(transcript, ensure_ascii=False),
+                        transcript=encrypt(json.dumps(transcript, ensure_ascii=False), TRANSCRIPT),
                         status="open",
-                        contact=json.dumps(contact or {"id": sender_id}, ensure_ascii=False),
+                        contact=encrypt(json.dumps(contact or {"id": sender_id}, ensure_ascii=False), CONTACT),
                     )
                 ).inserted_primary_key[0]
                 ticket_id = f"T-{now:%Y%m%d}-{number:05d}"
@@ -218,7 +234,7 @@ class TicketStore:
             connection.execute(
                 tickets.update()
                 .where(tickets.c.number == row.number)
-                .values(transcript=json.dumps(ticket.transcript, ensure_ascii=False))
+                .values(transcript=encrypt(json.dumps(ticket.transcript, ensure_ascii=False), TRANSCRIPT))
             )
             self._queue(connection, ticket_id, f"message-{number}", ticket.message_payload(line, number), targets, now)
         return number
@@ -234,7 +250,7 @@ class TicketStore:
                     key=f"{ticket_id}-{event}-{target}",
                     ticket_id=ticket_id,
                     target=target,
-                    payload=json.dumps(payload, ensure_ascii=False),
+                    payload=encrypt(json.dumps(payload, ensure_ascii=False), PAYLOAD),
                     status="pending",
                     attempts=0,
                     next_attempt_at=now.isoformat(),
@@ -328,7 +344,7 @@ class TicketStore:
             row.key,
             row.ticket_id,
             row.target,
-            json.loads(row.payload),
+            json.loads(decrypt(row.payload, PAYLOAD)),
             row.status,
             row.attempts,
             row.next_attempt_at,
@@ -338,15 +354,16 @@ class TicketStore:
 
     @staticmethod
     def _ticket(row) -> Ticket:
+        contact = decrypt(row.contact, CONTACT)
         return Ticket(
             row.ticket_id,
             row.sender_id,
             row.created_at,
             row.channel,
-            row.question,
+            decrypt(row.question, QUESTION),
             row.faq_guess,
             row.confidence,
-            json.loads(row.transcript),
+            json.loads(decrypt(row.transcript, TRANSCRIPT)),
             row.status,
-            json.loads(row.contact) if row.contact else {"id": row.sender_id},
+            json.loads(contact) if contact else {"id": row.sender_id},
         )

@@ -8,6 +8,11 @@ SQLAlchemy Core: one to load the current session, one count and one bulk insert 
 in one transaction, and hands the new events to the event broker (the review queue,
 ``faqbot.server.review_broker``) after they are committed.
 
+The ``data`` column (the whole event: message texts, slot values such as the customer's
+e-mail address, metadata) is encrypted (``faqbot.core.encryption``, field ``events.data``);
+the other columns stay readable for Rasa's queries and hold no customer text: the intent
+name is stored only if the domain knows it. A SQLite file is made readable only by its owner.
+
 It overrides private methods of Rasa's store (``_retrieve``, called by ``retrieve`` and
 ``retrieve_full_tracker``) and uses its table and ``_stream_new_events``: checked when
 the module is imported (``check_targets``), before anything of the store is used.
@@ -15,6 +20,7 @@ the module is imported (``check_targets``), before anything of the store is used
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 from typing import Any
@@ -24,10 +30,12 @@ import sqlalchemy as sa
 from rasa.shared.core.events import SessionStarted
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from faqbot.core.encryption import decrypt, encrypt, private_file
 from faqbot.server import patches
 from faqbot.server.patches import require_attribute, require_version
 
 PATCH = "faqbot.server.tracker_store.LeanSQLTrackerStore"
+FIELD = "events.data"  # associated data of the encrypted column
 
 
 def check_targets() -> None:
@@ -61,9 +69,25 @@ _SESSION_COUNT = sa.select(sa.func.count()).select_from(_EVENTS).where(_IN_SESSI
 _INSERT = _EVENTS.insert()
 
 
+def _sqlite_file(args: tuple, kwargs: dict[str, Any]) -> str | None:
+    """The SQLite file Rasa's store will open with these arguments, if it is one."""
+    try:
+        settings = inspect.signature(SQLTrackerStore.__init__).bind(None, *args, **kwargs).arguments
+    except TypeError:  # Rasa's own call will say what is wrong
+        return None
+    if settings.get("dialect", "sqlite") != "sqlite" or settings.get("host"):
+        return None
+    return settings.get("db", "rasa.db")
+
+
 class LeanSQLTrackerStore(SQLTrackerStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        db = _sqlite_file(args, kwargs)
+        if db:
+            private_file(db)  # 0600 before Rasa's store creates its tables in it
         super().__init__(*args, **kwargs)
+        self._intents: frozenset[str] = frozenset()
+        self._intents_of: Any = None
         rasa_engine = require_attribute(self, "engine", PATCH)
         if rasa_engine.dialect.name == "sqlite":
             # SQLAlchemy opens a new SQLite connection for every statement (NullPool);
@@ -79,7 +103,8 @@ class LeanSQLTrackerStore(SQLTrackerStore):
             rows = connection.execute(query, {"sender_id": sender_id}).fetchall()
         if not rows or not self.domain:
             return None
-        return DialogueStateTracker.from_dict(sender_id, [json.loads(data) for (data,) in rows], self.domain.slots)
+        events = [json.loads(decrypt(data, FIELD)) for (data,) in rows]
+        return DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         with self.engine.begin() as connection:
@@ -90,16 +115,25 @@ class LeanSQLTrackerStore(SQLTrackerStore):
         if self.event_broker is not None:
             await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
 
-    @staticmethod
-    def _row(sender_id: str, event: Any) -> dict[str, Any]:
-        # The same columns Rasa's SQLTrackerStore.save writes.
+    def _row(self, sender_id: str, event: Any) -> dict[str, Any]:
+        # The same columns Rasa's SQLTrackerStore.save writes, the data encrypted.
         data = event.as_dict()
         intent = (data.get("parse_data") or {}).get("intent") or {}
         return {
             "sender_id": sender_id,
             "type_name": event.type_name,
             "timestamp": data.get("timestamp"),
-            "intent_name": intent.get("name"),
+            "intent_name": self._known_intent(intent.get("name")),
             "action_name": data.get("name"),
-            "data": json.dumps(data),
+            "data": encrypt(json.dumps(data), FIELD),
         }
+
+    def _known_intent(self, name: str | None) -> str | None:
+        """The intent name, if the domain has it. Rasa only ever sets known ones (a "/..."
+        message naming an unknown intent is understood as text), but this column is not
+        encrypted: whatever else might reach it must not be a customer's words."""
+        if name is None or self.domain is None:
+            return name
+        if self._intents_of is not self.domain:
+            self._intents, self._intents_of = frozenset(self.domain.intents), self.domain
+        return name if name in self._intents else None

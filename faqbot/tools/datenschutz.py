@@ -4,10 +4,12 @@
     faqbot-datenschutz loeschen  --gespraech <id> | --kunde <id> | --email <adresse> [--ja]
     faqbot-datenschutz aufraeumen
     faqbot-datenschutz protokoll
+    faqbot-datenschutz schluessel-wechseln
 
 The stores are those of ``endpoints.yml`` (``--endpoints``), ``FAQBOT_TICKET_DB``/
 ``FAQBOT_TICKET_DB_URL`` and the review queue; an erasure also removes the phrasings the
-trainers took from the customer's messages from ``data/nlu``.
+trainers took from the customer's messages from ``data/nlu``. ``schluessel-wechseln``
+encrypts everything stored again with the first key of ``FAQBOT_DATA_KEYS`` (key rotation).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from faqbot.core import privacy, shared_secrets
+from faqbot.core import encryption, privacy, shared_secrets
 from faqbot.core.paths import PROJECT_DIR
 
 HELP = """Auskunft, Löschung und Aufbewahrungsfristen (README, Abschnitt „Datenschutz“).
@@ -31,10 +33,13 @@ Beispiele:
   faqbot-datenschutz loeschen --kunde K-4711
   faqbot-datenschutz aufraeumen
   faqbot-datenschutz protokoll
+  faqbot-datenschutz schluessel-wechseln
 
 Gesucht wird in den Gesprächen (endpoints.yml), den Tickets (FAQBOT_TICKET_DB,
 FAQBOT_TICKET_DB_URL) und der Prüfliste der Trainer; eine Löschung entfernt auch die
-Formulierungen, die aus den Nachrichten der Person in data/nlu übernommen wurden."""
+Formulierungen, die aus den Nachrichten der Person in data/nlu übernommen wurden.
+schluessel-wechseln verschlüsselt alles Gespeicherte neu mit dem ersten Schlüssel aus
+FAQBOT_DATA_KEYS (Schlüsselwechsel, README)."""
 LOOKUP_FLAGS = {"gespraech": "conversation_id", "kunde": "customer_id", "email": "email"}
 LABELS = {
     "conversations": "Gespräche",
@@ -121,6 +126,30 @@ def cmd_protokoll(args: argparse.Namespace, stores: privacy.DataStores) -> int:
     return 0
 
 
+def cmd_schluessel_wechseln(args: argparse.Namespace, stores: privacy.DataStores) -> int:
+    current = encryption.keyring().current
+    print(f"Verschlüssele alles mit dem aktuellen Schlüssel „{current}“ (dem ersten in {encryption.KEYS_VARIABLE}) …")
+    rotated = privacy.rotate_keys(stores)  # stopped by a value no key decrypts: what is done stays done
+    for kind, result in rotated.items():
+        line = f"{LABELS[kind]}: {result.encrypted} neu verschlüsselt, {result.current} schon mit „{current}“"
+        if result.changed_meanwhile:
+            line += f", {result.changed_meanwhile} währenddessen geändert"
+        print(line)
+    meanwhile = sum(result.changed_meanwhile for result in rotated.values())
+    if meanwhile:
+        print(f"{meanwhile} Datensätze wurden währenddessen geändert: bitte den Befehl noch einmal ausführen.")
+        return 1
+    others = [key_id for key_id in encryption.keyring().ciphers if key_id != current]
+    if others:
+        print(
+            f"Fertig. Die älteren Schlüssel ({', '.join(others)}) werden nicht mehr gebraucht: aus "
+            f"{encryption.KEYS_VARIABLE} entfernen und die Server neu starten."
+        )
+    else:
+        print("Fertig.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="faqbot-datenschutz",
@@ -149,13 +178,21 @@ def main(argv: list[str] | None = None) -> int:
         func=cmd_aufraeumen
     )
     commands.add_parser("protokoll", help="Löschprotokoll anzeigen").set_defaults(func=cmd_protokoll)
+    commands.add_parser(
+        "schluessel-wechseln", help="alles mit dem ersten Schlüssel aus FAQBOT_DATA_KEYS neu verschlüsseln"
+    ).set_defaults(func=cmd_schluessel_wechseln)
     args = parser.parse_args(argv)
-    shared_secrets.ensure_environment()  # the review queue's keyed sender hash
+    shared_secrets.ensure_environment()  # the review queue's keyed sender hash, the data keys
+    encryption.check()
     try:
         stores = privacy.stores_from_endpoints(args.endpoints)
     except (ValueError, OSError) as error:
         parser.error(str(error))
-    return args.func(args, stores)
+    try:
+        return args.func(args, stores)
+    except encryption.DataKeyError as error:  # a stored value the keys cannot decrypt
+        print(f"Fehler: {error}.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
