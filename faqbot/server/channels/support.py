@@ -261,26 +261,31 @@ class SupportInput(InputChannel):
                 }
             )
 
-        @api.route("/privacy/export", methods=["POST"])
-        async def privacy_export(request: Request) -> response.HTTPResponse:
+        async def privacy_request(
+            request: Request,
+        ) -> tuple[privacy.DataStores, privacy.Subject] | response.HTTPResponse:
+            """The stores and the conversations a privacy request concerns, or a German error."""
             lookup = privacy_lookup(request)
             if isinstance(lookup, response.HTTPResponse):
                 return lookup
             stores = self.data_stores(request.app)
             if stores is None:
                 return _no_conversation_store()
-            subject = await asyncio.to_thread(privacy.find, stores, *lookup)
-            return response.json(await asyncio.to_thread(privacy.export, stores, subject))
+            return stores, await asyncio.to_thread(privacy.find, stores, *lookup)
+
+        @api.route("/privacy/export", methods=["POST"])
+        async def privacy_export(request: Request) -> response.HTTPResponse:
+            found = await privacy_request(request)
+            if isinstance(found, response.HTTPResponse):
+                return found
+            return response.json(await asyncio.to_thread(privacy.export, *found))
 
         @api.route("/privacy/erase", methods=["POST"])
         async def privacy_erase(request: Request) -> response.HTTPResponse:
-            lookup = privacy_lookup(request)
-            if isinstance(lookup, response.HTTPResponse):
-                return lookup
-            stores = self.data_stores(request.app)
-            if stores is None:
-                return _no_conversation_store()
-            subject = await asyncio.to_thread(privacy.find, stores, *lookup)
+            found = await privacy_request(request)
+            if isinstance(found, response.HTTPResponse):
+                return found
+            stores, subject = found
             # Each conversation's lock, as for a message (in a fixed order): no turn is saved
             # into a half-erased conversation.
             lock_store = request.app.ctx.agent.lock_store
