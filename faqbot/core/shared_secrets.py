@@ -79,6 +79,12 @@ def require(name: str) -> str:
     return value
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    prefix = "Bearer "
+    return authorization[len(prefix) :] if authorization and authorization.startswith(prefix) else None
+
+
 def matches(given: str | None, expected: str) -> bool:
     """Constant-time comparison, so response times reveal nothing about the secret."""
     return given is not None and hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))

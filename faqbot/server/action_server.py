@@ -87,8 +87,7 @@ def require_token(app: Any) -> None:
     async def authenticate(request: Any) -> Any:
         if request.path == "/health":
             return None
-        header = request.headers.get("authorization", "")
-        given = header[len("Bearer ") :] if header.startswith("Bearer ") else request.args.get("token")
+        given = shared_secrets.bearer_token(request.headers.get("authorization")) or request.args.get("token")
         if shared_secrets.matches(given, token):
             return None
         # Never the token itself; the address shows who tries.

@@ -123,9 +123,9 @@ API_UNAUTHORIZED = "Zugriff verweigert: Die HTTP-API dieses Servers verlangt FAQ
 
 
 def api_token_given(request: Any) -> str | None:
-    header = request.headers.get("authorization", "")
-    if header.startswith("Bearer "):
-        return header[len("Bearer ") :]
+    bearer = shared_secrets.bearer_token(request.headers.get("authorization"))
+    if bearer is not None:
+        return bearer
     if request.args.get("token"):
         return request.args.get("token")
     if request.method == "POST" and request.path == "/model/parse":

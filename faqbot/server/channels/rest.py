@@ -90,6 +90,11 @@ def _refused(code: str, message: str, status: int, retry_after: int | None = Non
     return response.json({"error": code, "message": message}, status=status, headers=headers)
 
 
+def too_many_requests(seconds: int) -> response.HTTPResponse:
+    """The 429 of every rate limit on the Rasa server (REST, support API)."""
+    return _refused("too_many_requests", too_many_message(seconds), 429, retry_after=seconds)
+
+
 def integration_tokens() -> dict[str, str]:
     """Token -> integration name, from FAQBOT_REST_TOKEN_<NAME>; a short token stops the start."""
     tokens = {}
@@ -243,9 +248,6 @@ class RestInput(RasaRestInput):
         per_integration = RateLimiter.from_environment("INTEGRATION")
         failed_logins = RateLimiter.from_environment("FAILED_AUTH")
 
-        def too_many(seconds: int) -> response.HTTPResponse:
-            return _refused("too_many_requests", too_many_message(seconds), 429, retry_after=seconds)
-
         @webhook.middleware("request")
         async def validate(request: Request) -> response.HTTPResponse | None:
             if request.method != "POST":
@@ -256,16 +258,15 @@ class RestInput(RasaRestInput):
             # After too many wrong tokens an address waits before any token is even compared.
             wait = failed_logins.waiting(address)
             if wait:
-                return too_many(wait)
-            header = request.headers.get("authorization", "")
-            given = header[len("Bearer ") :] if header.startswith("Bearer ") else None
+                return too_many_requests(wait)
+            given = shared_secrets.bearer_token(request.headers.get("authorization"))
             integration = next((name for key, name in tokens.items() if shared_secrets.matches(given, key)), None)
             if integration is None:
                 # An integration's own address is not limited (many customers share it); callers
                 # without a valid token are.
                 wait = per_client.allow(address)
                 if wait:
-                    return too_many(wait)
+                    return too_many_requests(wait)
                 if given is None:
                     return _refused(
                         "unauthorized",
@@ -278,7 +279,7 @@ class RestInput(RasaRestInput):
                 return _refused("unauthorized", "Der angegebene Token ist ungültig.", 401)
             wait = per_integration.allow(integration)
             if wait:
-                return too_many(wait)
+                return too_many_requests(wait)
             problem = request_problem(request)
             if problem is not None:
                 return problem
@@ -290,7 +291,7 @@ class RestInput(RasaRestInput):
                     return _bad_request("invalid_customer", reason)
             wait = per_conversation.allow(body["sender"]) or per_conversation_day.allow(body["sender"])
             if wait:
-                return too_many(wait)
+                return too_many_requests(wait)
             return None
 
         return webhook

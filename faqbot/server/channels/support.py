@@ -42,9 +42,10 @@ from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 
 from faqbot.core import privacy, review_store, shared_secrets
-from faqbot.core.rate_limit import RateLimiter, too_many_message
+from faqbot.core.rate_limit import RateLimiter
 from faqbot.core.tickets import TicketStore
 from faqbot.server import patches
+from faqbot.server.channels.rest import too_many_requests
 from faqbot.server.patches import require_attribute, require_version
 
 logger = logging.getLogger(__name__)
@@ -162,9 +163,8 @@ class SupportInput(InputChannel):
         engine = sa.create_engine(store.engine.url, poolclass=sa.pool.NullPool)
         return privacy.DataStores(engine, self.store(), review_path)
 
-    async def purge_regularly(self, app: Sanic) -> None:
+    async def purge_regularly(self, app: Sanic, days: dict[str, int]) -> None:
         """Delete what is older than its retention period, now and every few hours."""
-        days = privacy.retention_days()
         while True:
             stores = self.data_stores(app)
             if stores is None:
@@ -189,13 +189,9 @@ class SupportInput(InputChannel):
         address = request.remote_addr or request.ip or "?"
         wait = self._failed_logins.waiting(address) or self._requests.allow(address)
         if wait:
-            return response.json(
-                {"error": "too_many_requests", "message": too_many_message(wait)},
-                status=429,
-                headers={"Retry-After": str(wait)},
-            )
-        given = request.headers.get("Authorization", "")
-        if not shared_secrets.matches(given, f"Bearer {self._token}"):
+            return too_many_requests(wait)
+        given = shared_secrets.bearer_token(request.headers.get("Authorization"))
+        if not shared_secrets.matches(given, self._token):
             logger.warning("Support-API: ungültiger Token von %s auf %s abgewiesen", address, request.path)
             self._failed_logins.allow(address)
             return response.json(
@@ -208,12 +204,12 @@ class SupportInput(InputChannel):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         api = Blueprint("support_api", __name__)
 
-        privacy.retention_days()  # a mistake in support.yml's retention section stops the start
+        retention = privacy.retention_days()  # a mistake in support.yml's retention section stops the start
 
         @api.listener("after_server_start")  # Rasa loads the agent before the server starts
         async def check(app: Sanic, loop: Any) -> None:
             check_server(app)
-            app.ctx.privacy_purge = asyncio.create_task(self.purge_regularly(app))
+            app.ctx.privacy_purge = asyncio.create_task(self.purge_regularly(app, retention))
 
         @api.listener("before_server_stop")
         async def stop_purging(app: Sanic, loop: Any) -> None:
