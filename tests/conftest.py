@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -21,11 +22,14 @@ import requests
 from helpers import read_table
 from sanic import Sanic
 
+from faqbot.cluster.components import PostgreSQL, Redis
 from faqbot.core.known_warnings import KNOWN_WARNINGS
 from faqbot.server.serve import BotServers
 from faqbot.tools import train
 
-EXPLICIT_TIERS = ("browser", "training")
+EXPLICIT_TIERS = ("browser", "training", "components")
+# Fixtures that start PostgreSQL, Redis or nginx: their tests are in the `components` tier.
+COMPONENT_FIXTURES = {"postgres", "postgres_url", "redis", "redis_url"}
 
 
 def pytest_configure(config) -> None:
@@ -42,7 +46,9 @@ def pytest_collection_modifyitems(config, items) -> None:
             raise pytest.UsageError(f"{item.nodeid}: more than one tier ({', '.join(explicit)})")
         if item.get_closest_marker("unit") or item.get_closest_marker("e2e"):
             raise pytest.UsageError(f"{item.nodeid}: unit/e2e are derived from the fixtures, do not set them")
-        if not explicit:
+        if not explicit and COMPONENT_FIXTURES & set(item.fixturenames):
+            item.add_marker("components")
+        elif not explicit:
             item.add_marker("e2e" if "model_path" in item.fixturenames else "unit")
 
 
@@ -50,6 +56,35 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory) -> Iterator[PostgreSQL]:
+    """A real PostgreSQL server on loopback for the whole run, its data in a temp dir."""
+    with PostgreSQL(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgreSQL) -> str:
+    """A new, empty database of that server for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    postgres.query(f"CREATE DATABASE {name}")
+    return postgres.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="session")
+def redis(tmp_path_factory) -> Iterator[Redis]:
+    """A real Redis server on loopback for the whole run."""
+    with Redis(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis: Redis) -> str:
+    """That server, emptied for one test."""
+    subprocess.run(["redis-cli", "-p", str(redis.port), "flushall"], check=True, capture_output=True)
+    return redis.url
 
 
 @pytest.fixture(scope="session")
