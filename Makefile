@@ -40,6 +40,11 @@ browser:  ## Chromium für die Browser-Tests installieren (apt, braucht root)
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "Chromium fehlt für die Browser-Tests: bitte 'sudo apt-get install chromium' ausführen." >&2; exit 1; fi
 
+# PostgreSQL, Redis and nginx for `make cluster` and the tests, docker-compose to check the
+# compose file: Debian's packages, started by us on loopback (never as services of the host).
+components:  ## PostgreSQL, Redis, nginx und docker-compose installieren (apt, braucht root)
+	@bash scripts/install-components.sh
+
 spacy-official: install  ## Das offizielle de_core_news_sm nachinstallieren (braucht Netz)
 	$(PY) -m faqbot.tools.spacy_model official
 
@@ -52,6 +57,9 @@ validate: install  ## rasa data validate
 run: train  ## Action-Server (5055), Rasa-Server (5005), NLU-Server (5006) und Hilfe-Center mit Chat-Widget (8080) starten
 	$(PY) -m faqbot.server.serve
 
+cluster: train components  ## Mehrere Instanzen wie in Produktion: PostgreSQL, Redis, nginx (:8000), zwei Rasa-Instanzen
+	$(PY) -m faqbot.cluster.run
+
 lint: install  ## Ruff: Fehler- und Stilprüfung, Formatierung prüfen (ändert nichts)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -61,15 +69,18 @@ format: install  ## Ruff: Code formatieren und einfache Funde beheben
 	$(BIN)/ruff check --fix .
 
 # On both cores (pytest-xdist): the unit tests are independent of each other.
-test-unit: install  ## Schnelle Tests ohne trainiertes Modell und Browser (unter einer Minute)
+test-unit: install components  ## Schnelle Tests ohne trainiertes Modell und Browser (unter einer Minute)
 	$(PY) -m pytest -m unit -n 2 $(PYTEST_ARGS)
 
 # Fast checks first: a lint error or a failing unit test stops before training and Chromium.
-test: install lint test-unit train browser  ## Alle Tests: Ruff, schnelle Tests, dann Training, Chromium und der Rest
+test: install lint test-unit train browser components  ## Alle Tests: Ruff, schnelle Tests, dann Training, Chromium und der Rest
 	$(PY) -m pytest -m "not unit" $(PYTEST_ARGS)
 
 bench: train  ## Benchmark: Trainingszeit, Modellgröße, Latenz, Durchsatz, Speicher, Genauigkeit
 	$(PY) -m faqbot.tools.bench
+
+bench-cluster: train components  ## Benchmark: make run gegen make cluster (zwei Instanzen) im selben Lauf
+	$(PY) -m faqbot.tools.bench --cluster
 
 import-faq: install  ## FAQ-Seite neu einlesen: make import-faq PAGE=data/faq_seite.txt
 	$(PY) -m faqbot.tools.importer $(or $(PAGE),data/faq_seite.txt)
@@ -84,4 +95,4 @@ clean:  ## Modelle, Laufzeitdaten und Ergebnisse löschen (nicht .venv)
 	rm -rf models results .pytest_cache
 	find var -mindepth 1 ! -name .gitkeep -delete
 
-.PHONY: help install browser spacy-official train validate run lint format test-unit test bench import-faq trainer datenschutz clean
+.PHONY: help install browser components spacy-official train validate run cluster lint format test-unit test bench bench-cluster import-faq trainer datenschutz clean

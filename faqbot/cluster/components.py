@@ -224,7 +224,7 @@ class Nginx(Component):
         servers = [f"server {address} max_fails=1 fail_timeout=2s;" for address in self.rasa_instances]
         site = Template(NGINX_TEMPLATE.read_text(encoding="utf-8")).safe_substitute(
             FAQBOT_LISTEN=f"127.0.0.1:{self.port}",
-            FAQBOT_RASA_SERVERS="\n    ".join(servers),
+            FAQBOT_RASA_SERVERS=" ".join(servers),
         )
         temp = {name: self.folder / name for name in ("client", "proxy", "fastcgi", "uwsgi", "scgi")}
         return (

@@ -33,6 +33,7 @@ from faqbot.tools.evaluate import DEFAULT_TEST_SET, evaluate, read_examples
 
 MESSAGES_PER_CONVERSATION = 5
 RESULTS = PROJECT_DIR / "results" / "bench.json"
+CLUSTER_RESULTS = PROJECT_DIR / "results" / "bench-cluster.json"
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -137,6 +138,54 @@ def machine() -> dict:
     }
 
 
+def throughput(servers: BotServers, messages: int, clients: int, prefix: str) -> dict:
+    url, token = f"{servers.url}/webhooks/rest/webhook", servers.rest_token
+    asyncio.run(run_clients(url, workload(40), 2, f"{prefix}-warm", token))
+    return asyncio.run(run_clients(url, workload(messages), clients, prefix, token))
+
+
+def compare_cluster(model: Path, messages: int, clients: int, rounds: int) -> dict:
+    """``make run`` against ``make cluster`` (two Rasa instances behind nginx on PostgreSQL
+    and Redis), in alternating rounds of the same run, both warm."""
+    from faqbot.cluster.components import free_port
+    from faqbot.cluster.run import Cluster  # the cluster mode needs PostgreSQL, Redis, nginx
+
+    figures: dict[str, list[dict]] = {"make run": [], "make cluster": []}
+    with tempfile.TemporaryDirectory() as single_dir, tempfile.TemporaryDirectory() as cluster_dir:
+        ports = {"port": free_port(), "action_port": free_port(), "nlu_port": free_port()}
+        single = BotServers(var_dir=Path(single_dir), model=model, log_dir=Path(single_dir) / "logs", **ports)
+        cluster = Cluster(var_dir=Path(cluster_dir), model=model, log_dir=Path(cluster_dir) / "logs")
+        for servers in (single, cluster):
+            try:
+                servers.start()
+                servers.wait_ready()
+            except Exception:
+                single.stop()
+                cluster.stop()
+                raise
+        try:
+            for number in range(rounds):
+                for name, servers in figures.items():
+                    target = single if name == "make run" else cluster
+                    result = throughput(target, messages, clients, f"r{number}-{name.split()[1]}")
+                    servers.append(result)
+                    print(f"Runde {number + 1}, {name}: {result}", flush=True)
+        finally:
+            single.stop()
+            cluster.stop()
+    summary = {
+        name: {
+            "throughput_msg_s": round(statistics.median(r["throughput_msg_s"] for r in results), 1),
+            "p95_ms": round(statistics.median(r["p95_ms"] for r in results), 1),
+            "rounds": results,
+        }
+        for name, results in figures.items()
+    }
+    ratio = summary["make cluster"]["throughput_msg_s"] / summary["make run"]["throughput_msg_s"]
+    summary["cluster_vs_run"] = round(ratio, 2)
+    return summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m faqbot.tools.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -145,6 +194,12 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=20, help="gleichzeitige Clients")
     parser.add_argument("--concurrent", type=int, default=600, help="Nachrichten mit Clients")
     parser.add_argument("--skip-training", action="store_true", help="Trainingszeit nicht messen")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="nur: make run gegen make cluster (zwei Instanzen, nginx, PostgreSQL, Redis) im selben Lauf",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="Runden je Aufbau (mit --cluster)")
     args = parser.parse_args()
 
     results: dict = {"machine": machine()}
@@ -155,6 +210,15 @@ def main() -> int:
     )
     if spacy_model.is_standin():
         print(spacy_model.warning_banner())
+    if args.cluster:
+        results["cluster"] = compare_cluster(train.train(), args.concurrent, args.clients, args.rounds)
+        for name in ("make run", "make cluster"):
+            figures = results["cluster"][name]
+            print(f"{name}: {figures['throughput_msg_s']} Nachrichten/s, p95 {figures['p95_ms']} ms (Median)")
+        print(f"make cluster / make run: {results['cluster']['cluster_vs_run']}")
+        CLUSTER_RESULTS.parent.mkdir(exist_ok=True)
+        CLUSTER_RESULTS.write_text(json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8")
+        return 0
     if not args.skip_training:
         results["training"] = measure_training()
         print(

@@ -1,0 +1,155 @@
+"""Two Rasa instances behind nginx on PostgreSQL and Redis (``make cluster``), started as
+the operator would, with the real components. The issue's findings, each as a test:
+turns lost when one conversation's messages arrive at once, a crashed instance blocking a
+conversation, a database restart silently losing or corrupting turns."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+from conftest import running
+
+from faqbot.cluster.run import Cluster
+from faqbot.core import encryption, privacy
+
+pytestmark = pytest.mark.components
+
+QUESTION = "Wie bekomme ich eine Rechnung?"
+
+
+@pytest.fixture(scope="module")
+def cluster(model_path: Path, tmp_path_factory) -> Cluster:
+    var_dir = tmp_path_factory.mktemp("cluster")
+    with running(Cluster(var_dir=var_dir, model=model_path, log_dir=var_dir / "logs")) as servers:
+        yield servers
+
+
+def client(cluster: Cluster) -> requests.Session:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {cluster.rest_token}"
+    return session
+
+
+def post(session: requests.Session, url: str, sender: str, text: str) -> requests.Response:
+    return session.post(f"{url}/webhooks/rest/webhook", json={"sender": sender, "message": text}, timeout=30)
+
+
+def stored_user_texts(cluster: Cluster, sender: str) -> list[str]:
+    """The customer's messages of the conversation as stored in PostgreSQL, in order."""
+    engine = sa.create_engine(cluster.postgres.url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text("SELECT data FROM events WHERE sender_id = :sender AND type_name = 'user' ORDER BY id"),
+                {"sender": sender},
+            ).fetchall()
+    finally:
+        engine.dispose()
+    return [json.loads(encryption.decrypt(data, privacy.EVENT_DATA))["text"] for (data,) in rows]
+
+
+def test_ten_messages_of_one_conversation_at_once_are_all_stored_once(cluster):
+    """Finding 2: 18 of 150 user messages went missing (Rasa's lock is not atomic and the
+    store dropped a concurrent turn). Now: 15 conversations, 10 messages each at once."""
+    session = client(cluster)
+    sent = {f"gleichzeitig-{c}": [f"{QUESTION} (Nachricht {n})" for n in range(10)] for c in range(15)}
+    started = time.monotonic()
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        futures = [
+            (sender, text, pool.submit(post, session, cluster.url, sender, text))
+            for n in range(10)
+            for sender, texts in sent.items()
+            for text in texts[n : n + 1]
+        ]
+        statuses = [(sender, text, future.result().status_code) for sender, text, future in futures]
+    seconds = time.monotonic() - started
+    assert [s for s in statuses if s[2] != 200] == []
+    for sender, texts in sent.items():
+        stored = stored_user_texts(cluster, sender)
+        assert sorted(stored) == sorted(texts), sender  # none missing, none twice
+    # Waiting for a lock reacts at once (Rasa's polled once per second: 10 messages took 9-10 s).
+    assert seconds < 20, seconds
+
+
+def load(cluster: Cluster, seconds: float, clients: int, during=None, retry_503: bool = False) -> dict:
+    """``clients`` conversations sending one message after the other for ``seconds``; ``during``
+    runs in the middle. Returns per conversation what was answered, and every failure."""
+    results: dict[str, list] = defaultdict(list)
+    failures: list[tuple[str, float, str]] = []
+    gaps: list[float] = []
+    stop_at = time.monotonic() + seconds
+
+    def conversation(number: int) -> None:
+        session, sender = client(cluster), f"last-{number}-{time.monotonic_ns()}"
+        count, last_ok = 0, time.monotonic()
+        while time.monotonic() < stop_at:
+            text = f"{QUESTION} ({count})"
+            try:
+                response = post(session, cluster.url, sender, text)
+                status = response.status_code
+            except requests.RequestException as error:
+                status, response = 0, error
+            now = time.monotonic()
+            if status == 200 and response.json():
+                results[sender].append(text)
+                gaps.append(now - last_ok)
+                last_ok, count = now, count + 1
+            elif status == 503 and retry_503:
+                assert response.headers.get("Retry-After"), response.headers
+                assert "Bitte versuchen Sie es" in response.text, response.text
+                failures.append((sender, now, "503"))
+                time.sleep(0.5)  # the same message again, as a caller honouring Retry-After
+            else:
+                failures.append((sender, now, f"{status} {getattr(response, 'text', response)}"[:200]))
+                count += 1
+
+    threads = [threading.Thread(target=conversation, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    if during:
+        time.sleep(seconds / 3)
+        during()
+    for thread in threads:
+        thread.join()
+    answered = sum(len(texts) for texts in results.values())
+    return {"results": results, "failures": failures, "answered": answered, "max_gap": max(gaps, default=0)}
+
+
+def test_an_instance_killed_under_load_fails_few_requests_and_blocks_no_conversation(cluster):
+    """Finding 3: a killed instance's lock froze its conversation for 60 s, then the message
+    got `200 []`. Now: at most 1 % failed requests, no conversation waits more than 5 s."""
+    outcome = load(cluster, seconds=15, clients=20, during=lambda: cluster.kill_instance(1))
+    failed = len(outcome["failures"])
+    assert failed <= 0.01 * (outcome["answered"] + failed), outcome["failures"]
+    assert outcome["max_gap"] <= 5, outcome["max_gap"]
+    # Each answered message is stored once (one in flight on the killed instance may or may not be).
+    for sender, texts in outcome["results"].items():
+        stored = stored_user_texts(cluster, sender)
+        assert [text for text in texts if stored.count(text) != 1] == [], sender
+    cluster.start_instance(1)
+    cluster.wait_ready()
+
+
+def test_a_database_restart_under_load_loses_and_corrupts_nothing(cluster):
+    """Finding 4: Rasa fell back to its in-memory store; 20 of 1,258 answered turns were
+    missing afterwards and histories corrupted. Now: callers get 503 (German, Retry-After)
+    and send again; afterwards every answered turn is stored exactly once, in order."""
+
+    def restart_database() -> None:
+        cluster.postgres.stop_server("fast")
+        time.sleep(2)
+        cluster.postgres.start_server()
+
+    outcome = load(cluster, seconds=15, clients=10, during=restart_database, retry_503=True)
+    assert outcome["failures"], "the outage was not noticed"
+    assert all(reason == "503" for _, _, reason in outcome["failures"]), outcome["failures"]
+    for sender, texts in outcome["results"].items():
+        assert stored_user_texts(cluster, sender) == texts, sender
