@@ -58,6 +58,8 @@ class Cluster(BotServers):
             "REDIS_DB": "0",
             "FAQBOT_TICKET_DB_URL": pg.url,
             "FAQBOT_REVIEW_DB_URL": pg.url,
+            # Behind nginx: the customer's address (rate limits) is the one nginx forwards.
+            "SANIC_PROXIES_COUNT": "1",
             **(env or {}),
         }
         options.setdefault("action_port", free_port())
@@ -102,6 +104,8 @@ class Cluster(BotServers):
             "run",
             "--model",
             str(self.model),
+            "--interface",
+            "127.0.0.1",  # reached through nginx only
             "--port",
             str(port),
             "--endpoints",
