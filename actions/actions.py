@@ -18,6 +18,7 @@ from faqbot.core.clarify import clarify_candidates, faq_ranking
 from faqbot.core.delivery import load_config
 from faqbot.core.intents import NOT_A_QUESTION, faq_id_for
 from faqbot.core.knowledge import CachedKnowledge, FaqEntry, KnowledgeError
+from faqbot.core.metrics import FAQ_OUTCOMES
 from faqbot.core.support_config import read_support_config
 from faqbot.core.support_hours import SupportHours, german_time
 from faqbot.core.text import has_letters
@@ -26,6 +27,8 @@ from faqbot.core.tickets import Ticket, TicketStore, transcript_from_events
 logger = logging.getLogger(__name__)
 
 NONE_OF_THESE = "Keine davon"
+# FAQ_OUTCOMES' faq label when no FAQ is concerned (the bot found none).
+NO_FAQ = "keine"
 
 knowledge = CachedKnowledge()
 _ticket_store: TicketStore | None = None
@@ -92,6 +95,7 @@ def customer_question(tracker: Tracker) -> dict[str, Any] | None:
 
 def send_faq_answer(dispatcher: CollectingDispatcher, entry: FaqEntry, confidence: float) -> None:
     """The FAQ answer verbatim, plus the custom payload REST integrations read."""
+    FAQ_OUTCOMES.labels(entry.id, "answer").inc()
     dispatcher.utter_message(
         text=entry.answer,
         json_message={"faq_id": entry.id, "category": entry.category, "confidence": round(float(confidence), 4)},
@@ -125,8 +129,11 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> tuple[Ticket
         )
     except Exception:  # the customer must get an answer even if the store is down
         logger.exception("Escalation for %s could not be stored", tracker.sender_id)
+        FAQ_OUTCOMES.labels(guess or NO_FAQ, "escalation_failed").inc()
         dispatcher.utter_message(response="utter_escalation_failed")
         return None, _offer_handoff_reset(tracker)
+    if ticket.is_new:  # a repeated request names the same ticket again
+        FAQ_OUTCOMES.labels(guess or NO_FAQ, "escalation").inc()
     send_ticket_number(dispatcher, "utter_escalated" if ticket.is_new else "utter_escalated_again", ticket.ticket_id)
     try:
         closed_until = support_closed_until()
@@ -185,8 +192,10 @@ class ActionHandleFallback(Action):
                 logger.exception("FAQ knowledge unreadable; offering the support team")
             else:
                 buttons.append({"title": NONE_OF_THESE, "payload": "/out_of_scope"})
+                FAQ_OUTCOMES.labels(faq_id_for(candidates[0]["name"]), "clarification").inc()  # the likeliest
                 dispatcher.utter_message(response="utter_clarify", buttons=buttons)
                 return _offer_handoff_reset(tracker)
+        FAQ_OUTCOMES.labels(NO_FAQ, "fallback").inc()
         dispatcher.utter_message(response="utter_offer_handoff")
         return [SlotSet("handoff_offered", True)]
 

@@ -1,10 +1,13 @@
-"""`make run` (faqbot.server.serve): starts the servers and the page, prints how to use them, stops on Ctrl-C."""
+"""`make run` (faqbot.server.serve): starts the servers and the page, prints how to use them, stops on
+Ctrl-C or SIGTERM after answering what is in flight."""
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +20,39 @@ from faqbot.core.knowledge import load
 from faqbot.core.paths import PROJECT_DIR
 
 
-def test_serve_starts_all_servers_and_stops_them_on_ctrl_c(model_path, tmp_path):
+def request_in_flight(port: int, token: str, sender: str, question: str) -> tuple[socket.socket, bytes]:
+    """A REST request whose body has only begun to arrive; returns the socket and the rest of the body."""
+    body = json.dumps({"sender": sender, "message": question}).encode("utf-8")
+    head = (
+        "POST /webhooks/rest/webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    connection = socket.create_connection(("127.0.0.1", port), timeout=60)
+    connection.sendall(head.encode("ascii") + body[:10])
+    return connection, body[10:]
+
+
+def refuses_connections(port: int, timeout: float = 30) -> None:
+    """Until the server no longer accepts connections (it drains what it has)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except ConnectionRefusedError:
+            return
+        assert time.monotonic() < deadline, f"port {port} still accepts connections"
+        time.sleep(0.1)
+
+
+def http_reply(connection: socket.socket) -> tuple[int, list]:
+    received = b""
+    while chunk := connection.recv(65536):
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_serve_starts_all_servers_and_drains_them_on_sigterm(model_path, tmp_path):
     port, action_port, nlu_port, web_port = free_port(), free_port(), free_port(), free_port()
     process = subprocess.Popen(
         [
@@ -40,7 +75,7 @@ def test_serve_starts_all_servers_and_stops_them_on_ctrl_c(model_path, tmp_path)
         stderr=subprocess.STDOUT,
         text=True,
     )
-    output = []
+    output, slow = [], None
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -70,9 +105,21 @@ def test_serve_starts_all_servers_and_stops_them_on_ctrl_c(model_path, tmp_path)
         assert {port for _, port in listening} >= {port, action_port, nlu_port, web_port}, listening
         public = {port for address, port in listening if not ipaddress.ip_address(address).is_loopback}
         assert public == {port, web_port}, listening
+        # A request in flight when serve is told to stop is still answered, with the action
+        # and NLU servers it needs: they are stopped after the Rasa server.
+        slow, rest = request_in_flight(port, token, "serve-drain", entry.question)
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+        process.send_signal(signal.SIGTERM)
+        if slow is None:  # failed before
+            process.wait(timeout=90)
+    try:
+        refuses_connections(port)
+        slow.sendall(rest)
+        status, replies = http_reply(slow)
+        assert status == 200 and texts(replies) == [entry.answer]
+    finally:
+        slow.close()
+        process.wait(timeout=90)
     assert process.returncode == 0
     for url in (
         f"http://127.0.0.1:{port}/",
@@ -82,7 +129,7 @@ def test_serve_starts_all_servers_and_stops_them_on_ctrl_c(model_path, tmp_path)
     ):
         try:
             requests.get(url, timeout=2)
-            raise AssertionError(f"{url} still answers after Ctrl-C")
+            raise AssertionError(f"{url} still answers after SIGTERM")
         except requests.ConnectionError:
             pass
     assert (tmp_path / "tracker.db").exists()

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -67,7 +67,6 @@ class Cluster(BotServers):
         super().__init__(port=self.instance_ports[0], var_dir=var_dir, env=contract, **options)
         self.env["ACTION_ENDPOINT_URL"] = f"{self.action_url}/webhook"
         self.env["FAQBOT_NLU_URL"] = self.nlu_url
-        self.instances: dict[int, subprocess.Popen] = {}
 
     @property
     def url(self) -> str:
@@ -83,41 +82,22 @@ class Cluster(BotServers):
         self.var_dir.mkdir(parents=True, exist_ok=True)
         self.postgres.start()
         self.redis.start()
-        super().start()  # action server, first Rasa instance, NLU server
-        self.instances[0] = self.processes[1]
+        super().start()  # action server, first Rasa instance ("rasa"), NLU server
         for number in range(1, len(self.instance_ports)):
-            self.start_instance(number)
+            self._spawn(self.instance_name(number), self.rasa_command(self.instance_ports[number]))
         self.nginx.start()
         return self
 
-    def start_instance(self, number: int) -> subprocess.Popen:
-        """Start Rasa instance ``number`` (again, after kill_instance)."""
-        process = self._spawn(f"rasa{number + 1}", self._rasa_command(self.instance_ports[number]))
-        self.instances[number] = process
-        return process
+    def rasa_command(self, port: int, interface: str | None = None) -> list[str]:
+        return super().rasa_command(port, interface or "127.0.0.1")  # reached through nginx only
 
-    def _rasa_command(self, port: int) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "faqbot.server.rasa_server",
-            "run",
-            "--model",
-            str(self.model),
-            "--interface",
-            "127.0.0.1",  # reached through nginx only
-            "--port",
-            str(port),
-            "--endpoints",
-            str(self.endpoints_file()),
-            "--credentials",
-            "credentials.yml",
-            *self._cors_args(),
-        ]
+    @staticmethod
+    def instance_name(number: int) -> str:
+        return "rasa" if number == 0 else f"rasa{number + 1}"
 
     def kill_instance(self, number: int) -> None:
-        """kill -9 of one Rasa instance, as a crashed host."""
-        process = self.instances[number]
+        """kill -9 of one Rasa instance, as a crashed host; the supervisor (if running) restarts it."""
+        process = self.process(self.instance_name(number))
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
@@ -163,10 +143,10 @@ def main() -> int:
         env={"FAQBOT_SOCKET_URL": f"http://localhost:{args.port}"},
         log_dir=VAR_DIR / "cluster" / "logs",
     )
-    stop = {"requested": False}
+    stop = threading.Event()
 
     def request_stop(signum, frame):
-        stop["requested"] = True
+        stop.set()
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
@@ -187,8 +167,7 @@ Bereit nach {seconds:.1f} s.
 Strg-C beendet alles.""",
             flush=True,
         )
-        while not stop["requested"]:
-            time.sleep(0.5)
+        cluster.supervise(until=stop)  # a crashed server is started again, with backoff
     except (RuntimeError, TimeoutError, ValueError, OSError) as error:
         print(f"Start fehlgeschlagen: {error}", file=sys.stderr)
         return 1

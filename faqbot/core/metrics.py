@@ -1,6 +1,6 @@
 """Prometheus metrics of the servers (``prometheus-client``), one registry per process.
 
-Each server shows its own at ``/metrics`` (faqbot.server.metrics_endpoint); a metric that
+Each server shows its own at ``/metrics`` (faqbot.server.health); a metric that
 a process never touches stays at zero there. Labels never carry customer data: FAQ ids,
 operation names and outcomes only.
 """
@@ -27,6 +27,9 @@ TRACKER_STORE_ERRORS = Counter(
 OUTBOX_BACKLOG = Gauge("faqbot_outbox_backlog", "Deliveries of tickets waiting to be sent")
 OUTBOX_FAILURES = Counter("faqbot_outbox_failures_total", "Failed delivery attempts", ["target"])
 OUTBOX_SENT = Counter("faqbot_outbox_sent_total", "Deliveries sent", ["target"])
+# outcome: answer (the FAQ's answer sent), clarification ("Meinten Sie …?", faq = the likeliest),
+# escalation (a new ticket, faq = the NLU's guess), escalation_failed (ticket not stored), fallback
+# (nothing fitted, the support team offered; faq = "keine"). Counted by the actions (actions/).
 FAQ_OUTCOMES = Counter(
     "faqbot_faq_outcomes_total",
     "How the bot handled customer messages, per FAQ (answer, clarification, escalation)",

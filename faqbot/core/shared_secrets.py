@@ -5,6 +5,7 @@
     FAQBOT_SESSION_SECRET  signs the session ids the widget's Socket.IO channel issues
     FAQBOT_HASH_SECRET     keys the review queue's sender hashes (``review_store.sender_hash``)
     FAQBOT_DATA_KEYS       encrypt message texts and contact data in the stores (``faqbot.core.encryption``)
+    FAQBOT_METRICS_TOKEN   Prometheus -> ``/metrics`` of every server (``faqbot.server.health``)
 
 Production sets them all in the environment of every host (README, "Security"). Where one
 is not set, ``ensure_environment`` creates a random one in ``var/secrets/`` (mode 0600)
@@ -29,6 +30,7 @@ LOCAL_SECRETS = (
     "FAQBOT_SESSION_SECRET",
     "FAQBOT_HASH_SECRET",
     "FAQBOT_DATA_KEYS",
+    "FAQBOT_METRICS_TOKEN",
 )
 # Values with a form of their own: the data keys are a list of <key id>:<secret> (encryption.py).
 LOCAL_FORMATS = {"FAQBOT_DATA_KEYS": "k1:{}"}

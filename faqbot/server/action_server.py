@@ -17,6 +17,9 @@ The action server is internal: it listens on 127.0.0.1 unless ``SANIC_HOST`` say
 ``FAQBOT_ACTION_TOKEN`` (``Authorization: Bearer ...`` as endpoints.yml sends it, or Rasa's
 ``?token=``); ``/health`` stays open for load balancers. Without the token anyone reaching
 the port could create tickets with forged transcripts or append to open ones.
+
+``/health/live`` and ``/health/ready`` (the ticket database answers within 1 s) are open too;
+``/metrics`` wants ``FAQBOT_METRICS_TOKEN`` or ``FAQBOT_ACTION_TOKEN`` (``faqbot.server.health``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ from faqbot.core import shared_secrets
 from faqbot.core.delivery import DeliveryWorker, load_config
 from faqbot.core.support_config import read_support_config
 from faqbot.core.support_hours import SupportHours
-from faqbot.core.tickets import TicketStore
+from faqbot.core.tickets import TicketStore, database_url
+from faqbot.server import health
 from faqbot.server.patches import RASA_SDK_VERSION, PatchTargetError, require_attribute, require_version
 
 logger = logging.getLogger("faqbot.server.action_server")  # also when run as __main__
@@ -85,7 +89,7 @@ def require_token(app: Any) -> None:
 
     @app.middleware("request")
     async def authenticate(request: Any) -> Any:
-        if request.path == "/health":
+        if request.path == "/health" or request.path in health.OPEN_PATHS:
             return None
         given = shared_secrets.bearer_token(request.headers.get("authorization")) or request.args.get("token")
         if shared_secrets.matches(given, token):
@@ -102,7 +106,12 @@ def attach_sanic_app_extensions(app: Any) -> None:
     """rasa-sdk calls this with its Sanic app before it serves (and before it reads SANIC_HOST)."""
     os.environ.setdefault("SANIC_HOST", "127.0.0.1")
     check_support_config()
+    app.register_middleware(health.start_timer, "request")  # before the token check, so refusals are timed too
     require_token(app)
+    probe = health.database_probe(database_url())
+    ticket_database = health.Check("ticket_store", "Die Ticket-Datenbank antwortet nicht.", probe)
+    tokens = [shared_secrets.require("FAQBOT_METRICS_TOKEN"), shared_secrets.require("FAQBOT_ACTION_TOKEN")]
+    health.add_endpoints(app, "actions", lambda app: [ticket_database], tokens)
     app.register_listener(start_delivery, "before_server_start")
     app.register_listener(stop_delivery, "after_server_stop")
 

@@ -21,6 +21,16 @@ Same events and settings as Rasa's own ``socketio`` channel (credentials.yml), p
 * **The browser is not trusted with identity:** ``metadata.customer`` is dropped (only
   authenticated REST integrations may pass it), other metadata is capped at 4 KB.
 * Messages per conversation and per address are limited like on REST (German notice).
+* A turn that was not stored (``failures.ServiceUnavailable``: store or lock down) gets
+  ``failures.MESSAGE`` (``rest.process_or_apologise``).
+* **Several instances.** With ``REDIS_HOST`` set (and ``REDIS_PORT``, ``REDIS_PASSWORD``,
+  ``REDIS_DB``: the lock store's variables), python-socketio shares its emits through Redis
+  (``socketio.AsyncRedisManager``, on redis-py's ``redis.asyncio``): a message to a conversation's
+  room, such as the support team closing its ticket on another instance, reaches the widget
+  wherever it is connected. On the channel JSON instead of python-socketio's pickle, so whoever can
+  write to Redis cannot run code here; with Redis down, a message still reaches the connections
+  of this instance. Rasa builds the ``AsyncServer`` in its blueprint without a way to pass the
+  manager: it is passed in while Rasa builds it, and checked afterwards.
 
 The origin check wraps Rasa's connect handler, taken from python-socketio's handler table
 (no public way to read it), and reads the Origin header from the environ python-engineio
@@ -30,18 +40,23 @@ when Rasa builds the channel's blueprint, both before the server serves.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import rasa.core.channels.socketio
+import socketio
 from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.socketio import SocketIOInput as RasaSocketIOInput
 from rasa.core.channels.socketio import SocketIOOutput
+from redis.exceptions import RedisError
 from sanic import Blueprint
 
 from faqbot.core import shared_secrets
@@ -55,7 +70,7 @@ from faqbot.server.web import origins
 
 logger = logging.getLogger(__name__)
 
-PATCH = "faqbot.server.channels.socketio.SocketIOInput (origin check)"
+PATCH = "faqbot.server.channels.socketio.SocketIOInput (origin check, Redis across instances)"
 
 
 def check_targets() -> None:
@@ -63,6 +78,10 @@ def check_targets() -> None:
     require_version("sanic", patches.SANIC_VERSION, PATCH)
     require_version("python-socketio", patches.PYTHON_SOCKETIO_VERSION, PATCH)
     require_version("python-engineio", patches.PYTHON_ENGINEIO_VERSION, PATCH)
+    if require_attribute(rasa.core.channels.socketio, "AsyncServer", PATCH) is not socketio.AsyncServer:
+        raise PatchTargetError(f"{PATCH}: Rasa's socketio channel no longer builds python-socketio's AsyncServer.")
+    for name in ("_publish", "_listen", "_redis_connect"):
+        require_attribute(socketio.AsyncRedisManager, name, PATCH)
 
 
 check_targets()  # when Rasa loads the channel (credentials.yml), before it serves
@@ -134,6 +153,62 @@ def connection_address(environ: dict) -> str:
     return (request.remote_addr or request.ip) if request is not None else environ.get("REMOTE_ADDR", "?")
 
 
+REDIS_RETRY_S = 1
+
+
+class JsonRedisManager(socketio.AsyncRedisManager):
+    """python-socketio's Redis manager, with JSON instead of pickle on the channel."""
+
+    async def _publish(self, data: dict[str, Any]) -> Any:
+        message = json.dumps(data)
+        for _attempt in range(2):  # as python-socketio: once more on a new connection
+            try:
+                return await self.redis.publish(self.channel, message)
+            except RedisError:
+                self._redis_connect()
+        logger.error("Socket.IO: Redis nicht erreichbar; Nachricht nur an die Verbindungen dieser Instanz")
+        if data.get("method") == "emit":
+            await self.emit(
+                data["event"],
+                data["data"],
+                data["namespace"],
+                room=data["room"],
+                skip_sid=data["skip_sid"],
+                ignore_queue=True,
+            )
+
+    async def _listen(self) -> AsyncIterator[dict[str, Any]]:
+        try:
+            async for message in super()._listen():
+                try:
+                    data = json.loads(message)
+                except ValueError:
+                    logger.warning("Socket.IO: unlesbare Nachricht auf dem Redis-Kanal verworfen")
+                    continue
+                if isinstance(data, dict):
+                    yield data  # python-socketio takes a dict as it is, and never unpickles it
+        except RedisError:  # python-socketio would try again at once, without end
+            logger.error("Socket.IO: Redis nicht erreichbar; neuer Versuch in %d s", REDIS_RETRY_S)
+            await asyncio.sleep(REDIS_RETRY_S)
+
+
+def redis_manager() -> JsonRedisManager | None:
+    """python-socketio's Redis manager if REDIS_HOST is set (several instances), else None."""
+    host = os.environ.get("REDIS_HOST")
+    if not host:
+        return None
+    db = int(os.environ.get("REDIS_DB") or 0)
+    options = {
+        "host": host,
+        "port": int(os.environ.get("REDIS_PORT") or 6379),
+        "db": db,
+        "password": os.environ.get("REDIS_PASSWORD") or None,
+        "socket_connect_timeout": 2,
+    }
+    # Pub/sub channels are shared by all databases of a Redis server: the database in the name.
+    return JsonRedisManager("redis://", channel=f"faqbot-socketio-{db}", redis_options=options)
+
+
 class WidgetOutput(SocketIOOutput):
     async def send_custom_json(self, recipient_id: str, json_message: dict[str, Any], **kwargs: Any) -> None:
         logger.debug("custom payload for %s not sent to the widget: %s", recipient_id, json_message)
@@ -153,7 +228,7 @@ class SocketIOInput(RasaSocketIOInput):
             message.text = text
             await process_or_apologise(on_new_message, message)
 
-        webhook = super().blueprint(handle)
+        webhook = self._rasa_blueprint(handle, redis_manager())
         # Rasa switches the socket.io server's own CORS handling off (Sanic's --cors sets
         # the headers), which also switches off its origin check: check it on connect.
         namespace = self.namespace or "/"
@@ -189,7 +264,8 @@ class SocketIOInput(RasaSocketIOInput):
             await sio.save_session(sid, session, namespace=namespace)
             # The bot's replies go to the room of the conversation (Rasa's SocketIOOutput).
             sio.enter_room(sid, conversation_id, namespace=namespace)
-            await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
+            # To this connection, which is on this instance: not through Redis.
+            await sio.emit("session_confirm", session_id, room=sid, namespace=namespace, ignore_queue=True)
             return conversation_id
 
         async def user_uttered(sid: str, data: Any) -> None:
@@ -215,6 +291,20 @@ class SocketIOInput(RasaSocketIOInput):
         sio.on("connect", connect, namespace=namespace)
         sio.on("session_request", session_request, namespace=namespace)
         sio.on(self.user_message_evt, user_uttered, namespace=namespace)
+        return webhook
+
+    def _rasa_blueprint(self, handle: Callable[[UserMessage], Awaitable[Any]], manager: Any) -> Blueprint:
+        """Rasa's blueprint; its AsyncServer made with ``manager`` if there is one."""
+        if manager is None:
+            return super().blueprint(handle)
+        rasa_server_class = rasa.core.channels.socketio.AsyncServer
+        rasa.core.channels.socketio.AsyncServer = functools.partial(rasa_server_class, client_manager=manager)
+        try:
+            webhook = super().blueprint(handle)
+        finally:
+            rasa.core.channels.socketio.AsyncServer = rasa_server_class
+        if require_attribute(self.sio, "manager", PATCH) is not manager:
+            raise PatchTargetError(f"{PATCH}: Rasa's socketio channel built its AsyncServer without the Redis manager.")
         return webhook
 
     def get_output_channel(self) -> WidgetOutput | None:
