@@ -2,7 +2,8 @@
 start-up that its target exists in the version it was written for, a failed check stops
 the server, and Rasa's own code really calls each replacement.
 
-The tracker store's patch is tested in test_tracker_store.py. The support API's calls into
+The tracker store's patch is tested in test_tracker_store.py, its replacement of Rasa's
+fail-safe fallback in test_tracker_conflict.py, the lock store in test_lock_store.py. The support API's calls into
 Rasa's agent run end to end in test_escalation_delivery.py (REST) and test_widget.py
 (pushed to the widget).
 """
@@ -25,7 +26,9 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
+import rasa.core.lock_store
 import rasa.core.run
+import rasa.core.tracker_store
 import socketio
 from conftest import free_port
 from jsonschema import ValidationError
@@ -36,7 +39,7 @@ from rasa.core.channels.rest import RestInput as RasaRestInput
 from rasa.core.lock_store import LockStore
 from rasa.core.nlg import TemplatedNaturalLanguageGenerator
 from rasa.core.processor import MessageProcessor
-from rasa.core.tracker_store import SQLTrackerStore, TrackerStore
+from rasa.core.tracker_store import FailSafeTrackerStore, SQLTrackerStore, TrackerStore
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
@@ -45,7 +48,7 @@ from sanic import Sanic
 
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.text import clean_text
-from faqbot.server import patches, rasa_server, tracker_store
+from faqbot.server import lock_store, patches, rasa_server, tracker_store
 from faqbot.server.channels import rest, support
 from faqbot.server.channels import socketio as socketio_channel
 from faqbot.server.channels.rest import PROCESSING_ERROR, RestInput
@@ -111,6 +114,7 @@ def test_require_attribute_returns_it_or_names_what_is_missing():
 VERSIONS = [
     (rasa_server, "RASA_VERSION", "rasa"),
     (tracker_store, "RASA_VERSION", "rasa"),
+    (lock_store, "RASA_VERSION", "rasa"),
     (rest, "RASA_VERSION", "rasa"),
     (rest, "SANIC_VERSION", "sanic"),
     (socketio_channel, "RASA_VERSION", "rasa"),
@@ -140,6 +144,11 @@ TARGETS = [
     (tracker_store, TrackerStore, "_stream_new_events"),
     (tracker_store, SQLTrackerStore, "session_scope"),
     (tracker_store, SQLTrackerStore, "SQLEvent"),
+    (tracker_store, rasa.core.tracker_store, "create_engine_kwargs"),
+    (tracker_store, FailSafeTrackerStore, "on_tracker_store_error"),
+    (tracker_store, FailSafeTrackerStore, "on_tracker_store_retrieve_error"),
+    (lock_store, LockStore, "lock"),
+    (lock_store, rasa.core.lock_store, "_load_from_module_name_in_endpoint_config"),
     (rest, RasaRestInput, "_extract_message"),
     (support, Agent, "trigger_intent"),
     (support, LockStore, "lock"),

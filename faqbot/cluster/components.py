@@ -138,11 +138,12 @@ class PostgreSQL(Component):
         _wait_for_port(self.port, "PostgreSQL", self.log)
 
     def stop_server(self, mode: str = "fast") -> None:
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
+        """Stop the server process (raises if it does not stop); start_server starts it again."""
+        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            self.stop_server()
+            self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
 
     def query(self, sql: str, database: str | None = None) -> list[str]:
         """Rows of a query through psql, one string per row (columns separated by |)."""

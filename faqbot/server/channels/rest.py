@@ -17,6 +17,11 @@ Same URL and JSON as Rasa's own ``rest`` channel (POST /webhooks/rest/webhook,
 * **A reply every time.** Control characters are removed before the text is stored; an error
   while processing, a failed custom action or an unreachable action server (Rasa then logs the
   error and sends nothing) gives the customer a German apology instead of an empty reply.
+* **Not stored, said so.** A turn that could not be stored (conversation lock or store
+  unavailable, a concurrent turn of the same conversation: ``faqbot.server.failures``) is
+  answered with 503, ``Retry-After`` and a German message, never with a 200: the
+  integration sends the message again. (With ``?stream=true`` the 200 is sent before the
+  turn runs: the German message is the reply.)
 
 It overrides Rasa's private ``RestInput._extract_message`` and relies on Sanic 21.12's
 ``request.json`` and blueprint middleware: checked when Rasa imports the channel
@@ -29,6 +34,7 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -41,7 +47,8 @@ from sanic.request import Request
 from faqbot.core import shared_secrets
 from faqbot.core.rate_limit import RateLimiter, too_many_message
 from faqbot.core.text import clean_text
-from faqbot.server import patches
+from faqbot.server import failures, patches
+from faqbot.server.failures import ServiceUnavailable
 from faqbot.server.patches import require_attribute, require_version
 
 PATCH = "faqbot.server.channels.rest.RestInput (input validation)"
@@ -93,6 +100,16 @@ def _refused(code: str, message: str, status: int, retry_after: int | None = Non
 def too_many_requests(seconds: int) -> response.HTTPResponse:
     """The 429 of every rate limit on the Rasa server (REST, support API)."""
     return _refused("too_many_requests", too_many_message(seconds), 429, retry_after=seconds)
+
+
+def service_unavailable() -> response.HTTPResponse:
+    """The 503 of a turn that was not stored: send the message again."""
+    return _refused("service_unavailable", failures.MESSAGE, 503, retry_after=failures.RETRY_AFTER_S)
+
+
+# The webhook request being handled: Rasa's handler calls ours with the message only, and
+# answers 200 with whatever was sent. Set by the request middleware, in the same task.
+_current_request: ContextVar[Request | None] = ContextVar("faqbot_rest_request", default=None)
 
 
 def integration_tokens() -> dict[str, str]:
@@ -188,12 +205,17 @@ SENDING_METHODS = (
 )
 
 
-async def process_or_apologise(on_new_message: Callable[[UserMessage], Awaitable[Any]], message: UserMessage) -> None:
+async def process_or_apologise(
+    on_new_message: Callable[[UserMessage], Awaitable[Any]], message: UserMessage
+) -> ServiceUnavailable | None:
     """Process a message; the customer gets an answer even if that fails (error logged).
 
     Rasa catches a failing custom action or an unreachable action server itself, logs it and
     sends nothing more: a turn without any bot message is answered with an apology. Sending
-    is counted for this one message on the output channel's public sending methods."""
+    is counted for this one message on the output channel's public sending methods.
+
+    A turn that was not stored (ServiceUnavailable, TurnConflict) gets failures.MESSAGE ("try
+    again in a few seconds") and is returned, for the REST channel's 503."""
     output = message.output_channel
     originals = {name: getattr(output, name) for name in SENDING_METHODS if hasattr(output, name)}
     sent = 0
@@ -208,8 +230,13 @@ async def process_or_apologise(on_new_message: Callable[[UserMessage], Awaitable
 
     for name, method in originals.items():
         setattr(output, name, counting(method))
+    unavailable = None
     try:
         await on_new_message(message)
+    except ServiceUnavailable as error:
+        # Our own message, never the customer's text; what was sent is not stored.
+        logger.warning("Nachricht von %s nicht gespeichert, bitte erneut senden: %s", message.sender_id, error)
+        unavailable, sent, apology = error, 0, failures.MESSAGE
     except Exception:
         logger.exception("Message from %s could not be processed", message.sender_id)
         sent, apology = 0, PROCESSING_ERROR
@@ -222,6 +249,7 @@ async def process_or_apologise(on_new_message: Callable[[UserMessage], Awaitable
         if apology is NO_REPLY:
             logger.error("Keine Antwort für %s (Aktion fehlgeschlagen?): Entschuldigung gesendet", message.sender_id)
         await output.send_text_message(message.sender_id, apology)
+    return unavailable
 
 
 class RestInput(RasaRestInput):
@@ -234,7 +262,10 @@ class RestInput(RasaRestInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         async def handle(message: UserMessage) -> None:
-            await process_or_apologise(on_new_message, message)
+            if await process_or_apologise(on_new_message, message) is not None:
+                request = _current_request.get()
+                if request is not None:
+                    request.ctx.not_stored = True
 
         webhook = super().blueprint(handle)
         tokens = integration_tokens()
@@ -250,6 +281,7 @@ class RestInput(RasaRestInput):
 
         @webhook.middleware("request")
         async def validate(request: Request) -> response.HTTPResponse | None:
+            _current_request.set(request)
             if request.method != "POST":
                 return None
             if len(request.body or b"") > MAX_BODY_BYTES:
@@ -293,5 +325,10 @@ class RestInput(RasaRestInput):
             if wait:
                 return too_many_requests(wait)
             return None
+
+        @webhook.middleware("response")
+        async def not_stored(request: Request, _: response.HTTPResponse) -> response.HTTPResponse | None:
+            # Rasa's handler answered 200 with the German message: the caller is to send again.
+            return service_unavailable() if getattr(request.ctx, "not_stored", False) else None
 
         return webhook
