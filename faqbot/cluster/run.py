@@ -84,7 +84,7 @@ class Cluster(BotServers):
         self.redis.start()
         super().start()  # action server, first Rasa instance ("rasa"), NLU server
         for number in range(1, len(self.instance_ports)):
-            self._spawn(self.instance_name(number), self.rasa_command(self.instance_ports[number]))
+            self.start_instance(number)
         self.nginx.start()
         return self
 
@@ -94,6 +94,10 @@ class Cluster(BotServers):
     @staticmethod
     def instance_name(number: int) -> str:
         return "rasa" if number == 0 else f"rasa{number + 1}"
+
+    def start_instance(self, number: int) -> None:
+        """Start Rasa instance ``number`` (again: not while supervising, which does that itself)."""
+        self._spawn(self.instance_name(number), self.rasa_command(self.instance_ports[number]))
 
     def kill_instance(self, number: int) -> None:
         """kill -9 of one Rasa instance, as a crashed host; the supervisor (if running) restarts it."""

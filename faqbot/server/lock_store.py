@@ -54,11 +54,12 @@ from faqbot.server.patches import require_attribute, require_version
 
 PATCH = "faqbot.server.lock_store.AtomicRedisLockStore"
 
-# A killed instance's lock is free after at most TTL_MS (+ one POLL_S): under the 5 s a
-# conversation may be blocked. Renewed every second, so a turn keeps its lock even if its
-# event loop is busy for up to 3 s (Rasa runs the model's prediction in the event loop, and
-# under load the renewal waits for other turns' steps).
-TTL_MS = 4_000
+# A killed instance's lock is free after at most TTL_MS (+ one POLL_S): well under the 5 s a
+# conversation may be blocked, with room for the turn that then runs. Renewed every second, so
+# a turn keeps its lock even if its event loop is busy for up to 2 s (Rasa runs the model's
+# prediction in the event loop, and under load the renewal waits for other turns' steps); a
+# lock lost anyway ends in a conflict (503), never in a lost turn.
+TTL_MS = 3_000
 RENEW_EVERY_S = 1.0
 # A waiting turn tries again every 20 ms: a freed lock is taken within 20 ms plus one round
 # trip to Redis (about 50 commands per second per waiting turn, nothing for Redis).

@@ -44,7 +44,7 @@ from typing import Any, NoReturn
 
 import rasa.core.tracker_store
 import sqlalchemy as sa
-from rasa.shared.core.events import SessionStarted
+from rasa.shared.core.events import BotUttered, SessionStarted, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from faqbot.core.encryption import decrypt, encrypt, private_file
@@ -118,13 +118,21 @@ _VERSIONS = sa.Table(
     sa.MetaData(),
     sa.Column("sender_id", sa.String(255), primary_key=True),
     sa.Column("events", sa.Integer, nullable=False),
+    # The message id of the latest customer message stored: a request sent again (nginx after
+    # an instance died while answering it, or an integration repeating its X-Request-ID) is
+    # answered from what was stored, not processed twice (``answered``).
+    sa.Column("last_message_id", sa.String(64), nullable=True),
 )
 _VERSION = sa.select(_VERSIONS.c.events).where(_VERSIONS.c.sender_id == sa.bindparam("sender_id"))
+_LAST_MESSAGE = sa.select(_VERSIONS.c.last_message_id).where(_VERSIONS.c.sender_id == sa.bindparam("sender_id"))
 _NEW_VERSION = _VERSIONS.insert()
 _NEXT_VERSION = (
     _VERSIONS.update()
     .where(_VERSIONS.c.sender_id == sa.bindparam("conversation"), _VERSIONS.c.events == sa.bindparam("old"))
-    .values(events=sa.bindparam("new"))
+    .values(
+        events=sa.bindparam("new"),
+        last_message_id=sa.func.coalesce(sa.bindparam("message_id", type_=sa.String), _VERSIONS.c.last_message_id),
+    )
 )
 
 
@@ -180,6 +188,31 @@ class LeanSQLTrackerStore(SQLTrackerStore):
             # Instances started at once may create it at the same time; one of them did.
             if not sa.inspect(self.engine).has_table(_VERSIONS.name):
                 raise
+        columns = {column["name"] for column in sa.inspect(self.engine).get_columns(_VERSIONS.name)}
+        if "last_message_id" not in columns:  # the table as first made (without it)
+            with self.engine.begin() as connection:
+                connection.execute(sa.text(f"ALTER TABLE {_VERSIONS.name} ADD COLUMN last_message_id VARCHAR(64)"))
+
+    async def answered(self, sender_id: str, message_id: str) -> list[dict[str, Any]] | None:
+        """The bot's messages to the conversation's latest customer message, if that is the one
+        with ``message_id`` (its turn is stored): for a request sent again. None otherwise."""
+        try:
+            with self.engine.connect() as connection:
+                if connection.execute(_LAST_MESSAGE, {"sender_id": sender_id}).scalar() != message_id:
+                    return None
+        except sa.exc.DBAPIError as error:
+            raise _unavailable("retrieve", error) from error
+        tracker = await self.retrieve(sender_id)
+        events = list(tracker.events) if tracker else []
+        ids = [getattr(event, "message_id", None) for event in events]
+        if message_id not in ids:
+            return None
+        turn = len(ids) - 1 - ids[::-1].index(message_id)
+        replies = []
+        for event in events[turn + 1 :]:
+            if isinstance(event, BotUttered):
+                replies.append({"text": event.text, **{key: value for key, value in event.data.items() if value}})
+        return replies
 
     async def _retrieve(self, sender_id: str, fetch_events_from_all_sessions: bool) -> DialogueStateTracker | None:
         query = _ALL_EVENTS if fetch_events_from_all_sessions else _SESSION_EVENTS
@@ -207,7 +240,10 @@ class LeanSQLTrackerStore(SQLTrackerStore):
         sender_id = tracker.sender_id
         try:
             with self.engine.begin() as connection:
-                version = self._next_version(connection, sender_id, stored, len(new_events))
+                message_id = next(
+                    (event.message_id for event in reversed(new_events) if isinstance(event, UserUttered)), None
+                )
+                version = self._next_version(connection, sender_id, stored, len(new_events), message_id)
                 connection.execute(_INSERT, [self._row(sender_id, event) for event in new_events])
         except TurnConflict:
             TRACKER_STORE_ERRORS.labels("save", "conflict").inc()
@@ -222,7 +258,9 @@ class LeanSQLTrackerStore(SQLTrackerStore):
             await self._stream_new_events(self.event_broker, new_events, sender_id)
 
     @staticmethod
-    def _next_version(connection: sa.engine.Connection, sender_id: str, stored: _Stored | None, added: int) -> int:
+    def _next_version(
+        connection: sa.engine.Connection, sender_id: str, stored: _Stored | None, added: int, message_id: str | None
+    ) -> int:
         """Moves the conversation's version on by ``added`` events if nobody else did since
         ``stored`` was read; raises TurnConflict otherwise. Returns the new version."""
         if stored is None:
@@ -237,9 +275,11 @@ class LeanSQLTrackerStore(SQLTrackerStore):
             # No row yet (a new conversation, or one stored before the table existed). Of two
             # instances inserting it, the primary key refuses the second (IntegrityError).
             new = connection.execute(_COUNT, {"sender_id": sender_id}).scalar() + added
-            connection.execute(_NEW_VERSION, {"sender_id": sender_id, "events": new})
+            connection.execute(_NEW_VERSION, {"sender_id": sender_id, "events": new, "last_message_id": message_id})
             return new
-        swapped = connection.execute(_NEXT_VERSION, {"conversation": sender_id, "old": version, "new": version + added})
+        swapped = connection.execute(
+            _NEXT_VERSION, {"conversation": sender_id, "old": version, "new": version + added, "message_id": message_id}
+        )
         if swapped.rowcount != 1:
             raise TurnConflict("Gespräch wurde inzwischen von einer anderen Instanz gespeichert")
         return version + added

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
@@ -119,6 +120,9 @@ def integration_tokens() -> dict[str, str]:
         if variable.startswith(TOKEN_PREFIX) and variable != TOKEN_PREFIX:
             tokens[shared_secrets.require(variable)] = variable[len(TOKEN_PREFIX) :].lower()
     return tokens
+
+
+REQUEST_ID = re.compile(r"[0-9A-Za-z-]{16,64}")  # nginx's $request_id: 32 hex digits
 
 
 def client_address(request: Request) -> str:
@@ -252,6 +256,29 @@ async def process_or_apologise(
     return unavailable
 
 
+async def answered_again(request: Request, message: UserMessage) -> bool:
+    """A request with an ``X-Request-ID`` (nginx sets one per request, the same when it sends
+    the request to another instance because the first died while answering) becomes the
+    customer message's id. If the conversation's latest stored message has that id, its turn
+    was stored before the instance died: the stored answer is sent instead of processing
+    the message a second time. Returns whether it was."""
+    request_id = request.headers.get("x-request-id", "")
+    if not REQUEST_ID.fullmatch(request_id):
+        return False
+    message.message_id = request_id
+    store = getattr(getattr(request.app.ctx, "agent", None), "tracker_store", None)
+    store = getattr(store, "_tracker_store", store)  # inside Rasa's FailSafeTrackerStore
+    if not hasattr(store, "answered"):
+        return False
+    replies = await store.answered(message.sender_id, request_id)
+    if replies is None:
+        return False
+    logger.info("Anfrage %s für %s war schon beantwortet: gespeicherte Antwort gesendet", request_id, message.sender_id)
+    for reply in replies:
+        await message.output_channel.send_response(message.sender_id, reply)
+    return True
+
+
 class RestInput(RasaRestInput):
     @classmethod
     def name(cls) -> str:
@@ -262,8 +289,16 @@ class RestInput(RasaRestInput):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         async def handle(message: UserMessage) -> None:
+            request = _current_request.get()
+            try:
+                if request is not None and await answered_again(request, message):
+                    return
+            except ServiceUnavailable as error:
+                logger.warning("Nachricht von %s nicht verarbeitet, bitte erneut senden: %s", message.sender_id, error)
+                await message.output_channel.send_text_message(message.sender_id, failures.MESSAGE)
+                request.ctx.not_stored = True
+                return
             if await process_or_apologise(on_new_message, message) is not None:
-                request = _current_request.get()
                 if request is not None:
                     request.ctx.not_stored = True
 
