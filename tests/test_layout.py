@@ -1,8 +1,8 @@
 """The layout's rule: dependencies point one way (README, "Project layout").
 
-core imports nothing else of the project; the server part uses only the core; the tools
-use the core and the server part (to start servers), never the actions; the actions use
-only the core.
+core imports nothing else of the project; the server part uses only the core; the cluster
+part (several instances on one machine) uses the core and the server part; the tools use
+those (to start servers), never the actions; the actions use only the core.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from faqbot.core.paths import PROJECT_DIR
 ALLOWED = {
     "faqbot.core": {"faqbot.core"},
     "faqbot.server": {"faqbot.core", "faqbot.server"},
-    "faqbot.tools": {"faqbot.core", "faqbot.server", "faqbot.tools"},
+    "faqbot.cluster": {"faqbot.core", "faqbot.server", "faqbot.cluster"},
+    "faqbot.tools": {"faqbot.core", "faqbot.server", "faqbot.cluster", "faqbot.tools"},
     "actions": {"faqbot.core", "actions"},
     "rasa_sdk_plugins": {"faqbot.server"},
 }
