@@ -93,7 +93,7 @@ def stores(tmp_path: Path) -> privacy.DataStores:
 
 
 def database_bytes(stores: privacy.DataStores) -> bytes:
-    files = [Path(stores.tracker.url.database), Path(stores.tickets.engine.url.database), stores.review_path]
+    files = [Path(stores.tracker.url.database), Path(stores.tickets.engine.url.database), stores.review]
     files += [file.with_name(file.name + suffix) for file in files for suffix in ("-wal", "-journal")]
     return b"".join(file.read_bytes() for file in files if file.exists())
 
@@ -132,7 +132,7 @@ def stored_values(stores: privacy.DataStores, conversation_id: str) -> list[str]
             (conversation_id,),
         ):
             values += row
-    with sqlite3.connect(stores.review_path) as connection:
+    with sqlite3.connect(stores.review) as connection:
         values += [
             text
             for (text,) in connection.execute(
@@ -203,7 +203,7 @@ def test_erasure_removes_the_phrasings_taken_from_the_customers_messages(stores,
     project = tmp_path / "projekt"
     shutil.copytree(PROJECT_DIR / "data", project / "data")
     added = phrasings.add_phrasing_as_written("erhalte_rechnung", "ich krieg meine rechnung nie per mail", project)
-    review = ReviewStore(stores.review_path)
+    review = ReviewStore(stores.review)
     [entry] = [entry for entry in review.entries(status=None) if entry.sender == sender_hash("anna-1")]
     review.set_added_phrasing(entry.id, added.intent, added.phrasing)
     review.close()
@@ -228,7 +228,7 @@ def test_the_command_line_exports_erases_and_lists_the_erasures(stores, tmp_path
     endpoints = tmp_path / "endpoints.yml"
     endpoints.write_text(
         f"tracker_store:\n  type: SQL\n  dialect: sqlite\n  db: {stores.tracker.url.database}\n"
-        f"event_broker:\n  type: faqbot.server.review_broker.ReviewQueueBroker\n  db: {stores.review_path}\n",
+        f"event_broker:\n  type: faqbot.server.review_broker.ReviewQueueBroker\n  db: {stores.review}\n",
         encoding="utf-8",
     )
     monkeypatch.setenv("FAQBOT_TICKET_DB", stores.tickets.engine.url.database)

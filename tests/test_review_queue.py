@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from faqbot.core.review_store import Entry, ReviewStore, sender_hash
-from faqbot.server.review_broker import ReviewQueue, ReviewQueueBroker, ReviewWriter
+from faqbot.server.review_broker import ReviewQueueBroker, ReviewWriter, judged_event
 from tests.helpers import buttons, customs
 
 
@@ -56,6 +56,22 @@ def user(text: str, intent: str, confidence: float) -> dict:
 
 
 LISTEN = {"event": "action", "name": "action_listen"}
+
+
+def feed(writer: ReviewWriter, sender: str, events: list[dict]) -> None:
+    """Events of one conversation as the broker hands them to its writer."""
+    for event in events:
+        judged = judged_event({"sender_id": sender, **event})
+        if judged:
+            writer.append(*judged)
+
+
+def fallback_turn(text: str) -> list[dict]:
+    """A question the bot could not answer: one entry of kind fallback."""
+    return [user(text, "nlu_fallback", 0.4), {"event": "action", "name": "action_handle_fallback"}, LISTEN]
+
+
+THANKS = [user("danke", "thank", 0.95), LISTEN]
 
 
 def test_the_queue_lands_in_the_servers_var_dir(bot, queue):
@@ -151,8 +167,7 @@ def test_messages_without_letters_are_not_recorded(bot, queue):
 
 def test_an_escalation_through_a_form_records_the_request_not_the_form_answers(tmp_path):
     """The escalation flow may ask for details in a form first (events as Rasa publishes them)."""
-    store = ReviewStore(tmp_path / "review.db")
-    queue = ReviewQueue(store)
+    broker = ReviewQueueBroker(tmp_path / "review.db")
     for event in [
         {"event": "action", "name": "action_session_start"},
         {"event": "action", "name": "action_listen"},
@@ -165,7 +180,9 @@ def test_an_escalation_through_a_form_records_the_request_not_the_form_answers(t
         {"event": "bot", "text": "Ticket T-1", "data": {"custom": {"escalation": {"ticket_id": "T-1"}}}},
         {"event": "action", "name": "action_listen"},
     ]:
-        queue.handle({"sender_id": "form-1", **event})
+        broker.publish({"sender_id": "form-1", **event})
+    asyncio.run(broker.close())
+    store = ReviewStore(tmp_path / "review.db")
     entries = store.entries(status=None)
     assert [(entry.text, entry.kind, entry.outcome) for entry in entries] == [
         ("Ich will mit einem Menschen reden", "escalation", "escalated")
@@ -272,7 +289,7 @@ def test_close_writes_what_waits_and_gives_up_on_a_database_that_stays_locked(tm
     caplog.set_level(logging.INFO, logger="faqbot.server.review_broker")
     writer = ReviewWriter(tmp_path / "review.db")
     for number in range(3):
-        writer.set_outcome(writer.record(f"Frage {number}", "s", "fallback"), "thanks")
+        feed(writer, f"s{number}", fallback_turn(f"Frage {number}") + THANKS)
     writer.close()
     store = ReviewStore(tmp_path / "review.db")
     assert [(entry.text, entry.outcome) for entry in store.entries()] == [(f"Frage {n}", "thanks") for n in range(3)]
@@ -281,14 +298,14 @@ def test_close_writes_what_waits_and_gives_up_on_a_database_that_stays_locked(tm
     locker = lock(tmp_path / "review.db")
     try:
         for number in range(3):
-            writer.record(f"Später {number}", "s", "fallback")
+            feed(writer, f"t{number}", fallback_turn(f"Später {number}"))  # three events each
         started = time.monotonic()
         writer.close(timeout_s=0.5)
         assert time.monotonic() - started < 2.5
     finally:
         locker.execute("ROLLBACK")
         locker.close()
-    assert ("ERROR", "Review-Warteschlange: Datenbank gesperrt, 3 Schreibvorgänge nicht gespeichert") in [
+    assert ("ERROR", "Review-Warteschlange: Datenbank gesperrt, 9 Schreibvorgänge nicht gespeichert") in [
         (record.levelname, record.getMessage()) for record in caplog.records
     ]
     assert len(store.entries()) == 3
@@ -301,21 +318,22 @@ def test_a_full_queue_drops_new_writes_and_logs_how_many(tmp_path, caplog):
     writer = ReviewWriter(tmp_path / "review.db", max_pending=2)
     locker = lock(tmp_path / "review.db")
     try:
-        for number in range(6):  # at most one in the writer's hands and two waiting
-            writer.record(f"Frage {number}", "s", "fallback")
+        feed(writer, "s0", [user("Frage 0", "nlu_fallback", 0.4)])
+        time.sleep(0.3)  # the writer holds it, waiting for the lock
+        for number in range(1, 6):  # two can wait, three are dropped
+            feed(writer, f"s{number}", [user(f"Frage {number}", "nlu_fallback", 0.4)])
     finally:
         locker.execute("ROLLBACK")
         locker.close()
     time.sleep(1.5)  # the writer catches up
-    writer.record("Frage 6", "s", "fallback")  # room again: the loss is reported
+    feed(writer, "s6", [user("Frage 6", "nlu_fallback", 0.4)])  # room again: the loss is reported
     writer.close()
     errors = [record.getMessage() for record in caplog.records if record.levelname == "ERROR"]
-    assert errors[0] == "Review-Warteschlange voll (2 Schreibvorgänge): neue werden verworfen", errors
-    dropped = int(errors[1].split(": ")[1].split()[0])
-    assert len(errors) == 2 and dropped >= 3, errors
-    store = ReviewStore(tmp_path / "review.db")
-    assert len(store.entries()) == 7 - dropped
-    store.close()
+    assert errors == [
+        "Review-Warteschlange voll (2 Schreibvorgänge): neue werden verworfen",
+        "Review-Warteschlange: 3 Schreibvorgänge verworfen (Warteschlange voll)",
+    ]
+    assert writer.written == 4
 
 
 def test_a_locked_review_db_neither_delays_replies_nor_loses_entries(bot, queue):

@@ -2,12 +2,14 @@
 
 ``TicketStore.create`` writes the ticket and one ``deliveries`` row per configured target in
 one transaction, before anything is sent. ``DeliveryWorker`` (a daemon thread in the action
-server, started by ``faqbot.server.action_server``) claims due rows, sends them, marks them
-delivered, and on failure retries with exponential backoff. Rows survive restarts, so
-pending deliveries resume when the action server starts again. Delivery is at-least-once
-with a stable key (``Idempotency-Key`` header, e-mail ``Message-ID``): a crash between the
-receiver's acknowledgement and our "delivered" mark can resend, and the key lets the
-receiver drop the duplicate.
+server, started by ``faqbot.server.action_server``) claims due rows one at a time, sends them,
+marks them delivered, and on failure retries with exponential backoff. Several action
+servers may share the outbox: a claimed row is sent by its worker only, until the claim runs
+out (``CLAIM_TIMEOUTS`` send timeouts). Rows survive restarts, so pending deliveries resume
+when the action server starts again. Delivery is at-least-once with a stable key
+(``Idempotency-Key`` header, e-mail ``Message-ID``): a crash between the receiver's
+acknowledgement and our "delivered" mark, or a send that outlasts its claim, can resend, and
+the key lets the receiver drop the duplicate.
 """
 
 from __future__ import annotations
@@ -26,11 +28,17 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+from faqbot.core.metrics import OUTBOX_BACKLOG, OUTBOX_FAILURES, OUTBOX_SENT
 from faqbot.core.support_config import read_support_config
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-FAQBot-Signature"
+# A claim lasts this many send timeouts: longer than one send can take (an e-mail is about ten
+# exchanges with the server), so no other worker takes the row meanwhile.
+CLAIM_TIMEOUTS = 10
+# Rows one round of the worker sends at most before it looks at its stop flag and the backlog.
+ROUND = 20
 
 
 @dataclass
@@ -193,30 +201,43 @@ class DeliveryWorker:
             self._stop.wait(self.poll_s)  # the next poll, or at once when stopped
 
     def run_due(self) -> int:
-        """Attempt every due delivery once; returns how many were attempted."""
-        due = self.store.due_deliveries(datetime.now(timezone.utc))
-        for delivery in due:
-            if self._stop.is_set():
+        """Send due deliveries, each claimed first; returns how many were attempted."""
+        attempted = 0
+        while attempted < ROUND and not self._stop.is_set():
+            claimed = self.store.claim_next(datetime.now(timezone.utc), self._claim_until())
+            if claimed is None:
                 break
-            self.attempt(delivery)
-        return len(due)
+            self._send(claimed)
+            attempted += 1
+        OUTBOX_BACKLOG.set(self.store.backlog())
+        return attempted
 
     def attempt(self, delivery) -> None:
-        sender = SENDERS[delivery.target]
-        # Longer than one send can take, so no other worker takes the row meanwhile.
-        claim_until = datetime.now(timezone.utc) + timedelta(seconds=3 * self.config.timeout_s)
-        if not self.store.claim(delivery, claim_until):
-            return
+        """Send one row read earlier, unless another worker has claimed it meanwhile."""
+        claimed = self.store.claim(delivery, self._claim_until())
+        if claimed is not None:
+            self._send(claimed)
+
+    def _claim_until(self) -> datetime:
+        return datetime.now(timezone.utc) + timedelta(seconds=CLAIM_TIMEOUTS * self.config.timeout_s)
+
+    def _send(self, claimed) -> None:
+        sender = SENDERS[claimed.target]
         try:
-            sender(delivery.payload, delivery.key, self.config)
+            sender(claimed.payload, claimed.key, self.config)
         except Exception as error:
-            attempts = delivery.attempts + 1
+            OUTBOX_FAILURES.labels(claimed.target).inc()
+            attempts = claimed.attempts + 1
             failed = attempts >= self.config.max_attempts
             retry_at = datetime.now(timezone.utc) + timedelta(seconds=backoff_seconds(attempts, self.config))
-            self.store.mark_failed_attempt(
-                delivery.key, attempts, f"{type(error).__name__}: {error}", retry_at, give_up=failed
+            recorded = self.store.mark_failed_attempt(
+                claimed, attempts, f"{type(error).__name__}: {error}", retry_at, give_up=failed
             )
-            logger.warning("Delivery %s failed (attempt %d): %s", delivery.key, attempts, error)
+            if recorded:
+                logger.warning("Delivery %s failed (attempt %d): %s", claimed.key, attempts, error)
+            else:
+                logger.warning("Delivery %s failed after its claim ran out (taken over): %s", claimed.key, error)
         else:
-            self.store.mark_delivered(delivery.key, delivery.attempts + 1)
-            logger.info("Delivered %s", delivery.key)
+            OUTBOX_SENT.labels(claimed.target).inc()
+            self.store.mark_delivered(claimed.key, claimed.attempts + 1)
+            logger.info("Delivered %s", claimed.key)

@@ -5,8 +5,10 @@ Three stores hold data about a customer, each keyed by the conversation id (Rasa
 
 * the conversations: Rasa's ``events`` table (SQLite ``var/tracker.db`` or PostgreSQL),
 * the tickets and their outbox rows (``deliveries``: a copy of what was sent),
-* the trainers' review queue (masked texts, keyed sender hash), and the phrasings taken
-  from it into the training data (``review.added_phrasing``).
+* the trainers' review queue (masked texts, keyed sender hash; a SQLite file or a shared
+  database, ``faqbot.core.review_store``), with the events waiting to be folded into it and
+  what it holds for a conversation's next turn, and the phrasings taken from it into the
+  training data (``review.added_phrasing``).
 
 ``find`` resolves a request by conversation id, customer id or e-mail address to the
 conversation ids it concerns; ``export`` gathers everything stored about them (GDPR Art.
@@ -32,7 +34,7 @@ import hashlib
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -99,17 +101,18 @@ def retention_days(config: dict[str, Any] | None = None) -> dict[str, int]:
 
 @dataclass
 class DataStores:
-    """Where the customer data is: Rasa's conversation store, the ticket store, the review queue."""
+    """Where the customer data is: Rasa's conversation store, the ticket store, the review
+    queue (``review``: a SQLite file or a SQLAlchemy URL, ``review_store.location``)."""
 
     tracker: sa.engine.Engine
     tickets: TicketStore
-    review_path: Path
+    review: Path | str
 
-    def review_connection(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.review_path, timeout=10, isolation_level=None)
-        connection.row_factory = sqlite3.Row
-        connection.execute("PRAGMA secure_delete=ON")
-        return connection
+    def review_store(self) -> review_store.ReviewStore | None:
+        """The review queue, opened; None if it is a SQLite file that does not exist (yet)."""
+        if not review_store.is_shared(self.review) and not Path(self.review).exists():
+            return None
+        return review_store.ReviewStore(self.review, timeout=10)
 
 
 @dataclass
@@ -175,10 +178,6 @@ def _review_senders(conversation_ids: Iterable[str]) -> list[str]:
     return keys
 
 
-def _placeholders(values: list[str]) -> str:
-    return ",".join("?" * len(values))
-
-
 def export(stores: DataStores, subject: Subject) -> dict[str, Any]:
     """Everything stored about the subject's conversations, as JSON-ready data."""
     ids = sorted(subject.conversation_ids)
@@ -200,25 +199,21 @@ def export(stores: DataStores, subject: Subject) -> dict[str, Any]:
         entry = {key: value for key, value in ticket.__dict__.items() if key != "is_new"}
         entry["deliveries"] = [delivery.__dict__ for delivery in stores.tickets.deliveries_for(ticket_id)]
         found_tickets.append(entry)
-    review = []
+    review, pending = [], []
     senders = _review_senders(ids)
-    if stores.review_path.exists() and senders:
-        connection = stores.review_connection()
+    store = stores.review_store() if senders else None
+    if store is not None:
         try:
-            review = [
-                {key: value for key, value in review_store.decrypted_row(row).items() if key != "sender"}
-                for row in connection.execute(
-                    f"SELECT * FROM review WHERE sender IN ({_placeholders(senders)}) ORDER BY id", senders
-                )
-            ]
+            review, pending = store.export(senders)
         finally:
-            connection.close()
+            store.close()
     return {
         "created": datetime.now(timezone.utc).isoformat(),
         "lookup": subject.lookup,
         "conversations": conversations,
         "tickets": found_tickets,
         "review_queue": review,
+        "review_queue_pending": pending,  # texts not yet judged for the queue
         "training_phrasings": [
             {"intent": row.get("assigned_to"), "text": row["added_phrasing"]}
             for row in review
@@ -252,30 +247,15 @@ def _delete_tickets(stores: DataStores, condition: Any) -> tuple[int, int]:
     return removed_tickets, removed_deliveries
 
 
-def _delete_review(stores: DataStores, where: str, parameters: list[Any]) -> tuple[int, list[dict[str, str]]]:
-    if not stores.review_path.exists():
-        return 0, []
-    connection = stores.review_connection()
+def _review_store_call(stores: DataStores, call: Callable[[review_store.ReviewStore], Any]) -> Any:
+    """``call`` with the review queue opened; None if there is no queue."""
+    store = stores.review_store()
+    if store is None:
+        return None
     try:
-        columns = {row["name"] for row in connection.execute("PRAGMA table_info(review)")}
-        added = []
-        if "added_phrasing" in columns:
-            added = [
-                {
-                    "intent": row["assigned_to"] or row["intent"],
-                    "text": decrypt(row["added_phrasing"], review_store.ADDED_PHRASING),
-                }
-                for row in connection.execute(
-                    f"SELECT assigned_to, intent, added_phrasing FROM review WHERE {where} "
-                    "AND added_phrasing IS NOT NULL",
-                    parameters,
-                )
-            ]
-        removed = connection.execute(f"DELETE FROM review WHERE {where}", parameters).rowcount
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return call(store)
     finally:
-        connection.close()
-    return removed, added
+        store.close()
 
 
 def _flush(engine: sa.engine.Engine) -> None:
@@ -319,9 +299,8 @@ def erase(stores: DataStores, subject: Subject, actor: str, project: Path = PROJ
     removed_events = _delete_events(stores, events.c.sender_id.in_(ids)) if ids else 0
     removed_tickets, removed_deliveries = _delete_tickets(stores, tickets.c.sender_id.in_(ids)) if ids else (0, 0)
     senders = _review_senders(ids)
-    removed_review, taken = (
-        _delete_review(stores, f"sender IN ({_placeholders(senders)})", senders) if senders else (0, [])
-    )
+    erased = _review_store_call(stores, lambda store: store.erase(senders)) if senders else None
+    removed_review, taken = erased or (0, [])
     _flush(stores.tracker)
     _flush(stores.tickets.engine)
     left = _remove_phrasings(taken, project)
@@ -354,8 +333,8 @@ def purge_expired(stores: DataStores, days: dict[str, int], now: datetime | None
     removed_tickets, removed_deliveries = _delete_tickets(
         stores, sa.and_(tickets.c.status == "closed", tickets.c.created_at < tickets_before)
     )
-    review_before = (now - timedelta(days=days["review_queue"])).isoformat(timespec="seconds")
-    removed_review, _ = _delete_review(stores, "created < ?", [review_before])
+    review_before = now - timedelta(days=days["review_queue"])
+    removed_review = _review_store_call(stores, lambda store: store.purge(review_before)) or 0
     _flush(stores.tracker)
     _flush(stores.tickets.engine)
     counts = {
@@ -418,43 +397,32 @@ def _rotate_table(engine: sa.engine.Engine, table: Any, key: Any, fields: dict[s
 
 
 def _rotate_review(stores: DataStores, batch: int) -> Rotated:
-    result, last = Rotated(), -1
-    if not stores.review_path.exists():
-        return result
-    review_store.ReviewStore(stores.review_path).close()  # a queue of an older version gets its columns
-    fields = review_store.ENCRYPTED
-    connection = stores.review_connection()
+    """The entries, the waiting events and the conversations' states, counted together."""
+    store = stores.review_store()  # a queue of an older version gets its columns
+    if store is None:
+        return Rotated()
     try:
-        while True:
-            rows = connection.execute(
-                f"SELECT id, {', '.join(fields)} FROM review WHERE id > ? ORDER BY id LIMIT ?", (last, batch)
-            ).fetchall()
-            if not rows:
-                break
-
-            def update(row_key: int, old: dict[str, Any], new: dict[str, Any]) -> bool:
-                assignments = ", ".join(f"{column} = ?" for column in new)
-                unchanged = " AND ".join(f"{column} IS ?" for column in old)
-                return (
-                    connection.execute(
-                        f"UPDATE review SET {assignments} WHERE id = ? AND {unchanged}",
-                        (*new.values(), row_key, *old.values()),
-                    ).rowcount
-                    == 1
-                )
-
-            connection.execute("BEGIN IMMEDIATE")  # each batch in one transaction
-            try:
-                _rotate_rows([tuple(row) for row in rows], fields, update, result)
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            last = rows[-1]["id"]
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        results = [
+            _rotate_table(store.engine, review_store.review, review_store.review.c.id, review_store.ENCRYPTED, batch),
+            _rotate_table(
+                store.engine, review_store.inbox, review_store.inbox.c.id, {"data": review_store.INBOX_DATA}, batch
+            ),
+            _rotate_table(
+                store.engine,
+                review_store.conversations,
+                review_store.conversations.c.sender,
+                {"state": review_store.STATE},
+                batch,
+            ),
+        ]
+        _flush(store.engine)
     finally:
-        connection.close()
-    return result
+        store.close()
+    return Rotated(
+        sum(result.encrypted for result in results),
+        sum(result.current for result in results),
+        sum(result.changed_meanwhile for result in results),
+    )
 
 
 def rotate_keys(stores: DataStores, batch: int = ROTATION_BATCH) -> dict[str, Rotated]:
@@ -499,5 +467,5 @@ def stores_from_endpoints(endpoints_file: Path) -> DataStores:
         settings.get("query"),
     )
     broker = read_endpoint_config(str(endpoints_file), "event_broker")
-    review_db = (broker.kwargs or {}).get("db") if broker else None
-    return DataStores(sa.create_engine(url), TicketStore(), review_store.db_path(review_db))
+    review = review_store.location(broker.url, (broker.kwargs or {}).get("db")) if broker else review_store.location()
+    return DataStores(sa.create_engine(url), TicketStore(), review)

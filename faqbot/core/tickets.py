@@ -1,17 +1,24 @@
 """Escalations to the support team: tickets with the conversation transcript.
 
 Tickets are stored with SQLAlchemy, in SQLite by default (``var/tickets.db``); set
-``FAQBOT_TICKET_DB_URL`` to any SQLAlchemy URL (e.g. PostgreSQL) to store them elsewhere.
-Question, transcript and contact of a ticket and the payload of an outbox row are stored
-encrypted (``faqbot.core.encryption``); a SQLite file is readable only by its owner.
+``FAQBOT_TICKET_DB_URL`` to a PostgreSQL URL to share them between several action servers
+and Rasa instances. Question, transcript and contact of a ticket and the payload of an
+outbox row are stored encrypted (``faqbot.core.encryption``); a SQLite file is readable
+only by its owner.
+
+The database keeps the rules that several processes must share: one open ticket per
+conversation is a partial unique index, and an outbox row is claimed by one worker at a
+time (``claim_next``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a compare-and-swap on SQLite).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import logging
 import os
-import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +29,15 @@ import sqlalchemy as sa
 from faqbot.core.encryption import decrypt, encrypt, private_file
 from faqbot.core.paths import VAR_DIR
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_DB = VAR_DIR / "tickets.db"
+URL_VARIABLE = "FAQBOT_TICKET_DB_URL"
+# Held while the tables are created on PostgreSQL: servers starting together on an empty
+# database would otherwise race to create the same table.
+SCHEMA_LOCK = 0x7469636B657473  # "tickets"
+# Due rows a worker tries to claim on SQLite before it gives up for this round (others took them).
+CLAIM_CANDIDATES = 10
 # The encrypted columns (the names are the associated data of their values).
 QUESTION, TRANSCRIPT, CONTACT, PAYLOAD = (
     "tickets.question",
@@ -51,6 +66,14 @@ tickets = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, default="open"),
     sa.Column("contact", sa.Text),  # JSON: conversation id, e-mail the customer gave
 )
+# One open ticket per conversation, also for several action servers at once.
+ONE_OPEN_TICKET = sa.Index(
+    "tickets_one_open_per_sender",
+    tickets.c.sender_id,
+    unique=True,
+    sqlite_where=tickets.c.status == "open",
+    postgresql_where=tickets.c.status == "open",
+)
 # The outbox: one row per ticket event and delivery target, written with the ticket.
 deliveries = sa.Table(
     "deliveries",
@@ -65,6 +88,9 @@ deliveries = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("delivered_at", sa.String(32)),
 )
+PENDING = sa.Index("deliveries_pending", deliveries.c.status, deliveries.c.next_attempt_at)
+# Created for databases of earlier versions too (create_all makes indexes only with their table).
+INDEXES = (ONE_OPEN_TICKET, PENDING)
 
 
 @dataclass
@@ -145,20 +171,81 @@ def transcript_from_events(events: Iterable[dict[str, Any]]) -> list[dict[str, A
     return lines
 
 
+def _due(now: datetime) -> sa.sql.Select:
+    return (
+        sa.select(deliveries)
+        .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now.isoformat())
+        .order_by(deliveries.c.next_attempt_at)
+    )
+
+
+def _index_names(bind: sa.engine.Engine | sa.engine.Connection) -> set[str]:
+    # Read from the catalogue: SQLAlchemy's reflection warns about partial indexes.
+    if bind.dialect.name == "sqlite":
+        query = "SELECT name FROM sqlite_master WHERE type = 'index'"
+    else:
+        query = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+    if isinstance(bind, sa.engine.Connection):
+        return {name for (name,) in bind.exec_driver_sql(query)}
+    with bind.connect() as connection:
+        return {name for (name,) in connection.exec_driver_sql(query)}
+
+
+def _close_duplicate_open_tickets(connection: sa.engine.Connection) -> None:
+    """Before the unique index: earlier versions could open two tickets for one conversation
+    (several action servers). The newest stays open, as the bot added to it; the older close."""
+    newest = (
+        sa.select(tickets.c.sender_id, sa.func.max(tickets.c.number))
+        .where(tickets.c.status == "open")
+        .group_by(tickets.c.sender_id)
+        .having(sa.func.count() > 1)
+    )
+    for sender_id, number in connection.execute(newest).all():
+        older = sa.and_(tickets.c.sender_id == sender_id, tickets.c.status == "open", tickets.c.number < number)
+        closed = [row.ticket_id for row in connection.execute(sa.select(tickets.c.ticket_id).where(older))]
+        connection.execute(tickets.update().where(older).values(status="closed"))
+        logger.warning("Doppelte offene Tickets eines Gesprächs geschlossen: %s", ", ".join(map(str, closed)))
+
+
 class TicketStore:
     def __init__(self, url: str | None = None) -> None:
-        self.engine = sa.create_engine(url or database_url(), future=True)
+        # hide_parameters: a database error in the log shows no values (conversation ids, ciphertexts).
+        self.engine = sa.create_engine(url or database_url(), future=True, pool_pre_ping=True, hide_parameters=True)
+        if self.engine.dialect.name not in ("sqlite", "postgresql"):  # the partial unique index
+            raise ValueError(f"Tickets: nur SQLite und PostgreSQL werden unterstützt, nicht {self.engine.dialect.name}")
         if self.engine.dialect.name == "sqlite" and self.engine.url.database:
             private_file(self.engine.url.database)
-        metadata.create_all(self.engine)
-        self._add_missing_columns()
-        self._lock = threading.Lock()  # one ticket per conversation, even for double clicks
+        if not self._schema_is_current():
+            self._create_schema()
 
-    def _add_missing_columns(self) -> None:
-        """Stores created by an earlier version lack the contact column."""
-        if "contact" not in {column["name"] for column in sa.inspect(self.engine).get_columns("tickets")}:
-            with self.engine.begin() as connection:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sa.engine.Connection]:
+        """A transaction that holds SQLite's write lock from its start (PostgreSQL locks rows)."""
+        with self.engine.begin() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            yield connection
+
+    def _schema_is_current(self) -> bool:
+        inspector = sa.inspect(self.engine)
+        return (
+            {"tickets", "deliveries"} <= set(inspector.get_table_names())
+            and "contact" in {column["name"] for column in inspector.get_columns("tickets")}
+            and {index.name for index in INDEXES} <= _index_names(self.engine)
+        )
+
+    def _create_schema(self) -> None:
+        """Tables and indexes, also those an earlier version did not have; one process at a time."""
+        with self._transaction() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK)))
+            metadata.create_all(connection)
+            if "contact" not in {column["name"] for column in sa.inspect(connection).get_columns("tickets")}:
                 connection.execute(sa.text("ALTER TABLE tickets ADD COLUMN contact TEXT"))
+            if ONE_OPEN_TICKET.name not in _index_names(connection):
+                _close_duplicate_open_tickets(connection)
+            for index in INDEXES:
+                connection.execute(sa.schema.CreateIndex(index, if_not_exists=True))
 
     def open_ticket_for(self, sender_id: str) -> Ticket | None:
         with self.engine.connect() as connection:
@@ -189,12 +276,13 @@ class TicketStore:
 
         The ticket and its outbox rows (one per delivery target) are committed together,
         before anything is sent, so no escalation can get lost between store and send.
+        The database's unique index decides between two processes opening one at once.
         """
-        with self._lock:
-            existing = self.open_ticket_for(sender_id)
-            if existing:
-                return existing
-            now = datetime.now(timezone.utc)
+        existing = self.open_ticket_for(sender_id)
+        if existing:
+            return existing
+        now = datetime.now(timezone.utc)
+        try:
             with self.engine.begin() as connection:
                 number = connection.execute(
                     tickets.insert().values(
@@ -213,6 +301,11 @@ class TicketStore:
                 connection.execute(tickets.update().where(tickets.c.number == number).values(ticket_id=ticket_id))
                 ticket = self._ticket(connection.execute(sa.select(tickets).where(tickets.c.number == number)).first())
                 self._queue(connection, ticket_id, "created", ticket.payload(), targets, now)
+        except sa.exc.IntegrityError:
+            existing = self.open_ticket_for(sender_id)  # opened by another process meanwhile
+            if existing is None:
+                raise
+            return existing
         ticket.is_new = True
         return ticket
 
@@ -222,9 +315,10 @@ class TicketStore:
         in the transcript (part of the delivery key, so it is delivered once)."""
         now = datetime.now(timezone.utc)
         line = {"from": "kunde", "text": text, "time": now.isoformat()}
-        with self._lock, self.engine.begin() as connection:
+        with self._transaction() as connection:
+            # The row locked (SQLite: the database), so that two servers cannot append to one transcript at once.
             row = connection.execute(
-                sa.select(tickets).where(tickets.c.ticket_id == ticket_id, tickets.c.status == "open")
+                sa.select(tickets).where(tickets.c.ticket_id == ticket_id, tickets.c.status == "open").with_for_update()
             ).first()
             if row is None:
                 raise LookupError(f"no open ticket {ticket_id}")
@@ -283,18 +377,39 @@ class TicketStore:
 
     def due_deliveries(self, now: datetime, limit: int = 20) -> list[Delivery]:
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(deliveries)
-                .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now.isoformat())
-                .order_by(deliveries.c.next_attempt_at)
-                .limit(limit)
-            ).all()
+            rows = connection.execute(_due(now).limit(limit)).all()
         return [self._delivery(row) for row in rows]
 
-    def claim(self, delivery: Delivery, until: datetime) -> bool:
-        """Take a due row for one attempt, until ``until``: False if another worker took it
-        first (it moved ``next_attempt_at``). A worker that dies while sending leaves the
-        row to be retried once the claim runs out."""
+    def backlog(self) -> int:
+        """Deliveries not sent yet (due now or waiting for their next attempt)."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.status == "pending")
+            ).scalar_one()
+
+    def claim_next(self, now: datetime, until: datetime) -> Delivery | None:
+        """The next due row, taken for one attempt until ``until`` (see ``claim``); None if
+        nothing is due or every due row is taken."""
+        if self.engine.dialect.name == "postgresql":
+            # Rows another worker is claiming right now are skipped, not waited for.
+            with self.engine.begin() as connection:
+                row = connection.execute(_due(now).limit(1).with_for_update(skip_locked=True)).first()
+                if row is None:
+                    return None
+                connection.execute(
+                    deliveries.update().where(deliveries.c.key == row.key).values(next_attempt_at=until.isoformat())
+                )
+            return dataclasses.replace(self._delivery(row), next_attempt_at=until.isoformat())
+        for delivery in self.due_deliveries(now, limit=CLAIM_CANDIDATES):
+            claimed = self.claim(delivery, until)
+            if claimed:
+                return claimed
+        return None
+
+    def claim(self, delivery: Delivery, until: datetime) -> Delivery | None:
+        """Take a due row for one attempt, until ``until`` (compare-and-swap): the row as
+        claimed, None if another worker took it first (it moved ``next_attempt_at``). A
+        worker that dies while sending leaves the row to be retried once the claim runs out."""
         with self.engine.begin() as connection:
             result = connection.execute(
                 deliveries.update()
@@ -306,7 +421,7 @@ class TicketStore:
                 )
                 .values(next_attempt_at=until.isoformat())
             )
-        return result.rowcount == 1
+        return dataclasses.replace(delivery, next_attempt_at=until.isoformat()) if result.rowcount == 1 else None
 
     def mark_delivered(self, key: str, attempts: int) -> None:
         # The receiver has the payload now: no second copy of transcript and contact is kept
@@ -324,12 +439,19 @@ class TicketStore:
             )
 
     def mark_failed_attempt(
-        self, key: str, attempts: int, error: str, retry_at: datetime, give_up: bool = False
-    ) -> None:
+        self, claimed: Delivery, attempts: int, error: str, retry_at: datetime, give_up: bool = False
+    ) -> bool:
+        """Record a failed attempt of a claimed row; False (nothing changed) if the claim ran
+        out meanwhile and another worker took the row over: its result counts, not this one."""
         with self.engine.begin() as connection:
-            connection.execute(
+            result = connection.execute(
                 deliveries.update()
-                .where(deliveries.c.key == key)
+                .where(
+                    deliveries.c.key == claimed.key,
+                    deliveries.c.status == "pending",
+                    deliveries.c.attempts == claimed.attempts,
+                    deliveries.c.next_attempt_at == claimed.next_attempt_at,
+                )
                 .values(
                     status="failed" if give_up else "pending",
                     attempts=attempts,
@@ -337,6 +459,7 @@ class TicketStore:
                     next_attempt_at=retry_at.isoformat(),
                 )
             )
+        return result.rowcount == 1
 
     @staticmethod
     def _delivery(row) -> Delivery:

@@ -1,38 +1,59 @@
 """The review queue: customer messages the bot did not handle well, for the trainers.
 
-A Rasa event broker (``endpoints.yml``: ``event_broker: {type:
-faqbot.server.review_broker.ReviewQueueBroker, db: var/review.db}``; ``FAQBOT_REVIEW_DB``
-overrides the file) watches the event stream and records every customer message that
-ended in a "Meinten Sie …?" clarification, a fallback (offer of the support team),
-out_of_scope or an escalation, or that was answered with an FAQ at low confidence.
-It also notes how the conversation went on (button picked, escalated, thanks).
-Texts are masked (``faqbot.core.masking``) and senders hashed (keyed) before they are stored.
-``faqbot-trainer review`` walks through the queue.
+A Rasa event broker watches the event stream and records every customer message that ended
+in a "Meinten Sie …?" clarification, a fallback (offer of the support team), out_of_scope
+or an escalation, or that was answered with an FAQ at low confidence. It also notes how
+the conversation went on (button picked, escalated, thanks). Texts are masked
+(``faqbot.core.masking``) and senders hashed (keyed) before they are stored.
+``faqbot-trainer review`` walks through the queue. Configured in the endpoints:
 
-Rasa calls ``publish`` on its event loop, so the broker only judges in memory there; the
-database writes go to one writer thread, in order. A locked database (e.g. a trainer's
-write) is waited out there: nothing is lost and no conversation waits for it.
+* ``endpoints.yml`` (one machine): ``event_broker: {type: faqbot.server.review_broker.ReviewQueueBroker,
+  db: var/review.db}``, a SQLite file; ``FAQBOT_REVIEW_DB`` overrides the file.
+* ``endpoints.production.yml`` (several instances): ``url: ${FAQBOT_REVIEW_DB_URL}``, a
+  database all instances share (``faqbot.core.review_store.location``).
+
+The turns of one conversation may be handled by different instances in turn, so no
+instance keeps anything about a conversation in memory. Each appends the events it
+publishes to the store's inbox; then whichever instance gets the consumer lock
+(``ReviewStore.consume``: a row lock on PostgreSQL, the write lock on SQLite) folds the
+inbox into entries (``fold``, every ``FOLD_EVERY_S``): one instance at a time, the events in
+the order of their timestamps, each conversation's state read from and written back to the
+database. In a shared database an event waits ``SETTLE_S`` before it is folded, so that an
+instance still writing the turn before (turns of a conversation are serialised by the lock
+store) is not overtaken. Entries appear about one to two seconds after their turn.
+
+Rasa calls ``publish`` on its event loop, so the broker only picks what it needs there; the
+database work goes to one writer thread, in order. A locked or unreachable database is
+waited out there: nothing is lost and no conversation waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import queue
-import sqlite3
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
 
 from faqbot.core.intents import NOT_A_QUESTION, faq_id_for
 from faqbot.core.masking import mask
-from faqbot.core.review_store import ESCALATED, MAX_TEXT, ReviewStore, db_path, sender_hash
+from faqbot.core.review_store import (
+    ESCALATED,
+    MAX_TEXT,
+    Consumption,
+    ReviewStore,
+    is_shared,
+    location,
+    sender_hash,
+)
 from faqbot.core.text import has_letters
 
 logger = logging.getLogger(__name__)
@@ -40,21 +61,76 @@ logger = logging.getLogger(__name__)
 # An FAQ answer below this confidence was probably right (the fallback threshold is 0.6)
 # but close enough to a wrong answer that a trainer should confirm it with a phrasing.
 LOW_CONFIDENCE = 0.8
-# Conversations remembered at once; older ones are forgotten (only their follow-up is lost).
-MAX_SENDERS = 10_000
 # The writer's SQLite busy timeout: short, so that close() can give up in time; a locked
 # write is retried, not lost.
 BUSY_TIMEOUT_S = 0.5
-# Writes waiting at most (far more than a trainer's lock of some seconds can pile up); beyond
+# Events waiting at most (far more than a trainer's lock of some seconds can pile up); beyond
 # that, new ones are dropped rather than filling the server's memory.
 MAX_PENDING = 10_000
 # How long close() (at shutdown) goes on writing what is still waiting.
 CLOSE_TIMEOUT_S = 5.0
+# Age of an event in a shared database before it is folded: another instance may still be
+# writing the turn before. A SQLite file has one Rasa instance (finding 8's rule), nothing to wait for.
+SETTLE_S = 1.0
+# How often each instance folds what has settled (also the events of an instance that stopped).
+FOLD_EVERY_S = 0.5
+# How long the writer gathers events before it writes them, in one transaction.
+WRITE_DELAY_S = 0.1
+# Events written, or folded, in one transaction at most.
+BATCH = 500
+JUDGED_ACTIONS = ("action_listen", "action_handle_fallback")
+_TIME_TO_FOLD = object()  # the writer's wait ended without an event
+
+
+def judged_event(event: dict[str, Any]) -> tuple[str, float, dict[str, Any]] | None:
+    """(conversation id, timestamp, what the judging needs) of a Rasa event; None if it
+    plays no part. Cheap: it runs on Rasa's event loop."""
+    kind, sender_id = event.get("event"), event.get("sender_id")
+    if not sender_id:
+        return None
+    if kind == "user":
+        text = (event.get("text") or "").strip()
+        letters = has_letters(text)
+        if len(text) > MAX_TEXT:  # kept in memory until written: only what would be stored
+            text = mask(text)[:MAX_TEXT]
+        parse = event.get("parse_data") or {}
+        intent = parse.get("intent") or {}
+        fact = {
+            "event": "user",
+            "text": text,
+            "letters": letters,
+            "intent": intent.get("name"),
+            "confidence": intent.get("confidence"),
+            "ranking": [
+                {"name": item.get("name"), "confidence": item.get("confidence")}
+                for item in (parse.get("intent_ranking") or [])[:3]
+            ],
+        }
+    elif kind == "bot":
+        data = event.get("data") or {}
+        custom = data.get("custom") if isinstance(data.get("custom"), dict) else {}
+        fact = {
+            "event": "bot",
+            "clarified": any(
+                str(button.get("payload", "")).startswith("/faq_") for button in data.get("buttons") or []
+            ),
+            "escalated": "escalation" in custom,
+            "answered_faq": bool(custom.get("faq_id")),
+        }
+        if not (fact["clarified"] or fact["escalated"] or fact["answered_faq"]):
+            return None
+    elif kind == "action" and event.get("name") in JUDGED_ACTIONS:
+        fact = {"event": "action", "name": event["name"]}
+    elif kind == "active_loop":
+        fact = {"event": "active_loop", "active": bool(event.get("name"))}
+    else:
+        return None
+    return sender_id, float(event.get("timestamp") or time.time()), fact
 
 
 @dataclass
 class _Turn:
-    """What the broker has seen of one customer message and the bot's reaction so far."""
+    """What has been seen of one customer message and the bot's reaction so far."""
 
     text: str
     intent: str | None
@@ -71,85 +147,85 @@ class _Turn:
 
 @dataclass
 class _Conversation:
-    last_row: object | None = None  # the recorded message the next reaction belongs to (id or writer handle)
+    last_row: int | None = None  # the recorded message the next reaction belongs to
     last_question: _Turn | None = None  # the latest question, recorded or not
     in_form: bool = False
     turn: _Turn | None = None
 
+    def state(self) -> dict[str, Any] | None:
+        """As stored between folds; None when there is nothing to remember."""
+        return None if self == _Conversation() else dataclasses.asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> _Conversation:
+        if not state:
+            return cls()
+        turns = {key: _Turn(**state[key]) if state.get(key) else None for key in ("last_question", "turn")}
+        return cls(last_row=state.get("last_row"), in_form=bool(state.get("in_form")), **turns)
+
 
 class ReviewQueue:
-    """Turns the event stream of all conversations into review entries.
+    """Turns the events of one fold into review entries, with the conversations' states.
 
     Rasa publishes each turn's events together: the user event, the actions and bot
     messages, and ``action_listen`` at the end, where the turn is judged.
     """
 
-    def __init__(self, store: ReviewStore | ReviewWriter) -> None:
-        self.store = store
-        self._conversations: OrderedDict[str, _Conversation] = OrderedDict()
+    def __init__(self, batch: Consumption) -> None:
+        self.batch = batch
+        self._conversations: dict[str, _Conversation] = {}
 
-    def _conversation(self, sender_id: str) -> _Conversation:
-        conversation = self._conversations.pop(sender_id, None) or _Conversation()
-        self._conversations[sender_id] = conversation  # most recent last
-        if len(self._conversations) > MAX_SENDERS:
-            self._conversations.popitem(last=False)
-        return conversation
+    def _conversation(self, sender: str) -> _Conversation:
+        if sender not in self._conversations:
+            self._conversations[sender] = _Conversation.from_state(self.batch.states.get(sender))
+        return self._conversations[sender]
 
-    def handle(self, event: dict[str, Any]) -> None:
-        kind, sender_id = event.get("event"), event.get("sender_id")
-        if not sender_id or kind not in ("user", "bot", "action", "active_loop"):
-            return
-        conversation = self._conversation(sender_id)
+    def save(self) -> None:
+        for sender, conversation in self._conversations.items():
+            self.batch.states[sender] = conversation.state()
+
+    def handle(self, sender: str, fact: dict[str, Any]) -> None:
+        conversation, kind = self._conversation(sender), fact["event"]
         if kind == "user":
             if conversation.turn:  # the previous turn ended without action_listen
-                self._judge(sender_id, conversation)
-            conversation.turn = self._turn(event, conversation.in_form)
+                self._judge(sender, conversation)
+            conversation.turn = self._turn(fact, conversation.in_form)
         elif kind == "active_loop":
-            conversation.in_form = bool(event.get("name"))
+            conversation.in_form = fact["active"]
         elif conversation.turn is None:
             return
         elif kind == "bot":
-            data = event.get("data") or {}
-            custom = data.get("custom") or {}
-            if any(str(button.get("payload", "")).startswith("/faq_") for button in data.get("buttons") or []):
-                conversation.turn.clarified = True
-            if isinstance(custom, dict) and "escalation" in custom:
-                conversation.turn.escalated = True
-            if isinstance(custom, dict) and custom.get("faq_id"):
-                conversation.turn.answered_faq = True
-        elif event.get("name") == "action_handle_fallback":
+            turn = conversation.turn
+            turn.clarified |= fact["clarified"]
+            turn.escalated |= fact["escalated"]
+            turn.answered_faq |= fact["answered_faq"]
+        elif fact["name"] == "action_handle_fallback":
             conversation.turn.fallback = True
-        elif event.get("name") == "action_listen":
-            self._judge(sender_id, conversation)
+        elif fact["name"] == "action_listen":
+            self._judge(sender, conversation)
 
     @staticmethod
-    def _turn(event: dict[str, Any], in_form: bool) -> _Turn:
-        text = (event.get("text") or "").strip()
-        if len(text) > MAX_TEXT:  # kept in memory until judged: only what would be stored
-            text = mask(text)[:MAX_TEXT]
-        parse = event.get("parse_data") or {}
-        intent = parse.get("intent") or {}
+    def _turn(fact: dict[str, Any], in_form: bool) -> _Turn:
+        text, intent = fact["text"], fact["intent"]
         payload = text if text.startswith("/") else None
         return _Turn(
             text=text,
-            intent=intent.get("name"),
-            confidence=intent.get("confidence"),
-            ranking=(parse.get("intent_ranking") or [])[:3],
+            intent=intent,
+            confidence=fact["confidence"],
+            ranking=fact["ranking"],
             payload=payload,
             in_form=in_form,
-            is_question=(
-                not payload and has_letters(text) and not in_form and intent.get("name") not in NOT_A_QUESTION
-            ),
+            is_question=not payload and fact["letters"] and not in_form and intent not in NOT_A_QUESTION,
         )
 
-    def _judge(self, sender_id: str, conversation: _Conversation) -> None:
+    def _judge(self, sender: str, conversation: _Conversation) -> None:
         turn, conversation.turn = conversation.turn, None
         if turn.is_question:
-            self._judge_question(sender_id, conversation, turn)
+            self._judge_question(sender, conversation, turn)
         else:
-            self._judge_reaction(sender_id, conversation, turn)
+            self._judge_reaction(sender, conversation, turn)
 
-    def _judge_question(self, sender_id: str, conversation: _Conversation, turn: _Turn) -> None:
+    def _judge_question(self, sender: str, conversation: _Conversation, turn: _Turn) -> None:
         kind = None
         if turn.clarified:
             kind = "clarification"
@@ -161,9 +237,9 @@ class ReviewQueue:
             kind = "low_confidence"
         conversation.last_question = turn
         # A new question: later reactions belong to it, even if it was answered well.
-        conversation.last_row = self._record(sender_id, turn, kind) if kind else None
+        conversation.last_row = self._record(sender, turn, kind) if kind else None
 
-    def _judge_reaction(self, sender_id: str, conversation: _Conversation, turn: _Turn) -> None:
+    def _judge_reaction(self, sender: str, conversation: _Conversation, turn: _Turn) -> None:
         if (
             turn.intent == "human_handoff"
             and not turn.payload
@@ -175,9 +251,9 @@ class ReviewQueue:
             conversation.last_question = turn
         if turn.escalated:
             if conversation.last_row:
-                self.store.set_outcome(conversation.last_row, ESCALATED)
+                self.batch.set_outcome(conversation.last_row, ESCALATED)
             elif conversation.last_question:  # e.g. the customer gave up on an answered question
-                conversation.last_row = self._record(sender_id, conversation.last_question, "escalation", ESCALATED)
+                conversation.last_row = self._record(sender, conversation.last_question, "escalation", ESCALATED)
             return
         if conversation.last_row is None:
             return
@@ -191,59 +267,64 @@ class ReviewQueue:
         elif turn.intent == "thank":
             outcome = "thanks"
         if outcome:
-            self.store.set_outcome(conversation.last_row, outcome)
+            self.batch.set_outcome(conversation.last_row, outcome)
 
-    def _record(self, sender_id: str, turn: _Turn, kind: str, outcome: str | None = None) -> object:
-        return self.store.record(
-            turn.text, sender_hash(sender_id), kind, turn.intent, turn.confidence, turn.ranking, outcome
-        )
+    def _record(self, sender: str, turn: _Turn, kind: str, outcome: str | None = None) -> int:
+        return self.batch.record(turn.text, sender, kind, turn.intent, turn.confidence, turn.ranking, outcome)
 
 
-class _Row:
-    """A review entry handed to the writer; its row id once written (used by the writer thread only)."""
+def fold(store: ReviewStore, settle_s: float = SETTLE_S, limit: int = BATCH) -> int | None:
+    """Fold the inbox's settled events into entries, if no other process is folding right
+    now: how many events were folded, None if another process was."""
+    with store.consume(settle_s, limit) as batch:
+        if batch is None:
+            return None
+        queue = ReviewQueue(batch)
+        for event in batch.events:
+            if event.fact is None:  # unreadable: dropped (logged by the store)
+                continue
+            try:
+                queue.handle(event.sender, event.fact)
+            except Exception:  # a broken event must not hold up the ones behind it
+                logger.exception("Review-Warteschlange: Ereignis nicht verarbeitet")
+        queue.save()
+        return len(batch.events)
 
-    __slots__ = ("id",)
 
-    def __init__(self) -> None:
-        self.id: int | None = None
+def _retryable(error: Exception) -> bool:
+    """A locked, unreachable or full database: worth waiting for."""
+    return isinstance(error, sa.exc.OperationalError) or (
+        isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
+    )
 
 
 class ReviewWriter:
-    """Writes to a ReviewStore from a thread of its own, in order; the caller never waits for SQLite.
+    """Appends events to a ReviewStore's inbox and folds it, from a thread of its own, in
+    order; the caller never waits for the database."""
 
-    Offers ReviewStore's ``record`` and ``set_outcome``, but ``record`` returns a handle
-    instead of the row id: the writer fills in the id when it has written the row.
-    """
-
-    def __init__(self, path: Path, busy_timeout_s: float = BUSY_TIMEOUT_S, max_pending: int = MAX_PENDING) -> None:
-        self.path, self.busy_timeout_s = path, busy_timeout_s
-        self._pending: queue.Queue = queue.Queue(max_pending)  # ("record"|"outcome", row, value); None: stop
+    def __init__(
+        self,
+        where: str | Path,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+        max_pending: int = MAX_PENDING,
+        settle_s: float | None = None,
+        fold_every_s: float = FOLD_EVERY_S,
+    ) -> None:
+        self.location, self.busy_timeout_s = where, busy_timeout_s
+        self.settle_s = (SETTLE_S if is_shared(where) else 0.0) if settle_s is None else settle_s
+        self.fold_every_s = fold_every_s
+        self._pending: queue.Queue = queue.Queue(max_pending)  # (sender_id, timestamp, fact); None: stop
         self._dropped = 0  # counted by the callers' thread (the event loop) only
+        self.written = 0  # events in the inbox, counted by the writer thread
         self._give_up_at = math.inf  # set by close()
+        self._fold_failed = False  # logged once until a fold works again
         self._store: ReviewStore | None = None  # opened by the writer thread: opening may wait for a lock too
         self._thread = threading.Thread(target=self._run, name="faqbot-review-writer", daemon=True)
         self._thread.start()
 
-    def record(
-        self,
-        text: str,
-        sender: str,
-        kind: str,
-        intent: str | None = None,
-        confidence: float | None = None,
-        ranking: list[dict[str, Any]] | None = None,
-        outcome: str | None = None,
-    ) -> _Row:
-        row = _Row()
-        self._put(("record", row, (text, sender, kind, intent, confidence, ranking, outcome)))
-        return row
-
-    def set_outcome(self, row: _Row, outcome: str) -> None:
-        self._put(("outcome", row, outcome))
-
-    def _put(self, operation: tuple) -> None:
+    def append(self, sender_id: str, timestamp: float, fact: dict[str, Any]) -> None:
         try:
-            self._pending.put_nowait(operation)
+            self._pending.put_nowait((sender_id, timestamp, fact))
         except queue.Full:
             self._dropped += 1
             if self._dropped == 1:
@@ -260,7 +341,7 @@ class ReviewWriter:
             self._dropped = 0
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
-        """Write what is waiting, for at most about timeout_s; the rest is counted in the log."""
+        """Write what is waiting and fold it, for at most about timeout_s; the rest is counted in the log."""
         self._give_up_at = time.monotonic() + timeout_s
         margin = 2 * self.busy_timeout_s + 1  # one more attempt and the writer's pause
         try:
@@ -271,37 +352,81 @@ class ReviewWriter:
         self._report_dropped()
 
     def _run(self) -> None:
-        while (operation := self._pending.get()) is not None:
-            if not self._write(operation):  # close() gave up on a locked database
-                lost = 1
-                while self._pending.get() is not None:  # close() puts its None once there is room
-                    lost += 1
-                logger.error("Review-Warteschlange: Datenbank gesperrt, %d Schreibvorgänge nicht gespeichert", lost)
-                break
+        # Writes and folds are gathered (every WRITE_DELAY_S, every fold_every_s): few
+        # transactions, so the thread takes little of the CPU the event loop needs.
+        next_fold, stopping = time.monotonic() + self.fold_every_s, False
+        while not stopping:
+            try:
+                first = self._pending.get(timeout=max(0.0, next_fold - time.monotonic()))
+            except queue.Empty:
+                first = _TIME_TO_FOLD
+            if first is not _TIME_TO_FOLD:
+                batch, stopping = self._take(first)
+                if batch and not self._write(batch):  # close() gave up on a locked database
+                    lost = len(batch) + (0 if stopping else self._drain())
+                    logger.error("Review-Warteschlange: Datenbank gesperrt, %d Schreibvorgänge nicht gespeichert", lost)
+                    break
+            if stopping:  # everything is folded: else the next start, or another instance, would do it
+                self._fold(settle_s=0.0)
+            elif time.monotonic() >= next_fold:
+                self._fold()
+                next_fold = time.monotonic() + self.fold_every_s
         if self._store is not None:
             self._store.close()
 
-    def _write(self, operation: tuple) -> bool:
-        """Write one operation, waiting out a locked database; False if close() gave up meanwhile."""
+    def _take(self, first: tuple | None) -> tuple[list[tuple], bool]:
+        """What arrives within WRITE_DELAY_S, up to BATCH events, and whether close() asked to stop."""
+        batch, item, until = [], first, time.monotonic() + WRITE_DELAY_S
+        while item is not None:
+            batch.append(item)
+            if len(batch) == BATCH:
+                return batch, False
+            try:
+                item = self._pending.get(timeout=max(0.0, until - time.monotonic()))
+            except queue.Empty:
+                return batch, False
+        return batch, True
+
+    def _drain(self) -> int:
+        """Discard what waits until close()'s stop; how many."""
+        count = 0
+        while self._pending.get() is not None:  # close() puts its None once there is room
+            count += 1
+        return count
+
+    def _open(self) -> ReviewStore:
+        if self._store is None:
+            self._store = ReviewStore(self.location, timeout=self.busy_timeout_s)
+        return self._store
+
+    def _write(self, batch: list[tuple]) -> bool:
+        """Append the batch to the inbox, waiting out a locked database; False if close() gave up meanwhile."""
         pause, locked_since = 0.05, None
+        try:
+            rows = [(sender_hash(sender_id), timestamp, fact) for sender_id, timestamp, fact in batch]
+        except Exception:
+            logger.exception("Review-Warteschlange: %d Schreibvorgänge verworfen", len(batch))
+            return True
         while True:
             try:
-                self._apply(operation)
-            except sqlite3.OperationalError as error:  # locked, or e.g. disk full: keep it, and the order
+                self._open().append(rows)
+            except Exception as error:
+                if not _retryable(error):  # a broken batch must not hold up the ones behind it
+                    logger.exception("Review-Warteschlange: %d Schreibvorgänge verworfen", len(batch))
+                    return True
                 if locked_since is None:  # once per outage; the message names no text
                     locked_since = time.monotonic()
                     logger.warning(
                         "Review-Warteschlange: Datenbank nicht beschreibbar (%s), %d Schreibvorgänge warten",
-                        error,
-                        self._pending.qsize() + 1,
+                        getattr(error, "orig", error),
+                        self._pending.qsize() + len(batch),
                     )
                 if time.monotonic() >= self._give_up_at:
                     return False
                 time.sleep(pause)
                 pause = min(2 * pause, 1.0)
                 continue
-            except Exception:  # a broken operation must not hold up the ones behind it
-                logger.exception("Review-Warteschlange: Schreibvorgang verworfen")
+            self.written += len(rows)
             if locked_since is not None:
                 logger.info(
                     "Review-Warteschlange: Datenbank nach %.1f s wieder beschreibbar, %d Schreibvorgänge warten",
@@ -310,35 +435,49 @@ class ReviewWriter:
                 )
             return True
 
-    def _apply(self, operation: tuple) -> None:
-        if self._store is None:
-            self._store = ReviewStore(self.path, timeout=self.busy_timeout_s)
-        kind, row, value = operation
-        if kind == "record":
-            row.id = self._store.record(*value)
-        elif row.id is not None:  # None: the entry was dropped or could not be stored
-            self._store.set_outcome(row.id, value)
+    def _fold(self, settle_s: float | None = None) -> None:
+        """Fold what has settled (all of it with settle_s=0), unless another process is at it."""
+        settle_s = self.settle_s if settle_s is None else settle_s
+        try:
+            store = self._open()
+            if not store.has_inbox():
+                return
+            while fold(store, settle_s) == BATCH and time.monotonic() < self._give_up_at:
+                pass  # more waiting
+            self._fold_failed = False
+        except Exception as error:
+            if _retryable(error):  # locked or away: the next round tries again
+                logger.debug("Review-Warteschlange: Zusammenführen verschoben (%s)", getattr(error, "orig", error))
+            elif not self._fold_failed:
+                self._fold_failed = True
+                logger.exception("Review-Warteschlange: Zusammenführen fehlgeschlagen")
+
+
+def describe(where: str | Path) -> str:
+    """The queue's place for the log, without a password."""
+    return sa.engine.make_url(where).render_as_string(hide_password=True) if is_shared(where) else str(where)
 
 
 class ReviewQueueBroker(EventBroker):
     """Rasa event broker that fills the review queue; never disturbs the conversation."""
 
-    def __init__(self, path: Path) -> None:
-        self.writer = ReviewWriter(path)
-        self.queue = ReviewQueue(self.writer)
+    def __init__(self, where: str | Path) -> None:
+        self.writer = ReviewWriter(where)
 
     @classmethod
     async def from_endpoint_config(cls, broker_config, event_loop=None) -> ReviewQueueBroker:
-        configured = (broker_config.kwargs or {}).get("db") if broker_config else None
-        broker = cls(db_path(configured))
-        logger.info("Review-Warteschlange: %s", broker.writer.path)
+        settings = (broker_config.kwargs or {}) if broker_config else {}
+        broker = cls(location(url=broker_config.url if broker_config else None, db=settings.get("db")))
+        logger.info("Review-Warteschlange: %s", describe(broker.writer.location))
         return broker
 
     def publish(self, event: dict[str, Any]) -> None:
-        # Runs on Rasa's event loop for every event: in-memory work only (the writer thread
-        # does the writes), and an error must never reach the customer.
+        # Runs on Rasa's event loop for every event: picking only (the writer thread does the
+        # database work), and an error must never reach the customer.
         try:
-            self.queue.handle(event)
+            judged = judged_event(event)
+            if judged:
+                self.writer.append(*judged)
         except Exception:
             logger.exception("Review-Warteschlange: Ereignis nicht verarbeitet")
 

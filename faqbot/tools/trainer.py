@@ -17,12 +17,13 @@ So wird der Bot besser, in vier Schritten:
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from faqbot.core.intents import intent_for
 from faqbot.core.knowledge import FaqEntry, load
@@ -88,9 +89,9 @@ def _choose_faq(answer: str, numbered: list[FaqEntry], faqs: dict[str, FaqEntry]
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from faqbot.core.review_store import ReviewStore, db_path
+    from faqbot.core.review_store import ReviewStore, location
 
-    store = ReviewStore(args.datei or db_path())
+    store = ReviewStore(args.datei or location())
     since = datetime.now(timezone.utc) - timedelta(days=args.tage) if args.tage else None
     entries = store.entries(status="open", kind=args.art, limit=args.hoechstens, since=since)
     if not entries:
@@ -168,10 +169,11 @@ def _review_entry(entry, store, faqs, numbered, project: Path, done: dict[str, i
             # again: a phrasing that cannot be recorded does not stay in the training data.
             try:
                 store.set_added_phrasing(entry.id, added.intent, added.phrasing)
-            except sqlite3.Error as error:
+            except SQLAlchemyError as error:
                 remove_phrasing(added.intent, added.phrasing, project)
                 print(
-                    f"      Nicht übernommen: Die Review-Warteschlange ist gerade nicht beschreibbar ({error}). "
+                    f"      Nicht übernommen: Die Review-Warteschlange ist gerade nicht beschreibbar "
+                    f"({getattr(error, 'orig', error)}). "
                     "Bitte versuchen Sie es gleich noch einmal."
                 )
                 continue
@@ -339,7 +341,10 @@ def parser() -> argparse.ArgumentParser:
         help="nur diese Art: " + ", ".join(f"{k} = {v}" for k, v in KIND_NAMES.items()),
     )
     step.add_argument(
-        "--datei", type=Path, help="Datei der Warteschlange (Standard: var/review.db bzw. FAQBOT_REVIEW_DB)"
+        "--datei",
+        type=Path,
+        help="Datei der Warteschlange (Standard: die Datenbank aus FAQBOT_REVIEW_DB_URL, sonst var/review.db "
+        "bzw. FAQBOT_REVIEW_DB)",
     )
     step.set_defaults(func=cmd_review)
 

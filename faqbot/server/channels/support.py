@@ -21,6 +21,12 @@ Closing a ticket reaches into the running Rasa server as Rasa's own HTTP API doe
 agent, lock store, processor and input channels, ``_end_handoff``): the methods are
 checked when Rasa imports the channel (``check_targets``), what Rasa sets on the app and
 the agent once the server has started (``check_server``); a failed check stops the server.
+
+Several instances: a Rasa server whose conversations are in a shared database (its tracker
+store is not SQLite) must have the tickets (``FAQBOT_TICKET_DB_URL``) and the review queue
+(``event_broker: url``, ``FAQBOT_REVIEW_DB_URL``) in a shared database too, else it does
+not start (``check_shared_stores``): the API must never answer from a file of this host.
+The ticket store is opened at the start as well, so a wrong URL stops the start too.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -41,7 +48,7 @@ from rasa.core.processor import MessageProcessor
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 
-from faqbot.core import privacy, review_store, shared_secrets
+from faqbot.core import privacy, review_store, shared_secrets, tickets
 from faqbot.core.rate_limit import RateLimiter
 from faqbot.core.tickets import TicketStore
 from faqbot.server import patches
@@ -78,6 +85,36 @@ def conversation_store(app: Sanic) -> Any:
     store = app.ctx.agent.tracker_store
     store = getattr(store, "_tracker_store", store)  # rasa.core.tracker_store.FailSafeTrackerStore
     return store if hasattr(store, "engine") else None
+
+
+def review_location(store: Any) -> str | Path:
+    """Where the review queue of this server is: its event broker's, else the default."""
+    writer = getattr(getattr(store, "event_broker", None), "writer", None)  # review_broker.ReviewQueueBroker
+    return writer.location if writer is not None else review_store.location()
+
+
+def check_shared_stores(app: Sanic) -> None:
+    """The rule for several instances (README, "Mehrere Instanzen"): conversations in a
+    shared database (not SQLite) mean that tickets and the review queue must be shared
+    too, never a file of this host that the other instances do not see. Stops the start."""
+    store = conversation_store(app)
+    if store is None or store.engine.dialect.name == "sqlite":
+        return
+    tickets_url = os.environ.get(tickets.URL_VARIABLE, "").strip()
+    if not tickets_url or tickets_url.startswith("sqlite"):
+        raise SharedStoreMissing(
+            "Die Gespräche liegen in einer gemeinsamen Datenbank, die Tickets aber nicht: Bitte setzen Sie "
+            f"{tickets.URL_VARIABLE} (z. B. postgresql://…) auf diesem Rasa-Server wie auf den Action-Servern."
+        )
+    if not review_store.is_shared(review_location(store)):
+        raise SharedStoreMissing(
+            "Die Gespräche liegen in einer gemeinsamen Datenbank, die Review-Warteschlange aber nicht: Bitte "
+            f"setzen Sie {review_store.URL_VARIABLE} (event_broker: url in endpoints.production.yml)."
+        )
+
+
+class SharedStoreMissing(RuntimeError):
+    """A store several instances must share is a file of this host: the server does not start."""
 
 
 PRIVACY_LOOKUPS = ", ".join(f"„{lookup}“" for lookup in privacy.LOOKUPS)
@@ -155,13 +192,10 @@ class SupportInput(InputChannel):
         store = conversation_store(app)
         if store is None:
             return None
-        broker = getattr(store, "event_broker", None)
-        writer = getattr(broker, "writer", None)  # faqbot.server.review_broker.ReviewQueueBroker
-        review_path = writer.path if writer is not None else review_store.db_path()
         # An engine of its own: the privacy work runs in a worker thread, and the tracker
         # store's pooled SQLite connections belong to the event loop's thread.
         engine = sa.create_engine(store.engine.url, poolclass=sa.pool.NullPool)
-        return privacy.DataStores(engine, self.store(), review_path)
+        return privacy.DataStores(engine, self.store(), review_location(store))
 
     async def purge_regularly(self, app: Sanic, days: dict[str, int]) -> None:
         """Delete what is older than its retention period, now and every few hours."""
@@ -209,6 +243,8 @@ class SupportInput(InputChannel):
         @api.listener("after_server_start")  # Rasa loads the agent before the server starts
         async def check(app: Sanic, loop: Any) -> None:
             check_server(app)
+            check_shared_stores(app)
+            await asyncio.to_thread(self.store)  # a database that cannot be opened stops the start
             app.ctx.privacy_purge = asyncio.create_task(self.purge_regularly(app, retention))
 
         @api.listener("before_server_stop")
