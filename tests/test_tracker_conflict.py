@@ -10,6 +10,7 @@ import asyncio
 import json
 import random
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -179,13 +180,15 @@ async def test_a_conversation_stored_before_the_version_table_existed_goes_on(tm
 
 
 async def test_a_conversation_erased_for_privacy_can_start_again(database):
-    """faqbot.core.privacy deletes a conversation's events (erasure, retention) and knows
-    nothing of the version table: the same conversation id starts afresh."""
+    """faqbot.core.privacy deletes a conversation's events (erasure, retention) with its
+    version row (the sender id may be a customer number): the same id starts afresh."""
     store = lean(database)
     await turn(store, "geloescht", "Meine Adresse ist ...")
     engine = sa.create_engine(database)
-    with engine.begin() as connection:
-        connection.execute(sa.delete(privacy.events).where(privacy.events.c.sender_id == "geloescht"))
+    privacy._delete_events(SimpleNamespace(tracker=engine), privacy.events.c.sender_id == "geloescht")
+    with engine.connect() as connection:
+        left = connection.execute(sa.text("SELECT count(*) FROM conversation_versions WHERE sender_id = 'geloescht'"))
+        assert left.scalar() == 0
     engine.dispose()
     await turn(lean(database), "geloescht", "Neue Frage")
     assert user_texts(database, "geloescht") == ["Neue Frage"]

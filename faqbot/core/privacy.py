@@ -68,6 +68,7 @@ events = sa.table(
     sa.column("timestamp", sa.Float),
     sa.column("data", sa.Text),
 )
+conversation_versions = sa.table("conversation_versions", sa.column("sender_id"))
 EVENT_DATA = "events.data"  # the encrypted column's field name (faqbot.server.tracker_store)
 erasure_log = sa.Table(
     "erasure_log",
@@ -227,10 +228,16 @@ def _sqlite_file(engine: sa.engine.Engine) -> str | None:
 
 
 def _delete_events(stores: DataStores, condition: Any) -> int:
+    """Delete the conversations' events and their version rows (the tracker store's conflict
+    check, faqbot.server.tracker_store: the sender id, maybe a customer number, goes too)."""
     with stores.tracker.begin() as connection:
         if stores.tracker.dialect.name == "sqlite":
             connection.exec_driver_sql("PRAGMA secure_delete=ON")
-        return connection.execute(sa.delete(events).where(condition)).rowcount
+        found = connection.execute(sa.select(events.c.sender_id).where(condition).distinct())
+        senders = [sender for (sender,) in found]
+        if senders and sa.inspect(connection).has_table(conversation_versions.name):
+            connection.execute(sa.delete(conversation_versions).where(conversation_versions.c.sender_id.in_(senders)))
+        return connection.execute(sa.delete(events).where(events.c.sender_id.in_(senders))).rowcount if senders else 0
 
 
 def _delete_tickets(stores: DataStores, condition: Any) -> tuple[int, int]:

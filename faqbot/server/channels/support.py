@@ -52,7 +52,8 @@ from faqbot.core import privacy, review_store, shared_secrets, tickets
 from faqbot.core.rate_limit import RateLimiter
 from faqbot.core.tickets import TicketStore
 from faqbot.server import patches
-from faqbot.server.channels.rest import too_many_requests
+from faqbot.server.channels.rest import service_unavailable, too_many_requests
+from faqbot.server.failures import ServiceUnavailable
 from faqbot.server.patches import require_attribute, require_version
 
 logger = logging.getLogger(__name__)
@@ -256,6 +257,12 @@ class SupportInput(InputChannel):
         @api.middleware("request")
         async def authenticate(request: Request) -> response.HTTPResponse | None:
             return self._refusal(request)
+
+        @api.exception(ServiceUnavailable)
+        async def unavailable(request: Request, error: ServiceUnavailable) -> response.HTTPResponse:
+            # A conversation's lock or store is down (closing a ticket, privacy requests): try again.
+            logger.warning("Support-API: %s nicht möglich: %s", request.path, error)
+            return service_unavailable()
 
         @api.route("/tickets", methods=["GET"])
         async def list_tickets(request: Request) -> response.HTTPResponse:
