@@ -48,6 +48,7 @@ from faqbot.core.encryption import DataKeyError, decrypt, encrypt, private_file
 from faqbot.core.intents import faq_id_for
 from faqbot.core.masking import mask
 from faqbot.core.paths import PROJECT_DIR, VAR_DIR
+from faqbot.core.sql import write_transaction
 from faqbot.core.text import one_line
 
 logger = logging.getLogger(__name__)
@@ -321,14 +322,6 @@ class ReviewStore:
     def __repr__(self) -> str:  # never the password of a URL
         return f"ReviewStore({self.path or self.engine.url.render_as_string(hide_password=True)})"
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sa.engine.Connection]:
-        """A transaction that holds SQLite's write lock from its start (PostgreSQL locks rows)."""
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "sqlite":
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-            yield connection
-
     def _schema_is_current(self) -> bool:
         inspector = sa.inspect(self.engine)
         if not set(metadata.tables) <= set(inspector.get_table_names()):
@@ -341,7 +334,7 @@ class ReviewStore:
     def _create_schema(self) -> None:
         """The tables, the consumer row, and for a queue of an older version its column and
         its texts masked again; one process at a time."""
-        with self._transaction() as connection:
+        with write_transaction(self.engine) as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK)))
             metadata.create_all(connection)
@@ -447,7 +440,7 @@ class ReviewStore:
         turn before), at most ``limit``, ordered by their timestamps, with their
         conversations' states; None if another process is consuming right now. Whatever the
         caller records and sets in ``states`` is committed with the events' removal."""
-        with self._transaction() as connection:
+        with write_transaction(self.engine) as connection:
             if not _lock_consumer(connection, wait=False):
                 yield None
                 return
@@ -511,7 +504,7 @@ class ReviewStore:
 
     def erase(self, senders: list[str]) -> tuple[int, list[dict[str, str]]]:
         """Delete everything of these senders; the number of entries and the phrasings taken from them."""
-        with self._transaction() as connection:
+        with write_transaction(self.engine) as connection:
             _lock_consumer(connection, wait=True)  # no fold writes these conversations meanwhile
             added = [
                 {"intent": row.assigned_to or row.intent, "text": decrypt(row.added_phrasing, ADDED_PHRASING)}
@@ -529,7 +522,7 @@ class ReviewStore:
 
     def purge(self, before: datetime) -> int:
         """Delete entries (and anything waiting) older than ``before``; the number of entries."""
-        with self._transaction() as connection:
+        with write_transaction(self.engine) as connection:
             _lock_consumer(connection, wait=True)
             iso = before.astimezone(timezone.utc).isoformat(timespec="seconds")
             removed = connection.execute(review.delete().where(review.c.created < iso)).rowcount

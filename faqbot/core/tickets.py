@@ -13,12 +13,11 @@ time (``claim_next``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, a compare-and-sw
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +27,7 @@ import sqlalchemy as sa
 
 from faqbot.core.encryption import decrypt, encrypt, private_file
 from faqbot.core.paths import VAR_DIR
+from faqbot.core.sql import write_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -218,14 +218,6 @@ class TicketStore:
         if not self._schema_is_current():
             self._create_schema()
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sa.engine.Connection]:
-        """A transaction that holds SQLite's write lock from its start (PostgreSQL locks rows)."""
-        with self.engine.begin() as connection:
-            if connection.dialect.name == "sqlite":
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-            yield connection
-
     def _schema_is_current(self) -> bool:
         inspector = sa.inspect(self.engine)
         return (
@@ -236,7 +228,7 @@ class TicketStore:
 
     def _create_schema(self) -> None:
         """Tables and indexes, also those an earlier version did not have; one process at a time."""
-        with self._transaction() as connection:
+        with write_transaction(self.engine) as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK)))
             metadata.create_all(connection)
@@ -315,7 +307,7 @@ class TicketStore:
         in the transcript (part of the delivery key, so it is delivered once)."""
         now = datetime.now(timezone.utc)
         line = {"from": "kunde", "text": text, "time": now.isoformat()}
-        with self._transaction() as connection:
+        with write_transaction(self.engine) as connection:
             # The row locked (SQLite: the database), so that two servers cannot append to one transcript at once.
             row = connection.execute(
                 sa.select(tickets).where(tickets.c.ticket_id == ticket_id, tickets.c.status == "open").with_for_update()
