@@ -15,14 +15,13 @@ import argparse
 import os
 import signal
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
 
 from faqbot.cluster.components import Nginx, PostgreSQL, Redis, free_port
 from faqbot.core.paths import PROJECT_DIR, VAR_DIR
-from faqbot.server.serve import BotServers
+from faqbot.server.serve import BotServers, run_until_stopped
 
 DEFAULT_PORT = 8000  # nginx: the address the website and the integrations use
 PRODUCTION_ENDPOINTS = PROJECT_DIR / "endpoints.production.yml"
@@ -147,18 +146,10 @@ def main() -> int:
         env={"FAQBOT_SOCKET_URL": f"http://localhost:{args.port}"},
         log_dir=VAR_DIR / "cluster" / "logs",
     )
-    stop = threading.Event()
-
-    def request_stop(signum, frame):
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    try:
-        print(f"Starte PostgreSQL, Redis, {args.instances} Rasa-Instanzen, NLU- und Action-Server, nginx ...")
-        cluster.start()
-        seconds = cluster.wait_ready()
-        print(
+    print(f"Starte PostgreSQL, Redis, {args.instances} Rasa-Instanzen, NLU- und Action-Server, nginx ...")
+    return run_until_stopped(
+        cluster,
+        lambda seconds: (
             f"""
 Bereit nach {seconds:.1f} s.
   nginx (REST, Socket.IO, Support-API): {cluster.url}
@@ -168,17 +159,10 @@ Bereit nach {seconds:.1f} s.
   Hilfe-Center mit Chat-Widget:         {cluster.web.url if cluster.web else "(abgeschaltet)"}
   Protokolle:                           {cluster.log_dir}
 
-Strg-C beendet alles.""",
-            flush=True,
-        )
-        cluster.supervise(until=stop)  # a crashed server is started again, with backoff
-    except (RuntimeError, TimeoutError, ValueError, OSError) as error:
-        print(f"Start fehlgeschlagen: {error}", file=sys.stderr)
-        return 1
-    finally:
-        print("Beende alles ...", flush=True)
-        cluster.stop()
-    return 0
+Strg-C beendet alles."""
+        ),
+        "Beende alles ...",
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -393,6 +393,30 @@ class BotServers:
         self.stop()
 
 
+def run_until_stopped(servers: BotServers, ready: Callable[[float], str], stopping: str) -> int:
+    """Start the servers, print ``ready(seconds)`` once they answer, supervise them until
+    Ctrl-C or SIGTERM, then drain and stop them (``make run``, ``make cluster``)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stop = threading.Event()
+
+    def request_stop(signum, frame):  # Ctrl-C / SIGTERM: leave the loop, then drain the servers
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        servers.start()  # inside: a bad setting or a busy port stops the processes started so far
+        print(ready(servers.wait_ready()), flush=True)
+        servers.supervise(until=stop)  # a crashed server is started again, with backoff
+    except (RuntimeError, TimeoutError, ValueError, OSError) as error:
+        print(f"Start fehlgeschlagen: {error}", file=sys.stderr)
+        return 1
+    finally:
+        print(stopping, flush=True)
+        servers.stop()
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m faqbot.server.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -444,18 +468,9 @@ def main() -> int:
         f"mit {servers.model.relative_to(PROJECT_DIR)} ...",
         flush=True,
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    stop = threading.Event()
-
-    def request_stop(signum, frame):  # Ctrl-C / SIGTERM: leave the loop, then drain the servers
-        stop.set()
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    try:
-        servers.start()  # inside: a bad setting or a busy port stops the processes started so far
-        seconds = servers.wait_ready()
-        print(
+    return run_until_stopped(
+        servers,
+        lambda seconds: (
             f"""
 Bereit nach {seconds:.1f} s.
   Rasa-Server (REST + Socket.IO): http://localhost:{args.port}
@@ -472,17 +487,10 @@ Beispiel:
        -H 'Content-Type: application/json' \\
        -d '{{"sender": "kunde-1", "message": "Wie bekomme ich meine Rechnung?"}}'
 
-Ein Server, der unerwartet endet, wird neu gestartet. Strg-C beendet alle Server.""",
-            flush=True,
-        )
-        servers.supervise(until=stop)
-    except (RuntimeError, TimeoutError, ValueError, OSError) as error:
-        print(f"Start fehlgeschlagen: {error}", file=sys.stderr)
-        return 1
-    finally:
-        print("Beende die Server (laufende Anfragen werden noch beantwortet) ...", flush=True)
-        servers.stop()
-    return 0
+Ein Server, der unerwartet endet, wird neu gestartet. Strg-C beendet alle Server."""
+        ),
+        "Beende die Server (laufende Anfragen werden noch beantwortet) ...",
+    )
 
 
 if __name__ == "__main__":
