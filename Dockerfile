@@ -19,7 +19,7 @@ RUN pip install --upgrade 'pip==24.0' 'setuptools==70.3.0' 'wheel==0.45.1'
 # the list), then the project once more with its code. Editable, as in the Makefile: the
 # servers read domain.yml, data/ and support.yml next to the package (faqbot/core/paths.py).
 COPY pyproject.toml requirements.lock ./
-RUN mkdir -p actions rasa_sdk_plugins faqbot/core faqbot/server/channels faqbot/tools faqbot/cluster \
+RUN mkdir -p actions rasa_sdk_plugins faqbot/core faqbot/server/channels faqbot/tools faqbot/cluster faqbot/nlu \
     && touch README.md \
     && pip install -c requirements.lock -e .
 COPY . .

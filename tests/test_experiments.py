@@ -32,6 +32,10 @@ def diet(item: dict) -> bool:
     return item["name"] == "DIETClassifier"
 
 
+def ranker(item: dict) -> bool:
+    return item["name"] == "faqbot.nlu.faq_ranker.FaqKnowledgeRanker"
+
+
 def expected(name: str) -> dict:
     """config.yml with the one change the experiment is about, spelled out by hand."""
     config = copy.deepcopy(CONFIG)
@@ -43,6 +47,12 @@ def expected(name: str) -> dict:
         one(config, words)["use_lemma"] = False
     elif name == "transformer_1":
         one(config, diet)["number_of_transformer_layers"] = 1
+    elif name == "no_near_miss":
+        one(config, ranker)["near_miss_share"] = 0.0
+    elif name == "no_knowledge_ranker":
+        config["pipeline"].remove(one(config, ranker))
+    elif name == "ranker_without_answers":
+        one(config, ranker)["use_answers"] = False
     elif name == "words_only":
         config["pipeline"].remove(one(config, char_ngrams))
     else:
@@ -61,7 +71,16 @@ def test_experiment_is_config_yml_with_one_change(path):
 
 
 def test_all_experiments_are_there():
-    assert [path.stem for path in EXPERIMENTS] == ["char_1_4", "epochs_100", "no_lemma", "transformer_1", "words_only"]
+    assert [path.stem for path in EXPERIMENTS] == [
+        "char_1_4",
+        "epochs_100",
+        "no_knowledge_ranker",
+        "no_lemma",
+        "no_near_miss",
+        "ranker_without_answers",
+        "transformer_1",
+        "words_only",
+    ]
 
 
 def test_full_config_is_taken_as_it_is():

@@ -1,6 +1,7 @@
 """The layout's rule: dependencies point one way (README, "Project layout").
 
-core imports nothing else of the project; the server part uses only the core; the cluster
+core imports nothing else of the project; the server part and the NLU components (loaded by
+Rasa from config.yml) use only the core; the cluster
 part (several instances on one machine) uses the core and the server part; the tools use
 those (to start servers), never the actions; the actions use only the core.
 """
@@ -17,6 +18,7 @@ from faqbot.core.paths import PROJECT_DIR
 ALLOWED = {
     "faqbot.core": {"faqbot.core"},
     "faqbot.server": {"faqbot.core", "faqbot.server"},
+    "faqbot.nlu": {"faqbot.core", "faqbot.nlu"},
     "faqbot.cluster": {"faqbot.core", "faqbot.server", "faqbot.cluster"},
     "faqbot.tools": {"faqbot.core", "faqbot.server", "faqbot.cluster", "faqbot.tools"},
     "actions": {"faqbot.core", "actions"},

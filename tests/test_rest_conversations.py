@@ -215,6 +215,50 @@ def test_small_talk(bot):
     assert texts(bot.send(sender, "Tschüss")) == [response_text("utter_goodbye")]
 
 
+def offered_faq(replies) -> str | None:
+    """The FAQ the bot answered with, or else the first it offered as „Meinten Sie …?“."""
+    answered = [c["faq_id"] for c in customs(replies) if "faq_id" in c]
+    if answered:
+        return answered[0]
+    questions = {e.question: faq_id for faq_id, e in KNOWLEDGE.items()}
+    offered = [questions[b["title"]] for b in buttons(replies) if b["title"] in questions]
+    return offered[0] if offered else None
+
+
+# Issue 18: FAQ questions in the words of small talk or of the form's cancel word got the
+# small-talk reply („Alles klar. Kann ich Ihnen sonst noch helfen?“, the greeting).
+@pytest.mark.parametrize(
+    "message, faq_id",
+    [
+        ("wie kann ich meine bestellung abbrechen", "storniere_aendere_bestellung"),
+        ("komm nich mehr rein, pw vergessen", "login_problemen"),
+        ("gibts was günstiger für gründer", "rabatte_non_profit_organisationen"),
+        ("Hallo, wie kann ich meine Zahlungsdaten ändern?", "zahlungsdaten_aendern"),
+        ("nein, ich wollte eigentlich wissen, wie ich meine Rechnung bekomme", "erhalte_rechnung"),
+    ],
+)
+def test_a_question_in_small_talk_words_gets_its_faq(bot, message, faq_id):
+    replies = bot.send(new_sender(), message)
+    small_talk = {response_text(name) for name in ("utter_anything_else", "utter_greet", "utter_how_can_i_help")}
+    assert not set(texts(replies)) & small_talk, message
+    assert offered_faq(replies) == faq_id, message
+
+
+def test_pure_small_talk_outside_a_question_keeps_its_reply(bot):
+    sender = new_sender()
+    assert texts(bot.send(sender, "nein")) == [response_text("utter_anything_else")]
+    assert texts(bot.send(sender, "ja")) == [response_text("utter_how_can_i_help")]
+    assert texts(bot.send(sender, "hallo")) == [response_text("utter_greet")]
+
+
+# Issue 18: a question close to an FAQ but not covered by it was answered with that FAQ at 0.96.
+@pytest.mark.parametrize("message", ["schickt ihr die rechnung auch per brief", "kann ich mit bitcoin bezahlen"])
+def test_a_near_miss_is_not_answered_with_the_neighbouring_faq(bot, message):
+    replies = bot.send(new_sender(), message)
+    assert not [c for c in customs(replies) if "faq_id" in c], message
+    assert texts(replies) in ([response_text("utter_clarify")], [response_text("utter_offer_handoff")])
+
+
 def test_conversations_are_persisted_in_the_tracker_store(bot):
     sender = new_sender()
     bot.send(sender, "Sind meine Daten verschlüsselt?")

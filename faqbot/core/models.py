@@ -12,9 +12,10 @@ from faqbot.core import spacy_model
 from faqbot.core.paths import PROJECT_DIR
 
 MODELS_DIR = PROJECT_DIR / "models"
-# Files under data/ that are not training data (the action server reads them). Paths, not
-# names: data/nlu/faq.yml and data/rules/faq.yml are training data.
-NOT_TRAINING_DATA = {Path("data/faq.yml"), Path("data/faq_seite.txt")}
+# Files under data/ that do not shape the model. Paths, not names. data/faq.yml does: the
+# action server reads the answers from it at run time (a corrected answer is sent at once),
+# and the NLU's FaqKnowledgeRanker learns the words of its questions and answers.
+NOT_TRAINING_DATA = {Path("data/faq_seite.txt")}
 
 
 def training_inputs(project: Path = PROJECT_DIR) -> list[Path]:

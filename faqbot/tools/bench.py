@@ -258,7 +258,7 @@ def main() -> int:
         finally:
             servers.stop()
     held_out = evaluate(model)
-    results["held_out"] = {key: value for key, value in held_out.__dict__.items() if key != "confusions"}
+    results["held_out"] = held_out.as_dict(confusions=False)
     print(held_out.summary())
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -34,7 +34,7 @@ KNOWLEDGE_HEADER = """\
 # FAQ-Wissen des Bots: eine Eintrag je FAQ-Frage (id, Kategorie, Frage, Antwort).
 # Erzeugt und aktualisiert von `python -m faqbot.tools.importer <FAQ-Seite>`.
 # Die Antworten werden wörtlich an Kunden geschickt. Eine korrigierte Antwort
-# wirkt sofort, ohne Neutraining. Die id ist stabil: nicht ändern, sie ist der
+# wirkt sofort; ihre Wörter lernt der Bot beim nächsten Training. Die id ist stabil: nicht ändern, sie ist der
 # Name des Intents (faq_<id>) in data/nlu/faq.yml.
 """
 RULES_HEADER = """\

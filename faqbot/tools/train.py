@@ -4,8 +4,8 @@
     python -m faqbot.tools.train --force    # train even if a model for these inputs exists
 
 A model is named after a hash of everything that shapes it: config.yml, domain.yml,
-the training data (NLU and rules; not the answers in data/faq.yml, which the action
-server reads at run time) and the installed spaCy model. An unchanged project reuses
+the training data (NLU and rules), the FAQ knowledge in data/faq.yml (the NLU learns the
+words of its questions and answers) and the installed spaCy model. An unchanged project reuses
 its model in ~0 s, so ``make run`` and ``make test`` stay fast the second time.
 """
 

@@ -1,0 +1,257 @@
+"""A second opinion on DIET's intent ranking, from the FAQ knowledge itself.
+
+Two things DIET cannot do on its own (README, "Quality and speed", where each was measured):
+
+* **Words only the answer contains.** Customers ask from the answer's side (PEPPOL,
+  Kundenportal, Checkout). A linear classifier over word and character n-gram TF-IDF is
+  trained on the phrasings *plus* each FAQ's question and answer sentences; its
+  probabilities are averaged with DIET's (``weight`` is its share).
+* **Near misses.** „kann ich mit bitcoin bezahlen“ is close to the payment FAQ, but
+  Bitcoin occurs only in out-of-scope examples, in no FAQ's phrasings, question or answer.
+  For a message with such a word, ``near_miss_share`` of the best FAQ's confidence goes to
+  ``out_of_scope``: the bot asks „Meinten Sie …?“ (with „Keine davon“) instead of answering.
+* **Small talk outside its place.** „wie kann ich meine bestellung abbrechen“ must not be
+  the form's „abbrechen“, „gibts was günstiger für gründer“ not a greeting. When the best
+  intent is a small-talk intent (``small_talk_intents``) but the message has words of the
+  FAQ knowledge that small talk never uses, the small-talk intents are taken out of the
+  ranking: the message is read as a question, and FallbackClassifier (after this
+  component) decides between answer, „Meinten Sie …?“ and the offer of the support team.
+  A pure „nein“ or „hallo“ keeps its intent.
+
+Text processing is this component's own (a regular-expression tokenizer and the word forms
+of ``faqbot.nlu.word_forms``), so that the FAQ texts, which are not Rasa messages, are read
+exactly like the customer's message.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+from rasa.engine.graph import ExecutionContext, GraphComponent
+from rasa.engine.recipes.default_recipe import DefaultV1Recipe
+from rasa.engine.storage.resource import Resource
+from rasa.engine.storage.storage import ModelStorage
+from rasa.nlu.classifiers.classifier import IntentClassifier
+from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
+from rasa.shared.nlu.training_data.message import Message
+from rasa.shared.nlu.training_data.training_data import TrainingData
+from rasa.shared.utils.io import dump_obj_as_json_to_file, read_json_file
+
+from faqbot.core import knowledge
+from faqbot.core.intents import faq_id_for
+from faqbot.nlu.word_forms import word_form
+
+logger = logging.getLogger(__name__)
+
+WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
+SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
+RANKING_LENGTH = 10
+OUT_OF_SCOPE = "out_of_scope"
+# Content words: at least this long, and not a function word (spaCy's German stop words).
+MIN_CONTENT_LENGTH = 3
+# A customer's word counts as a knowledge word if it shares this many first letters with
+# one („günstiger“/„günstig“, „rechnungen“/„rechnung“): inflection the lemmatizer misses.
+SHARED_PREFIX = 6
+
+
+def words(text: str) -> list[str]:
+    """Lowercase word forms of ``text`` (compound parts included)."""
+    return " ".join(word_form(word) for word in WORD.findall(text)).split()
+
+
+def knowledge_texts(path: Path) -> dict[str, list[str]]:
+    """Per FAQ intent: its question and each sentence of its answer."""
+    return {
+        entry.intent: [entry.question, *[s for s in SENTENCE_END.split(entry.answer) if s.strip()]]
+        for entry in knowledge.load(path).values()
+    }
+
+
+@DefaultV1Recipe.register([DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER], is_trainable=True)
+class FaqKnowledgeRanker(GraphComponent, IntentClassifier):
+    @classmethod
+    def required_components(cls) -> list[type]:
+        return []
+
+    @staticmethod
+    def get_default_config() -> dict[str, Any]:
+        return {
+            "knowledge_file": "data/faq.yml",
+            "weight": 0.7,
+            "use_answers": True,
+            "regularisation": 50.0,  # LogisticRegression's C
+            "near_miss_share": 0.5,
+            "small_talk_intents": ["greet", "goodbye", "thank", "affirm", "deny", "back_to_bot", "bot_challenge"],
+        }
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        model: dict[str, Any] | None = None,
+    ) -> None:
+        self.config = config
+        self._model_storage = model_storage
+        self._resource = resource
+        self.small_talk = set(config["small_talk_intents"])
+        self._set_model(model)
+
+    def _set_model(self, model: dict[str, Any] | None) -> None:
+        """Fit the classifier and the vocabularies from the stored texts and labels (at
+        load, ~1 s): the model file holds no pickled objects."""
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
+        self.model, self.classifier = model, None
+        if not model:
+            return
+        texts, labels = model["texts"], model["labels"]
+        self.words_tfidf = TfidfVectorizer(analyzer=str.split, sublinear_tf=True)
+        self.chars_tfidf = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, lowercase=True)
+        self.classifier = LogisticRegression(C=self.config["regularisation"], max_iter=2000, class_weight="balanced")
+        self.classifier.fit(self._fit_features(texts), labels)
+
+        by_intent: dict[str, set[str]] = {}
+        for text, label in zip(texts, labels, strict=True):
+            by_intent.setdefault(label, set()).update(words(text))
+        faq_words = set().union(*(found for label, found in by_intent.items() if faq_id_for(label)))
+        self.small_talk_words = set().union(*(by_intent.get(label, set()) for label in self.small_talk))
+        self.knowledge_words = {
+            word for word in faq_words - self.small_talk_words if len(word) >= MIN_CONTENT_LENGTH
+        } - stop_words()
+        self.knowledge_prefixes = with_prefixes(self.knowledge_words) - self.knowledge_words
+        # Words (and prefixes, for inflection) only out-of-scope examples use: near misses.
+        self.out_of_scope_words = with_prefixes(by_intent.get(OUT_OF_SCOPE, set())) - with_prefixes(faq_words)
+
+    def _fit_features(self, texts: list[str]):
+        from scipy.sparse import hstack
+
+        return hstack(
+            [self.words_tfidf.fit_transform(" ".join(words(t)) for t in texts), self.chars_tfidf.fit_transform(texts)]
+        ).tocsr()
+
+    def _features(self, texts: list[str]):
+        from scipy.sparse import hstack
+
+        return hstack(
+            [self.words_tfidf.transform(" ".join(words(t)) for t in texts), self.chars_tfidf.transform(texts)]
+        ).tocsr()
+
+    @classmethod
+    def create(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+    ) -> FaqKnowledgeRanker:
+        return cls(config, model_storage, resource)
+
+    def train(self, training_data: TrainingData) -> Resource:
+        examples = [(example.get(TEXT), example.get(INTENT)) for example in training_data.intent_examples]
+        faq_texts = knowledge_texts(Path(self.config["knowledge_file"]))
+        missing = sorted(set(faq_texts) - {label for _, label in examples})
+        if missing:  # a FAQ without phrasings would be a class DIET does not know
+            raise ValueError(f"FaqKnowledgeRanker: FAQ-Intents ohne Formulierungen: {missing}")
+        # Customers often write ae/oe/ue or leave the dots off: teach both spellings.
+        examples += [(variant, label) for text, label in examples for variant in umlaut_variants(text)]
+        if self.config["use_answers"]:
+            examples += [(sentence, intent) for intent, sentences in faq_texts.items() for sentence in sentences]
+        self._set_model({"texts": [text for text, _ in examples], "labels": [label for _, label in examples]})
+        self.persist()
+        return self._resource
+
+    def persist(self) -> None:
+        with self._model_storage.write_to(self._resource) as directory:
+            dump_obj_as_json_to_file(directory / "faq_ranker.json", self.model)
+
+    @classmethod
+    def load(
+        cls,
+        config: dict[str, Any],
+        model_storage: ModelStorage,
+        resource: Resource,
+        execution_context: ExecutionContext,
+        **kwargs: Any,
+    ) -> FaqKnowledgeRanker:
+        with model_storage.read_from(resource) as directory:
+            model = read_json_file(directory / "faq_ranker.json")
+        return cls(config, model_storage, resource, model)
+
+    def process(self, messages: list[Message]) -> list[Message]:
+        if self.classifier is None or not messages:
+            return messages
+        probabilities = self.classifier.predict_proba(self._features([m.get(TEXT) or "" for m in messages]))
+        for message, row in zip(messages, probabilities, strict=True):
+            self._rerank(message, dict(zip(self.classifier.classes_, row, strict=True)))
+        return messages
+
+    def _rerank(self, message: Message, knowledge_view: dict[str, float]) -> None:
+        weight = self.config["weight"]
+        diet = {item["name"]: item["confidence"] for item in message.get(INTENT_RANKING_KEY) or []}
+        combined = {
+            name: (1 - weight) * diet.get(name, 0.0) + weight * knowledge_view.get(name, 0.0)
+            for name in set(diet) | set(knowledge_view)
+        }
+        best = max(combined, key=combined.get)
+        if best in self.small_talk and self.has_knowledge_words(message.get(TEXT) or ""):
+            rest = {name: value for name, value in combined.items() if name not in self.small_talk}
+            total = sum(rest.values()) or 1.0
+            combined = {name: value / total for name, value in rest.items()}
+        best = max(combined, key=combined.get)
+        if faq_id_for(best) and self.near_miss_words(message.get(TEXT) or ""):
+            moved = combined[best] * self.config["near_miss_share"]
+            combined[best] -= moved
+            combined[OUT_OF_SCOPE] = combined.get(OUT_OF_SCOPE, 0.0) + moved
+        ranking = sorted(
+            ({"name": name, "confidence": float(value)} for name, value in combined.items()),
+            key=lambda item: item["confidence"],
+            reverse=True,
+        )[:RANKING_LENGTH]
+        message.set(INTENT, ranking[0], add_to_output=True)
+        message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)
+
+    def near_miss_words(self, text: str) -> list[str]:
+        """Words of the message that out-of-scope examples use and no FAQ text does."""
+        return [
+            word
+            for word in words(text)
+            if len(word) > MIN_CONTENT_LENGTH
+            and word not in stop_words()
+            and (word in self.out_of_scope_words or word[:SHARED_PREFIX] in self.out_of_scope_words)
+        ]
+
+    def has_knowledge_words(self, text: str) -> bool:
+        """Does the message contain words of the FAQ knowledge that small talk never uses?"""
+        for word in words(text):
+            if len(word) < MIN_CONTENT_LENGTH or word in self.small_talk_words or word in stop_words():
+                continue
+            if word in self.knowledge_words or word[:SHARED_PREFIX] in self.knowledge_prefixes:
+                return True
+        return False
+
+
+UMLAUTS = (
+    str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue"}),
+    str.maketrans({"ä": "a", "ö": "o", "ü": "u", "ß": "s", "Ä": "A", "Ö": "O", "Ü": "U"}),
+)
+
+
+def umlaut_variants(text: str) -> list[str]:
+    """``text`` as customers type it without umlauts (ae/oe/ue and plain vowels)."""
+    return [variant for table in UMLAUTS if (variant := text.translate(table)) != text]
+
+
+def with_prefixes(found: set[str]) -> set[str]:
+    """``found`` plus the first SHARED_PREFIX letters of each longer word."""
+    return set(found) | {word[:SHARED_PREFIX] for word in found if len(word) > SHARED_PREFIX}
+
+
+def stop_words() -> frozenset[str]:
+    from spacy.lang.de.stop_words import STOP_WORDS
+
+    return STOP_WORDS
