@@ -20,7 +20,9 @@ NOT_TRAINING_DATA = {Path("data/faq_seite.txt")}
 
 def training_inputs(project: Path = PROJECT_DIR) -> list[Path]:
     data = sorted(p for p in (project / "data").rglob("*.yml") if p.relative_to(project) not in NOT_TRAINING_DATA)
-    return [project / "config.yml", project / "domain.yml", *data]
+    # The project's own NLU components (config.yml names them): their code shapes the model too.
+    components = sorted((project / "faqbot" / "nlu").glob("*.py"))
+    return [project / "config.yml", project / "domain.yml", *data, *components]
 
 
 def model_hash(project: Path = PROJECT_DIR) -> str:
