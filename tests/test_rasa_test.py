@@ -10,12 +10,16 @@ from pathlib import Path
 from faqbot.core.paths import PROJECT_DIR
 
 # The bar for the held-out set (tests/nlu_heldout.yml, never trained on). README has the
-# measured figure; this threshold sits below it with room for run-to-run noise.
-MIN_HELD_OUT_ACCURACY = 0.90
-# FAQ phrasings answered right at once or through the "Meinten Sie …?" buttons.
-MIN_FAQ_RESOLVED = 0.90
+# measured figures and the targets (faqbot.tools.evaluate.TARGETS, printed by the
+# evaluation); these thresholds sit just below the measured figures, with room for
+# run-to-run noise (one held-out FAQ phrasing is 0.3 points, one other message 1 point).
+MIN_HELD_OUT_ACCURACY = 0.92
+# FAQ phrasings answered right at once, and at once or through the "Meinten Sie …?" buttons.
+MIN_FAQ_RIGHT_AT_ONCE = 0.91
+MIN_FAQ_RESOLVED = 0.97
 # A wrong answer is worse than an offer to ask the support team.
-MAX_WRONG_ANSWERS = 0.05
+MAX_WRONG_ANSWERS = 0.015
+MAX_OTHER_GOT_FAQ_ANSWER = 0.07
 
 
 def rasa(*args: str) -> subprocess.CompletedProcess:
@@ -52,6 +56,7 @@ def test_held_out_evaluation(model_path: Path, tmp_path: Path):
     assert result.returncode == 0, result.stderr[-3000:]
     figures = json.loads(report.read_text())
     assert figures["intent_accuracy"] >= MIN_HELD_OUT_ACCURACY
-    assert figures["faq_answered_right"] + figures["faq_right_via_buttons"] >= MIN_FAQ_RESOLVED
+    assert figures["faq_answered_right"] >= MIN_FAQ_RIGHT_AT_ONCE
+    assert figures["faq_resolved"] >= MIN_FAQ_RESOLVED
     assert figures["faq_wrong_answer"] <= MAX_WRONG_ANSWERS
-    assert figures["other_got_faq_answer"] <= MAX_WRONG_ANSWERS
+    assert figures["other_got_faq_answer"] <= MAX_OTHER_GOT_FAQ_ANSWER
