@@ -114,7 +114,7 @@ class FaqKnowledgeRanker(GraphComponent, IntentClassifier):
             [self.words_tfidf.fit_transform(map(word_text, texts)), self.chars_tfidf.fit_transform(texts)]
         )
         # liblinear (one-vs-rest): 2 s on the project's data; the multinomial lbfgs took 15 s
-        # with the same answers within noise (README, "Quality and speed").
+        # and answered fewer questions at once (README, "Quality and speed").
         self.classifier = LogisticRegression(
             C=self.config["regularisation"], solver="liblinear", class_weight="balanced"
         )
