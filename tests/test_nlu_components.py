@@ -15,7 +15,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from faqbot.nlu.faq_ranker import FaqKnowledgeRanker, umlaut_variants
-from faqbot.nlu.word_forms import word_form
+from faqbot.nlu.word_forms import word_forms
 
 FAQ = textwrap.dedent(
     """\
@@ -75,12 +75,14 @@ def parse(ranker: FaqKnowledgeRanker, text: str, diet: dict[str, float]) -> Mess
     return ranker.process([message])[0]
 
 
-def test_word_forms_are_lowercase_lemmas_with_compound_parts():
-    assert word_form("Rechnungen") == "rechnung"
-    assert word_form("rechnungen") == "rechnung"  # lowercase, as customers type
-    assert word_form("Rechnungsadresse").split()[-1] == "adresse"
-    assert word_form("Zahlungsdaten").split()[0] == "zahlungsdaten"
-    assert word_form("günstiger") == "günstig"  # no nonsense split („Güns|tiger“)
+def test_word_forms_are_lowercase_lemmas_with_the_parts_of_unknown_compounds():
+    known = {"rechnung", "adresse", "kunde", "konto", "rechnungsadresse"}
+    assert word_forms("Rechnungen") == word_forms("rechnungen") == ["rechnung"]  # lowercase, as customers type
+    assert word_forms("Lieferadresse", known) == ["lieferadresse"]  # „liefer“ unknown: no split
+    assert word_forms("Rechnungsadresse", known - {"rechnungsadresse"}) == ["rechnungsadresse", "rechnung", "adresse"]
+    assert word_forms("Kundenkonto", known) == ["kundenkonto", "kunde", "konto"]  # linking „n“
+    assert word_forms("Rechnungsadresse", known) == ["rechnungsadresse"]  # known as a whole
+    assert word_forms("günstiger", known) == ["günstig"]
 
 
 def test_umlaut_variants_are_taught():

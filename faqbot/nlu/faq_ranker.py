@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ from scipy.sparse import hstack
 
 from faqbot.core import knowledge
 from faqbot.core.intents import faq_id_for
-from faqbot.nlu.word_forms import word_form
+from faqbot.nlu.word_forms import MIN_PART_LENGTH, lemma, word_forms
 
 logger = logging.getLogger(__name__)
 
@@ -62,13 +63,13 @@ MIN_CONTENT_LENGTH = 3
 SHARED_PREFIX = 6
 
 
-def word_text(text: str) -> str:
-    """``text`` as lowercase word forms (compound parts included), for the word features."""
-    return " ".join(word_form(word) for word in WORD.findall(text))
+def word_text(text: str, known: Collection[str] = ()) -> str:
+    """``text`` as lowercase word forms (parts of compounds of ``known`` words included)."""
+    return " ".join(form for word in WORD.findall(text) for form in word_forms(word, known))
 
 
-def words(text: str) -> list[str]:
-    return word_text(text).split()
+def words(text: str, known: Collection[str] = ()) -> list[str]:
+    return word_text(text, known).split()
 
 
 def knowledge_texts(path: Path) -> dict[str, list[str]]:
@@ -108,10 +109,12 @@ class FaqKnowledgeRanker(GraphComponent, IntentClassifier):
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
+        # The words compounds are split into: those of the training texts and the FAQ.
+        self.known = {lemma(word) for text in texts for word in WORD.findall(text) if len(word) >= MIN_PART_LENGTH}
         self.words_tfidf = TfidfVectorizer(**WORD_FEATURES)
         self.chars_tfidf = TfidfVectorizer(**CHAR_NGRAMS)
         features = hstack(
-            [self.words_tfidf.fit_transform(map(word_text, texts)), self.chars_tfidf.fit_transform(texts)]
+            [self.words_tfidf.fit_transform(map(self.word_text, texts)), self.chars_tfidf.fit_transform(texts)]
         )
         # liblinear (one-vs-rest): 2 s on the project's data; the multinomial lbfgs took 15 s
         # and answered fewer questions at once (README, "Quality and speed").
@@ -122,7 +125,7 @@ class FaqKnowledgeRanker(GraphComponent, IntentClassifier):
 
         by_intent: dict[str, set[str]] = {}
         for text, label in zip(texts, labels, strict=True):
-            by_intent.setdefault(label, set()).update(words(text))
+            by_intent.setdefault(label, set()).update(self.words(text))
         faq_words = set().union(*(found for label, found in by_intent.items() if faq_id_for(label)))
         self.small_talk_words = set().union(*(by_intent.get(label, set()) for label in self.small_talk))
         self.knowledge_words = {
@@ -135,8 +138,16 @@ class FaqKnowledgeRanker(GraphComponent, IntentClassifier):
     def _prepare(self) -> None:
         self.knowledge_prefixes = with_prefixes(self.knowledge_words) - self.knowledge_words
 
+    def word_text(self, text: str) -> str:
+        return word_text(text, self.known)
+
+    def words(self, text: str) -> list[str]:
+        return words(text, self.known)
+
     def _features(self, texts: list[str]):
-        return hstack([self.words_tfidf.transform(map(word_text, texts)), self.chars_tfidf.transform(texts)]).tocsr()
+        return hstack(
+            [self.words_tfidf.transform(map(self.word_text, texts)), self.chars_tfidf.transform(texts)]
+        ).tocsr()
 
     @classmethod
     def create(
@@ -174,6 +185,7 @@ class FaqKnowledgeRanker(GraphComponent, IntentClassifier):
                     "small_talk_words": sorted(self.small_talk_words),
                     "knowledge_words": sorted(self.knowledge_words),
                     "out_of_scope_words": sorted(self.out_of_scope_words),
+                    "known": sorted(self.known),
                 },
             )
             np.savez(
@@ -211,6 +223,7 @@ class FaqKnowledgeRanker(GraphComponent, IntentClassifier):
         component.small_talk_words = set(stored["small_talk_words"])
         component.knowledge_words = set(stored["knowledge_words"])
         component.out_of_scope_words = set(stored["out_of_scope_words"])
+        component.known = set(stored["known"])
         component._prepare()
         return component
 
@@ -256,7 +269,7 @@ class FaqKnowledgeRanker(GraphComponent, IntentClassifier):
         """Words of the message that out-of-scope examples use and no FAQ text does."""
         return [
             word
-            for word in words(text)
+            for word in self.words(text)
             if len(word) > MIN_CONTENT_LENGTH
             and word not in stop_words()
             and (word in self.out_of_scope_words or word[:SHARED_PREFIX] in self.out_of_scope_words)
@@ -264,7 +277,7 @@ class FaqKnowledgeRanker(GraphComponent, IntentClassifier):
 
     def has_knowledge_words(self, text: str) -> bool:
         """Does the message contain words of the FAQ knowledge that small talk never uses?"""
-        for word in words(text):
+        for word in self.words(text):
             if len(word) < MIN_CONTENT_LENGTH or word in self.small_talk_words or word in stop_words():
                 continue
             if word in self.knowledge_words or word[:SHARED_PREFIX] in self.knowledge_prefixes:

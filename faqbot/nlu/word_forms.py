@@ -3,35 +3,49 @@
 The offline stand-in of de_core_news_sm only has a lookup lemmatizer that is
 case-sensitive („Rechnungen“ → „Rechnung“, „rechnungen“ → „rechnungen“), and no model
 splits compounds, while customers write in lowercase and with their own compounds
-(„Rechnungsadresse“, „Preisnachlass“). ``word_form`` makes these the same word:
+(„Rechnungsadresse“, „Preisnachlass“). ``word_forms`` makes these the same words:
 simplemma's German dictionary (it ships inside the package; no download), lowercased,
-plus the parts of a compound that compound-split divides with confidence
-(„rechnungsadresse rechnung adresse“).
+plus the parts of a compound the bot does not know as a whole but whose parts it knows
+(„rechnungsadresse“ → „rechnung“, „adresse“; with the linking „s“ of German compounds).
 
-Used for the word features of faqbot.nlu.faq_ranker (measured: +2 points answered at
-once there). As lemmas for DIET's word features they changed nothing measurable, so
-DIET keeps spaCy's (README, "Quality and speed").
+Used for the word features of faqbot.nlu.faq_ranker (README, "Quality and speed"). Split
+against the model's own vocabulary rather than with compound-split, whose n-gram table
+takes 355 MB in every process that parses.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Collection
 
-# compound-split's score: above this the split is reliable (checked on the FAQ's nouns:
-# „Rechnungs|adresse“ 1.03, „Kosten|träger“ 0.96; nonsense like „Güns|tiger“ is negative).
-MIN_SPLIT_SCORE = 0.7
 MIN_COMPOUND_LENGTH = 8
+MIN_PART_LENGTH = 3
+LINKING = ("s", "es", "n", "en")  # Fugen: Rechnung|s|adresse, Kunde|n|konto
 
 
 @functools.lru_cache(maxsize=50_000)
-def word_form(word: str, split_compounds: bool = True) -> str:
-    """What to count for ``word``: its lowercase lemma, plus compound parts if any."""
+def lemma(word: str) -> str:
     import simplemma
-    from compound_split import char_split
 
-    lemma = simplemma.lemmatize(word, lang="de").lower()
-    if split_compounds and len(word) >= MIN_COMPOUND_LENGTH and word.isalpha():
-        score, head, tail = char_split.split_compound(word)[0]
-        if score >= MIN_SPLIT_SCORE:
-            return f"{lemma} {head.lower()} {word_form(tail, split_compounds=False)}"
-    return lemma
+    return simplemma.lemmatize(word, lang="de").lower()
+
+
+def word_forms(word: str, known: Collection[str] = ()) -> list[str]:
+    """``word``'s lowercase lemma, plus its parts if it is a compound of ``known`` words."""
+    form = lemma(word)
+    if form in known or len(word) < MIN_COMPOUND_LENGTH or not word.isalpha():
+        return [form]
+    return [form, *compound_parts(word.lower(), known)]
+
+
+def compound_parts(word: str, known: Collection[str]) -> list[str]:
+    """The longest known last part and a known first part (linking letters allowed), or none."""
+    for cut in range(MIN_PART_LENGTH, len(word) - MIN_PART_LENGTH + 1):
+        head, tail = word[:cut], lemma(word[cut:])
+        if tail not in known:
+            continue
+        heads = [head] + [head[: -len(link)] for link in LINKING if head.endswith(link)]
+        for candidate in heads:
+            if len(candidate) >= MIN_PART_LENGTH and lemma(candidate) in known:
+                return [lemma(candidate), tail]
+    return []
