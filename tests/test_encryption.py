@@ -346,7 +346,9 @@ def test_what_customers_send_over_rest_is_in_no_file_in_clear(model_path, tmp_pa
             return reply.json()
 
         assert texts(send("Wie erhalte ich eine Rechnung?"))  # the bot answers as before
-        assert texts(send(f"Kann ich bei Ihnen einen {MARKER} kaufen?")) == [response_text("utter_offer_handoff")]
+        # Not in the FAQ: the offer of the support team, or „Meinten Sie …?“ with „Keine davon“.
+        unknown = texts(send(f"Kann ich bei Ihnen einen {MARKER} kaufen?"))
+        assert unknown in ([response_text("utter_offer_handoff")], [response_text("utter_clarify")])
         replies = send("Ich möchte bitte mit einem Mitarbeiter sprechen")
         if texts(replies) == [response_text("utter_ask_problem_description")]:
             replies = send(f"Es geht um einen {MARKER}")

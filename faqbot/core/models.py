@@ -18,17 +18,23 @@ MODELS_DIR = PROJECT_DIR / "models"
 NOT_TRAINING_DATA = {Path("data/faq_seite.txt")}
 
 
+# The project's own NLU components (config.yml names them): their code shapes the model
+# too. The installed code, also for a copy of the project's data (the trainers' tests).
+NLU_COMPONENTS = PROJECT_DIR / "faqbot" / "nlu"
+
+
 def training_inputs(project: Path = PROJECT_DIR) -> list[Path]:
     data = sorted(p for p in (project / "data").rglob("*.yml") if p.relative_to(project) not in NOT_TRAINING_DATA)
-    # The project's own NLU components (config.yml names them): their code shapes the model too.
-    components = sorted((project / "faqbot" / "nlu").glob("*.py"))
-    return [project / "config.yml", project / "domain.yml", *data, *components]
+    return [project / "config.yml", project / "domain.yml", *data]
 
 
 def model_hash(project: Path = PROJECT_DIR) -> str:
     digest = hashlib.sha256()
     for path in training_inputs(project):
         digest.update(str(path.relative_to(project)).encode())
+        digest.update(path.read_bytes())
+    for path in sorted(NLU_COMPONENTS.glob("*.py")):
+        digest.update(path.name.encode())
         digest.update(path.read_bytes())
     digest.update(f"{spacy_model.MODEL}=={spacy_model.installed_version()}".encode())
     return digest.hexdigest()[:16]
