@@ -1,6 +1,6 @@
 """A second opinion on DIET's intent ranking, from the FAQ knowledge itself.
 
-Two things DIET cannot do on its own (README, "Quality and speed", where each was measured):
+Three things DIET cannot do on its own (README, "Quality and speed", where each was measured):
 
 * **Words only the answer contains.** Customers ask from the answer's side (PEPPOL,
   Kundenportal, Checkout). A linear classifier over word and character n-gram TF-IDF is
@@ -26,7 +26,6 @@ exactly like the customer's message.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Collection
 from pathlib import Path
@@ -47,8 +46,6 @@ from scipy.sparse import hstack
 from faqbot.core import knowledge
 from faqbot.core.intents import faq_id_for
 from faqbot.nlu.word_forms import MIN_PART_LENGTH, lemma, word_forms
-
-logger = logging.getLogger(__name__)
 
 WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
