@@ -131,13 +131,19 @@ def test_a_near_miss_is_not_answered_confidently(trained):
     assert plain.get(INTENT) == {"name": "faq_zahlungsmethoden_akzeptieren", "confidence": 0.97}
 
 
-def test_ranker_refuses_a_faq_without_phrasings(tmp_path):
+def test_a_faq_without_phrasings_is_left_out(tmp_path):
+    """A part of the data (cross-validation) has phrasings of some FAQs only."""
     (tmp_path / "faq.yml").write_text(FAQ, encoding="utf-8")
     (tmp_path / "s").mkdir()
     config = {**FaqKnowledgeRanker.get_default_config(), "knowledge_file": str(tmp_path / "faq.yml")}
     component = FaqKnowledgeRanker.create(
         config, LocalModelStorage(tmp_path / "s"), Resource("r"), ExecutionContext(GraphSchema({}), "t")
     )
-    data = TrainingData([Message(data={TEXT: "rechnung", INTENT: "faq_erhalte_rechnung"})])
-    with pytest.raises(ValueError, match="faq_zahlungsmethoden_akzeptieren"):
-        component.train(data)
+    data = TrainingData(
+        [
+            Message(data={TEXT: text, INTENT: intent})
+            for intent, text in [("faq_erhalte_rechnung", "rechnung"), ("greet", "hallo"), ("out_of_scope", "wetter")]
+        ]
+    )
+    component.train(data)
+    assert set(component.classifier.classes_) == {"faq_erhalte_rechnung", "greet", "out_of_scope"}

@@ -158,10 +158,14 @@ class FaqKnowledgeRanker(GraphComponent, IntentClassifier):
 
     def train(self, training_data: TrainingData) -> Resource:
         examples = [(example.get(TEXT), example.get(INTENT)) for example in training_data.intent_examples]
-        faq_texts = knowledge_texts(Path(self.config["knowledge_file"]))
-        missing = sorted(set(faq_texts) - {label for _, label in examples})
-        if missing:  # a FAQ without phrasings would be a class DIET does not know
-            raise ValueError(f"FaqKnowledgeRanker: FAQ-Intents ohne Formulierungen: {missing}")
+        # Only FAQs with phrasings: another would be a class DIET does not know (a part of
+        # the data, as in cross-validation, trains on some FAQs only).
+        trained = {label for _, label in examples}
+        faq_texts = {
+            intent: texts
+            for intent, texts in knowledge_texts(Path(self.config["knowledge_file"])).items()
+            if intent in trained
+        }
         # Customers often write ae/oe/ue or leave the dots off: teach both spellings.
         examples += [(variant, label) for text, label in examples for variant in umlaut_variants(text)]
         if self.config["use_answers"]:
