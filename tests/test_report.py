@@ -149,9 +149,10 @@ def test_every_figure_of_the_evaluation_has_a_german_name():
 
 
 def test_a_history_with_english_keys_is_still_compared_and_rewritten_in_german(model_path, tmp_path, capsys):
-    test_set = write_test_set(
-        tmp_path / "test.yml", [(t, i) for t, i in read_examples(DEFAULT_TEST_SET) if i in STABLE]
-    )
+    # the first six held-out phrasings of each question: the test set the old run in the history was measured on
+    stable = [(t, i) for t, i in read_examples(DEFAULT_TEST_SET) if i in STABLE]
+    first_six = [(t, i) for n, (t, i) in enumerate(stable) if sum(i == j for _, j in stable[:n]) < 6]
+    test_set = write_test_set(tmp_path / "test.yml", first_six)
     out = tmp_path / "bericht"
     out.mkdir()
     old = json.loads(json.dumps(OLD_RUN))
