@@ -45,7 +45,7 @@ from scipy.sparse import hstack
 
 from faqbot.core import knowledge
 from faqbot.core.intents import faq_id_for
-from faqbot.nlu.word_forms import MIN_PART_LENGTH, lemma, word_forms
+from faqbot.nlu.word_forms import MIN_PART_LENGTH, lemma, load_dictionary, word_forms
 
 WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
 SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
@@ -133,6 +133,7 @@ class FaqKnowledgeRanker(GraphComponent, IntentClassifier):
         self._prepare()
 
     def _prepare(self) -> None:
+        load_dictionary()
         self.knowledge_prefixes = with_prefixes(self.knowledge_words) - self.knowledge_words
 
     def word_text(self, text: str) -> str:

@@ -19,21 +19,30 @@ import functools
 from collections.abc import Collection
 
 MIN_COMPOUND_LENGTH = 8
+MAX_WORD_LENGTH = 40  # longer „words“ are noise or an attack (splitting costs grow with the square)
 MIN_PART_LENGTH = 3
 LINKING = ("s", "es", "n", "en")  # Fugen: Rechnung|s|adresse, Kunde|n|konto
 
 
 @functools.lru_cache(maxsize=50_000)
 def lemma(word: str) -> str:
+    if len(word) > MAX_WORD_LENGTH:
+        return word.lower()
     import simplemma
 
     return simplemma.lemmatize(word, lang="de").lower()
 
 
+def load_dictionary() -> None:
+    """simplemma reads its German dictionary on first use (about 2 s): at model load, not
+    in a customer's first message."""
+    lemma.__wrapped__("Rechnungen")
+
+
 def word_forms(word: str, known: Collection[str] = ()) -> list[str]:
     """``word``'s lowercase lemma, plus its parts if it is a compound of ``known`` words."""
     form = lemma(word)
-    if form in known or len(word) < MIN_COMPOUND_LENGTH or not word.isalpha():
+    if form in known or not MIN_COMPOUND_LENGTH <= len(word) <= MAX_WORD_LENGTH or not word.isalpha():
         return [form]
     return [form, *compound_parts(word.lower(), known)]
 
