@@ -168,8 +168,9 @@ class ActionAnswerFaq(Action):
 class ActionHandleFallback(Action):
     """The NLU is unsure, or the question is not in the FAQ.
 
-    Unreadable input (no letters): ask for words. Some FAQ questions plausible:
-    "Meinten Sie …?" with one button per question. Otherwise: offer the support team.
+    Unreadable input (no letters): ask for words. Some FAQ questions plausible (unsure, or
+    not in the FAQ but one question came close, ``clarify_candidates``): "Meinten Sie …?"
+    with one button per question. Otherwise: offer the support team.
     """
 
     def name(self) -> str:
@@ -181,8 +182,7 @@ class ActionHandleFallback(Action):
             dispatcher.utter_message(response="utter_ask_for_words")
             return []
         candidates = clarify_candidates(message)
-        top_intent = (message.get("intent") or {}).get("name")
-        if candidates and top_intent != "out_of_scope":
+        if candidates:
             try:
                 buttons = [
                     {"title": knowledge.get(faq_id_for(item["name"])).question, "payload": f"/{item['name']}"}

@@ -132,12 +132,29 @@ def test_low_confidence_offers_the_support_team():
     assert events == [SlotSet("handoff_offered", True)]
 
 
-def test_out_of_scope_offers_the_support_team_even_with_faq_guesses():
+def test_out_of_scope_offers_the_support_team_despite_faint_faq_guesses():
     ranking = [{"name": "out_of_scope", "confidence": 0.7}, {"name": "faq_erhalte_rechnung", "confidence": 0.2}]
     messages, _ = run(
         ActionHandleFallback(), tracker_for(user_event("wo ist mein paket", "out_of_scope", 0.7, ranking))
     )
     assert messages[0]["response"] == "utter_offer_handoff"
+
+
+def test_out_of_scope_with_a_close_faq_question_asks_meinten_sie_first():
+    # Held-out: „verlängert sich das Abo von selbst“ was out_of_scope at 0.61, its FAQ at 0.37.
+    ranking = [
+        {"name": "out_of_scope", "confidence": 0.61},
+        {"name": "faq_flexibel_vertraege_laufzeiten", "confidence": 0.37},
+        {"name": "faq_erhalte_rechnung", "confidence": 0.02},
+    ]
+    text = "verlängert sich das abo von selbst"
+    messages, events = run(ActionHandleFallback(), tracker_for(user_event(text, "out_of_scope", 0.61, ranking)))
+    assert messages[0]["response"] == "utter_clarify"
+    assert [button["payload"] for button in messages[0]["buttons"]] == [
+        "/faq_flexibel_vertraege_laufzeiten",
+        "/out_of_scope",  # „Keine davon“ then offers the support team
+    ]
+    assert events == []
 
 
 @pytest.mark.parametrize("text", ["", "   ", "😀😀😀", "?!? 123", "\x00\x07"])

@@ -45,3 +45,13 @@ def test_targets_are_printed_with_whether_they_are_met():
     assert lines["Nicht-FAQ mit FAQ-Antwort beantwortet"].endswith("Ziel ≤ 2 % ✘")
     assert "Ziel" not in lines["FAQ an den Support angeboten"]
     assert met.summary().splitlines()[3].endswith("Ziel ≥ 95 % ✔")
+
+
+def test_out_of_scope_with_a_close_faq_counts_as_buttons_like_the_action_shows_them():
+    examples = [("abo verlängert sich?", "faq_flexibel_vertraege_laufzeiten"), ("paket wo", "faq_erhalte_rechnung")]
+    parses = [
+        parse("out_of_scope", ("out_of_scope", 0.61), ("faq_flexibel_vertraege_laufzeiten", 0.37)),
+        parse("out_of_scope", ("out_of_scope", 0.8), ("faq_erhalte_rechnung", 0.2)),  # too faint: support offered
+    ]
+    result = score(examples, parses)
+    assert result.faq_right_via_buttons == 0.5 and result.faq_no_answer == 0.5

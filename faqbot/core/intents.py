@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 INTENT_PREFIX = "faq_"
+OUT_OF_SCOPE = "out_of_scope"
 # The general intents (data/nlu/general.yml), with what a trainer reads for them.
 GENERAL_INTENTS = {
     "greet": "Begrüßung",
@@ -17,7 +18,7 @@ GENERAL_INTENTS = {
 }
 # Intents whose message is a reaction or small talk, not the customer's question (used by
 # the escalation and by the trainers' review queue).
-NOT_A_QUESTION = frozenset(GENERAL_INTENTS) - {"out_of_scope"}
+NOT_A_QUESTION = frozenset(GENERAL_INTENTS) - {OUT_OF_SCOPE}
 
 
 def intent_for(faq_id: str) -> str:

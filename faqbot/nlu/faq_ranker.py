@@ -44,7 +44,7 @@ from rasa.shared.utils.io import dump_obj_as_json_to_file, read_json_file
 from scipy.sparse import hstack
 
 from faqbot.core import knowledge
-from faqbot.core.intents import faq_id_for
+from faqbot.core.intents import OUT_OF_SCOPE, faq_id_for
 from faqbot.nlu.word_forms import MIN_PART_LENGTH, lemma, load_dictionary, word_forms
 
 WORD = re.compile(r"[^\W\d_]+", re.UNICODE)
@@ -52,7 +52,6 @@ SENTENCE_END = re.compile(r"(?<=[.!?;])\s+")
 WORD_FEATURES = {"analyzer": str.split, "sublinear_tf": True}
 CHAR_NGRAMS = {"analyzer": "char_wb", "ngram_range": (2, 5), "sublinear_tf": True, "lowercase": True}
 RANKING_LENGTH = 10
-OUT_OF_SCOPE = "out_of_scope"
 # Content words: at least this long, and not a function word (spaCy's German stop words).
 MIN_CONTENT_LENGTH = 3
 # A customer's word counts as a knowledge word if it shares this many first letters with

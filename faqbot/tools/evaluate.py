@@ -41,7 +41,7 @@ from typing import Any
 import yaml
 
 from faqbot.core.clarify import CLARIFY_MIN_CONFIDENCE, clarify_candidates
-from faqbot.core.intents import faq_id_for
+from faqbot.core.intents import OUT_OF_SCOPE, faq_id_for
 from faqbot.core.paths import PROJECT_DIR
 
 DEFAULT_TEST_SET = PROJECT_DIR / "tests" / "nlu_heldout.yml"
@@ -160,7 +160,7 @@ def score(
             result.confusions.append((text, expected, best))
         if faq_id_for(expected):
             counts["faq"] += 1
-            if predicted == FALLBACK:
+            if predicted in (FALLBACK, OUT_OF_SCOPE):
                 options = [item["name"] for item in clarify_candidates(parse, clarify_min)]
                 counts["faq_buttons" if expected in options else "faq_none"] += 1
             elif predicted == expected:
