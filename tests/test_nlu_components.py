@@ -140,6 +140,24 @@ def test_a_near_miss_is_not_answered_confidently(trained):
     assert plain.get(INTENT) == {"name": "faq_zahlungsmethoden_akzeptieren", "confidence": 0.97}
 
 
+def test_a_near_miss_word_does_not_overrule_two_sure_classifiers(ranker):
+    # Both classifiers learnt the near misses of the training data; when both are sure of
+    # the FAQ, a word of the out-of-scope examples says little (cross-validation, README).
+    text = "zahlt man auch mit bitcoin"
+    message = Message(
+        data={TEXT: text, INTENT_RANKING_KEY: [{"name": "faq_zahlungsmethoden_akzeptieren", "confidence": 0.9}]}
+    )
+    ranker._rerank(message, {"faq_zahlungsmethoden_akzeptieren": 0.88, "out_of_scope": 0.12})
+    assert message.get(INTENT)["name"] == "faq_zahlungsmethoden_akzeptieren"
+    assert message.get(INTENT)["confidence"] > 0.85
+    unsure = Message(
+        data={TEXT: text, INTENT_RANKING_KEY: [{"name": "faq_zahlungsmethoden_akzeptieren", "confidence": 0.9}]}
+    )
+    ranker._rerank(unsure, {"faq_zahlungsmethoden_akzeptieren": 0.8, "out_of_scope": 0.2})
+    ranking = {item["name"]: item["confidence"] for item in unsure.get(INTENT_RANKING_KEY)}
+    assert ranking["faq_zahlungsmethoden_akzeptieren"] < 0.5 < ranking["out_of_scope"]  # half of it moved
+
+
 def test_a_faq_without_phrasings_is_left_out(tmp_path):
     """A part of the data (cross-validation) has phrasings of some FAQs only."""
     (tmp_path / "faq.yml").write_text(FAQ, encoding="utf-8")
