@@ -7,6 +7,7 @@ from __future__ import annotations
 import textwrap
 import time
 
+import numpy as np
 import pytest
 from rasa.engine.graph import ExecutionContext, GraphSchema
 from rasa.engine.storage.local_model_storage import LocalModelStorage
@@ -14,6 +15,7 @@ from rasa.engine.storage.resource import Resource
 from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
+from scipy.sparse import hstack
 
 from faqbot.nlu.faq_ranker import FaqKnowledgeRanker, umlaut_variants
 from faqbot.nlu.word_forms import word_forms
@@ -60,8 +62,13 @@ def trained(tmp_path_factory):
         [Message(data={TEXT: text, INTENT: intent}) for intent, texts in EXAMPLES.items() for text in texts]
     )
     component.train(data)
+
     # What the servers run: the component as loaded from the model, not the one trained.
-    return lambda **changes: FaqKnowledgeRanker.load({**config, **changes}, storage, resource, context)
+    def load(**changes):
+        return FaqKnowledgeRanker.load({**config, **changes}, storage, resource, context)
+
+    load.component = component  # as trained
+    return load
 
 
 @pytest.fixture(scope="module")
@@ -156,6 +163,19 @@ def test_a_near_miss_word_does_not_overrule_two_sure_classifiers(ranker):
     ranker._rerank(unsure, {"faq_zahlungsmethoden_akzeptieren": 0.8, "out_of_scope": 0.2})
     ranking = {item["name"]: item["confidence"] for item in unsure.get(INTENT_RANKING_KEY)}
     assert ranking["faq_zahlungsmethoden_akzeptieren"] < 0.5 < ranking["out_of_scope"]  # half of it moved
+
+
+@pytest.mark.parametrize("loaded", [False, True])
+def test_the_features_are_those_of_sklearns_transform(trained, tmp_path, loaded):
+    texts = ["Wo bekomme ich meine Rechnungen?", "geht peppol", "", "!!!", "Kündigung für Bestellung, bitte"]
+    texts.append("rechnungsadresse " * 50)  # a word many times: sublinear term frequency
+    component = trained() if loaded else trained.component
+    expected = hstack(
+        [component.words_tfidf.transform(map(component.word_text, texts)), component.chars_tfidf.transform(texts)]
+    )
+    features = component._features(texts)
+    assert features.shape == expected.shape
+    assert np.allclose(features.toarray(), expected.toarray())
 
 
 def test_a_faq_without_phrasings_is_left_out(tmp_path):

@@ -31,9 +31,10 @@ exactly like the customer's message.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections import Counter
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from rasa.engine.graph import ExecutionContext, GraphComponent
@@ -45,7 +46,7 @@ from rasa.shared.nlu.constants import INTENT, INTENT_RANKING_KEY, TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 from rasa.shared.utils.io import dump_obj_as_json_to_file, read_json_file
-from scipy.sparse import hstack
+from scipy.sparse import csr_matrix, hstack
 
 from faqbot.core import knowledge
 from faqbot.core.intents import OUT_OF_SCOPE, faq_id_for
@@ -138,6 +139,7 @@ class FaqKnowledgeRanker(GraphComponent, IntentClassifier):
 
     def _prepare(self) -> None:
         load_dictionary()
+        self.word_rows, self.char_rows = TfidfRows.of(self.words_tfidf), TfidfRows.of(self.chars_tfidf)
         self.knowledge_prefixes = with_prefixes(self.knowledge_words) - self.knowledge_words
 
     def word_text(self, text: str) -> str:
@@ -146,10 +148,19 @@ class FaqKnowledgeRanker(GraphComponent, IntentClassifier):
     def words(self, text: str) -> list[str]:
         return words(text, self.known)
 
-    def _features(self, texts: list[str]):
-        return hstack(
-            [self.words_tfidf.transform(map(self.word_text, texts)), self.chars_tfidf.transform(texts)]
-        ).tocsr()
+    def _features(self, texts: list[str]) -> csr_matrix:
+        """The two vectorizers' ``transform``, side by side, without sklearn's per-call
+        overhead (2.7 → 0.6 ms per message; the same figures: tests/test_nlu_components.py)."""
+        offset = len(self.word_rows.idf)
+        indptr, indices, values = [0], [np.empty(0, dtype=np.int64)], [np.empty(0)]
+        for text in texts:
+            word_columns, word_values = self.word_rows.row(self.word_text(text))
+            char_columns, char_values = self.char_rows.row(text)
+            indices += [word_columns, char_columns + offset]
+            values += [word_values, char_values]
+            indptr.append(indptr[-1] + len(word_columns) + len(char_columns))
+        shape = (len(texts), offset + len(self.char_rows.idf))
+        return csr_matrix((np.concatenate(values), np.concatenate(indices), indptr), shape=shape)
 
     @classmethod
     def create(
@@ -219,10 +230,10 @@ class FaqKnowledgeRanker(GraphComponent, IntentClassifier):
             stored = read_json_file(directory / "faq_ranker.json")
             with np.load(directory / "faq_ranker.npz", allow_pickle=False) as arrays:
                 weights = {name: arrays[name] for name in arrays.files}
-        component.words_tfidf = TfidfVectorizer(**WORD_FEATURES, vocabulary=stored["words_vocabulary"])
-        component.words_tfidf.idf_ = weights["words_idf"]
-        component.chars_tfidf = TfidfVectorizer(**CHAR_NGRAMS, vocabulary=stored["chars_vocabulary"])
-        component.chars_tfidf.idf_ = weights["chars_idf"]
+        component.words_tfidf = fitted(
+            TfidfVectorizer(**WORD_FEATURES), stored["words_vocabulary"], weights["words_idf"]
+        )
+        component.chars_tfidf = fitted(TfidfVectorizer(**CHAR_NGRAMS), stored["chars_vocabulary"], weights["chars_idf"])
         component.classifier = LogisticRegression(solver="liblinear")
         component.classifier.coef_, component.classifier.intercept_ = weights["coef"], weights["intercept"]
         component.classifier.classes_ = np.array(stored["classes"])
@@ -301,6 +312,34 @@ UMLAUTS = (
 def umlaut_variants(text: str) -> list[str]:
     """``text`` as customers type it without umlauts (ae/oe/ue and plain vowels)."""
     return [variant for table in UMLAUTS if (variant := text.translate(table)) != text]
+
+
+class TfidfRows(NamedTuple):
+    """A fitted TfidfVectorizer's analyzer, vocabulary and idf weights, read once (sklearn
+    1.1 rebuilds ``idf_`` from a sparse matrix on every access), for one text at a time."""
+
+    analyze: Callable[[str], list[str]]
+    vocabulary: dict[str, int]
+    idf: np.ndarray
+
+    @classmethod
+    def of(cls, vectorizer: Any) -> TfidfRows:
+        return cls(vectorizer.build_analyzer(), vectorizer.vocabulary_, vectorizer.idf_)
+
+    def row(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Columns and values of ``transform([text])``: the analyzer's n-grams in the
+        vocabulary, sublinear term frequency times idf, L2-normalised (WORD_FEATURES, CHAR_NGRAMS)."""
+        counts = Counter(column for gram in self.analyze(text) if (column := self.vocabulary.get(gram)) is not None)
+        columns = np.fromiter(counts.keys(), dtype=np.int64, count=len(counts))
+        values = (1.0 + np.log(np.fromiter(counts.values(), dtype=float, count=len(counts)))) * self.idf[columns]
+        norm = np.linalg.norm(values)
+        return columns, values / norm if norm else values
+
+
+def fitted(vectorizer: Any, vocabulary: dict[str, int], idf: np.ndarray) -> Any:
+    """``vectorizer`` as after ``fit``: with its stored vocabulary and idf weights."""
+    vectorizer.vocabulary_, vectorizer.idf_ = vocabulary, idf
+    return vectorizer
 
 
 def with_prefixes(found: set[str]) -> set[str]:

@@ -156,6 +156,14 @@ def _sqlite_file(args: tuple, kwargs: dict[str, Any]) -> str | None:
     return settings.get("db", "rasa.db")
 
 
+def _durable_write_ahead_log(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite's write-ahead log: one fsync per saved turn instead of the rollback journal's
+    several (sequential REST latency, README "Quality and speed"). ``synchronous=FULL``: a
+    saved turn survives a power cut. Erasure empties the log (faqbot.core.privacy)."""
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    dbapi_connection.execute("PRAGMA synchronous=FULL")
+
+
 class LeanSQLTrackerStore(SQLTrackerStore):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         db = _sqlite_file(args, kwargs)
@@ -176,6 +184,8 @@ class LeanSQLTrackerStore(SQLTrackerStore):
             # after a database restart the pool's dead connections are replaced, not used.
             options.update(rasa.core.tracker_store.create_engine_kwargs(rasa_engine.url), pool_pre_ping=True)
         self.engine = sa.create_engine(rasa_engine.url, **options)
+        if rasa_engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _durable_write_ahead_log)
         # Rasa's own queries (keys(), session_scope()) go through its sessionmaker: the same engine.
         require_attribute(self, "sessionmaker", PATCH).configure(bind=self.engine)
         rasa_engine.dispose()
