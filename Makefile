@@ -24,7 +24,8 @@ $(VENV)/.installed: pyproject.toml requirements.lock scripts/find-python310.sh
 	rm -f $(VENV)/lib/python3.10/site-packages/rasa/cli/initial_project/tests/test_stories.yml
 	@touch $@
 
-# The chat widget (rasa-webchat) from npm, served by the help-centre page: no CDN at run time.
+# The chat widget's library (socket.io-client) and axe-core for the accessibility tests, from npm:
+# served by the help-centre page, no CDN at run time.
 web/node_modules/.installed: web/package.json web/package-lock.json
 	@command -v npm >/dev/null || { echo "npm fehlt: bitte Node.js mit npm installieren (Debian: apt-get install nodejs npm)." >&2; exit 1; }
 	cd web && npm ci --no-audit --no-fund --loglevel=error

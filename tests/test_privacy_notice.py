@@ -69,13 +69,13 @@ def test_privacy_notice_before_the_first_message(site):
         page = context.new_page()
         try:
             page.goto(site.web.url)
-            page.locator(".rw-launcher").click()
-            greeting = page.locator(".rw-response").first
-            expect(greeting).to_have_text(response_text("utter_greet"), timeout=REPLY_TIMEOUT_MS)
-            assert page.locator(".rw-client").count() == 0  # the customer has not written yet
+            page.locator("#chat-launcher").click()
+            greeting = page.locator(".chat-bot .chat-text").first
+            expect(greeting).to_have_text("Assistent: " + response_text("utter_greet"), timeout=REPLY_TIMEOUT_MS)
+            assert page.locator(".chat-user").count() == 0  # the customer has not written yet
 
             # Visible in the chat window, above the greeting, with the configured link.
-            notice = page.locator("#webchat .rw-messages-container .chat-privacy")
+            notice = page.locator("#chat-log .chat-privacy")
             expect(notice).to_be_visible()
             assert "Nachrichten" in notice.inner_text() and "begrenzte Zeit" in notice.inner_text()
             link = notice.get_by_role("link", name="Datenschutzerklärung")
@@ -83,7 +83,7 @@ def test_privacy_notice_before_the_first_message(site):
             assert notice.bounding_box()["y"] < greeting.bounding_box()["y"]
 
             # 375 px: inside the screen, clear of the input, which still takes a click.
-            message_input = page.locator(".rw-new-message")
+            message_input = page.locator("#chat-input")
             box, field = notice.bounding_box(), message_input.bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= 375, box
             assert box["y"] + box["height"] <= field["y"], (box, field)
@@ -94,8 +94,8 @@ def test_privacy_notice_before_the_first_message(site):
             )
 
             # Readable (WCAG AA for small text) and reachable with the keyboard from the input.
-            assert contrast(page, "#webchat .chat-privacy") >= 4.5
-            assert contrast(page, "#webchat .chat-privacy a") >= 4.5
+            assert contrast(page, "#chat .chat-privacy") >= 4.5
+            assert contrast(page, "#chat .chat-privacy a") >= 4.5
             message_input.focus()
             for _ in range(5):
                 page.keyboard.press("Shift+Tab")
@@ -105,7 +105,7 @@ def test_privacy_notice_before_the_first_message(site):
 
             page.screenshot(path=str(_screenshot("privacy_notice_375")))
             page.set_viewport_size({"width": 1280, "height": 900})  # the desktop widget, same page
-            box, window = notice.bounding_box(), page.locator(".rw-conversation-container").bounding_box()
+            box, window = notice.bounding_box(), page.locator("#chat-window").bounding_box()
             assert window["x"] <= box["x"] and box["x"] + box["width"] <= window["x"] + window["width"]
             assert box["y"] + box["height"] <= message_input.bounding_box()["y"]
             page.screenshot(path=str(_screenshot("privacy_notice_1280")))

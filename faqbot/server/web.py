@@ -4,9 +4,10 @@
                                 [--privacy-url https://www.example.com/datenschutz]
 
 ``make run`` starts it together with the two Rasa servers (``faqbot.server.serve``). The page
-lists the FAQ from ``data/faq.yml`` and embeds ``rasa-webchat``, served from
-``web/node_modules`` (installed by ``make install``), so the browser loads nothing from a
-CDN. The widget talks to Rasa's socketio channel at the bot's public address, which comes
+lists the FAQ from ``data/faq.yml`` and carries the project's chat widget (``web/static/chat.js``);
+its one library, ``socket.io-client``, is served from ``web/node_modules`` (installed by
+``make install``), so the browser loads nothing from a CDN. Text assets go out gzip-compressed
+to browsers that accept it. The widget talks to Rasa's socketio channel at the bot's public address, which comes
 from the configuration only (``socket_url``, else ``FAQBOT_SOCKET_URL``, else the Rasa port on
 localhost and 127.0.0.1), never from a request; the Rasa server must allow this page's
 origin (``--cors``). The widget shows a privacy notice before the first message, linking to
@@ -19,6 +20,8 @@ connections are closed after ``REQUEST_TIMEOUT_S``.
 from __future__ import annotations
 
 import argparse
+import functools
+import gzip
 import html
 import json
 import os
@@ -35,7 +38,7 @@ from faqbot.core.knowledge import KnowledgeError, load
 from faqbot.core.paths import PROJECT_DIR
 
 WEB_DIR = PROJECT_DIR / "web"
-WEBCHAT_BUNDLE = WEB_DIR / "node_modules" / "rasa-webchat" / "lib" / "index.js"
+SOCKET_IO_CLIENT = WEB_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 DEFAULT_PORT = 8080
 # A connection must deliver its request line and headers within this time (in total, not
 # per byte), and no read or write may stall longer: half-open and idle connections are cut.
@@ -165,11 +168,10 @@ def privacy_policy_url(url: str) -> str:
 
 def content_security_policy(socket_urls: list[str]) -> str:
     # The page talks to nothing but the Rasa server (Socket.IO: polling over http(s), then
-    # ws(s)). This also stops the Google Fonts request built into rasa-webchat: no third
-    # party at run time. The widget sets inline styles, hence 'unsafe-inline' for styles only.
+    # ws(s)): no third party at run time, no inline script or style.
     bot = " ".join(f"{url} ws{url[len('http') :]}" for url in socket_urls)
     return (
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
         f"img-src 'self' data:; font-src 'self' data:; connect-src {bot}; object-src 'none'; "
         "base-uri 'none'; frame-ancestors 'none'; form-action 'none'"
     )
@@ -204,8 +206,14 @@ def render_page(socket_urls: list[str], faq_file: Path | None = None, privacy_ur
     ).encode("utf-8")
 
 
+@functools.lru_cache(maxsize=64)
+def compressed(body: bytes) -> bytes:
+    """``body`` gzip-compressed; the files and the page repeat, so each is compressed once."""
+    return gzip.compress(body, compresslevel=6, mtime=0)
+
+
 class HelpCentreHandler(BaseHTTPRequestHandler):
-    """Serves the page, web/static/*, the widget bundle, and nothing else.
+    """Serves the page, web/static/*, socket.io-client, and nothing else.
 
     HTTP/1.0 (http.server's default): one request per connection, no idle keep-alive."""
 
@@ -254,11 +262,11 @@ class HelpCentreHandler(BaseHTTPRequestHandler):
         elif path == DEFAULT_PRIVACY_URL and self.server.privacy_url == DEFAULT_PRIVACY_URL:
             # Only while no privacy policy is configured: no stray placeholder next to the real one.
             self._send(PRIVACY_PLACEHOLDER_PAGE.encode("utf-8"), "text/html; charset=utf-8")
-        elif path == "/vendor/rasa-webchat.js":
-            if not WEBCHAT_BUNDLE.exists():
+        elif path == "/vendor/socket.io.min.js":
+            if not SOCKET_IO_CLIENT.exists():
                 self.send_error(HTTPStatus.NOT_FOUND, explain="Der Chat ist nicht installiert (make install).")
                 return
-            self._send(WEBCHAT_BUNDLE.read_bytes(), CONTENT_TYPES[".js"], cache=True)
+            self._send(SOCKET_IO_CLIENT.read_bytes(), CONTENT_TYPES[".js"], cache=True)
         elif path.startswith("/static/") and self._static(path[len("/static/") :]):
             file = WEB_DIR / "static" / path[len("/static/") :]
             self._send(file.read_bytes(), CONTENT_TYPES[file.suffix], cache=True)
@@ -281,6 +289,10 @@ class HelpCentreHandler(BaseHTTPRequestHandler):
     def _send(self, body: bytes, content_type: str, cache: bool = False) -> None:
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", content_type)
+        self.send_header("Vary", "Accept-Encoding")
+        if "gzip" in self.headers.get("Accept-Encoding", "") and not content_type.startswith("image/png"):
+            body = compressed(body)
+            self.send_header("Content-Encoding", "gzip")
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "max-age=3600" if cache else "no-cache")
         self.end_headers()

@@ -1,4 +1,7 @@
-// Starts the rasa-webchat widget (German texts, privacy notice) and watches its connection to the bot.
+// The help-centre page's chat widget: a small widget of the project's own on Rasa's
+// Socket.IO protocol (session_request/session_confirm, user_uttered, bot_uttered).
+// Why not rasa-webchat: README, "Website widget". socket.io-client is loaded only when the
+// customer first opens the chat (or comes back to a stored conversation).
 (function () {
   "use strict";
   var settings = JSON.parse(document.getElementById("chat-settings").textContent);
@@ -7,111 +10,285 @@
   var socketUrl = settings.socketUrls.filter(function (url) {
     return new URL(url).hostname === window.location.hostname;
   })[0] || settings.socketUrls[0];
-  var OFFLINE_AFTER_MS = 6000;  // how long a customer may wait for the first connection
-  var offline = document.getElementById("chat-offline");
-  var connected = false;
+  var STORAGE_KEY = "faqbot-chat";
+  var OFFLINE_AFTER_MS = 1500;  // a lost connection this long: the customer sees the contact channels
+  var PROBE_EVERY_MS = 5000;    // while the bot is down, how often the page checks whether it is back
+  var TICKET = /T-\d{8}-\d{5}/;
+  // Web and e-mail addresses and phone numbers in answers become links (answers stay verbatim).
+  var ADDRESS = /(https?:\/\/[^\s<>"')]+[^\s<>"').,;:!?]|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\+?\d[\d ()\/-]{6,}\d)/g;
 
-  function showOffline(show) {
-    offline.hidden = !show;
-    document.body.classList.toggle("chat-is-offline", show);
+  var root = document.getElementById("chat");
+  var launcher = document.getElementById("chat-launcher");
+  var panel = document.getElementById("chat-window");
+  var log = document.getElementById("chat-log");
+  var form = document.getElementById("chat-form");
+  var input = document.getElementById("chat-input");
+  var typing = document.getElementById("chat-typing");
+  var offline = document.getElementById("chat-offline");
+  var offlineTicket = document.getElementById("chat-offline-ticket");
+
+  var state = load();
+  var socket = null;
+  var connected = false;
+  var sessionReady = null;  // resolves once the server confirmed this connection's session
+  var confirmSession = null;
+  var offlineTimer = null;
+  var probeTimer = null;
+
+  function load() {
+    try {
+      var stored = JSON.parse(window.localStorage.getItem(STORAGE_KEY) || "null");
+      if (stored && Array.isArray(stored.messages)) { return stored; }
+    } catch (error) { /* no storage or unreadable: a new conversation */ }
+    return { sessionId: null, messages: [], open: false, greeted: false };
   }
 
-  window.WebChat.default({
-    socketUrl: socketUrl,
-    socketPath: "/socket.io/",
-    initPayload: "/greet",
-    customData: { language: "de" },
-    title: "Kundenservice",
-    subtitle: "Ihr digitaler Assistent",
-    mainColor: "#1f4e79",
-    userBackgroundColor: "#1f4e79",
-    inputTextFieldHint: "Ihre Frage …",
-    connectingText: "Verbindung wird hergestellt …",
-    hideWhenNotConnected: true,
-    showFullScreenButton: true,
-    showMessageDate: false,
-    displayUnreadCount: true,
-    // The conversation (session id and messages) survives page reloads; the Rasa
-    // server's socketio channel keeps the same conversation (session_persistence).
-    params: { storage: "local" },
-    onSocketEvent: {
-      connect: function () { connected = true; showOffline(false); },
-      disconnect: function () { connected = false; setTimeout(checkConnection, OFFLINE_AFTER_MS); },
-      connect_error: function () { if (!connected) { setTimeout(checkConnection, OFFLINE_AFTER_MS); } }
-    }
-  }, document.getElementById("webchat"));  // in #webchat, where the page's styles and observer look
+  function save() {
+    try { window.localStorage.setItem(STORAGE_KEY, JSON.stringify(state)); } catch (error) { /* private mode */ }
+  }
 
-  function checkConnection() { if (!connected) { showOffline(true); } }
-  setTimeout(checkConnection, OFFLINE_AFTER_MS);
+  function clock(time) {
+    return new Date(time).toLocaleTimeString("de-DE", { hour: "2-digit", minute: "2-digit" });
+  }
 
-  // Bare web and e-mail addresses in bot answers become links (answers are sent
-  // verbatim, so markdown links cannot be relied on).
-  var ADDRESS = /(https?:\/\/[^\s<>"')]+[^\s<>"').,;:!?]|[\w.+-]+@[\w-]+(?:\.[\w-]+)+)/g;
-  function linkify(root) {
-    var walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
-    var nodes = [];
-    while (walker.nextNode()) {
-      if (!walker.currentNode.parentElement.closest("a")) { nodes.push(walker.currentNode); }
-    }
-    nodes.forEach(function (node) {
-      var text = node.nodeValue;
-      ADDRESS.lastIndex = 0;
-      if (!ADDRESS.test(text)) { return; }
-      var fragment = document.createDocumentFragment();
-      var last = 0;
-      text.replace(ADDRESS, function (match, _group, index) {
-        fragment.appendChild(document.createTextNode(text.slice(last, index)));
-        var link = document.createElement("a");
-        link.textContent = match;
-        link.href = match.indexOf("@") > 0 && match.indexOf("://") < 0 ? "mailto:" + match : match;
+  // Text with links and the ticket number highlighted, built from text nodes only (no HTML).
+  function richText(parent, text) {
+    var last = 0;
+    text.replace(ADDRESS, function (match, _group, index) {
+      plainText(parent, text.slice(last, index));
+      var link = document.createElement("a");
+      link.textContent = match;
+      if (match.indexOf("://") > 0) {
+        link.href = match;
         link.target = "_blank";
         link.rel = "noopener noreferrer";
-        fragment.appendChild(link);
-        last = index + match.length;
+      } else if (match.indexOf("@") > 0) {
+        link.href = "mailto:" + match;
+      } else {
+        link.href = "tel:" + match.replace(/[^\d+]/g, "");
+      }
+      parent.appendChild(link);
+      last = index + match.length;
+    });
+    plainText(parent, text.slice(last));
+  }
+
+  function plainText(parent, text) {
+    var ticket = text.match(TICKET);
+    if (!ticket) { parent.appendChild(document.createTextNode(text)); return; }
+    parent.appendChild(document.createTextNode(text.slice(0, ticket.index)));
+    var mark = document.createElement("strong");
+    mark.className = "chat-ticket";
+    mark.textContent = ticket[0];
+    parent.appendChild(mark);
+    plainText(parent, text.slice(ticket.index + ticket[0].length));
+  }
+
+  function render(message, index) {
+    var item = document.createElement("div");
+    item.className = "chat-message chat-" + message.from;
+    var label = document.createElement("span");
+    label.className = "visually-hidden";
+    label.textContent = message.from === "bot" ? "Assistent: " : "Sie: ";
+    var body = document.createElement("p");
+    body.className = "chat-text";
+    body.appendChild(label);
+    if (message.from === "bot") { richText(body, message.text); } else { body.appendChild(document.createTextNode(message.text)); }
+    item.appendChild(body);
+    var time = document.createElement("time");
+    time.className = "chat-time";
+    time.dateTime = new Date(message.time).toISOString();
+    time.textContent = clock(message.time);
+    item.appendChild(time);
+    if (message.buttons && message.buttons.length && !message.answered) {
+      var group = document.createElement("div");
+      group.className = "chat-replies";
+      group.setAttribute("role", "group");
+      group.setAttribute("aria-label", "Antwortmöglichkeiten");
+      message.buttons.forEach(function (button) {
+        var choice = document.createElement("button");
+        choice.type = "button";
+        choice.className = "chat-reply";
+        choice.textContent = button.title;
+        choice.addEventListener("click", function () { choose(index, button); });
+        group.appendChild(choice);
       });
-      fragment.appendChild(document.createTextNode(text.slice(last)));
-      node.parentNode.replaceChild(fragment, node);
+      item.appendChild(group);
+    }
+    return item;
+  }
+
+  function renderAll() {
+    var notice = document.getElementById("chat-privacy");
+    log.textContent = "";
+    log.appendChild(notice);
+    state.messages.forEach(function (message, index) { log.appendChild(render(message, index)); });
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function append(message) {
+    state.messages.push(message);
+    save();
+    log.appendChild(render(message, state.messages.length - 1));
+    log.scrollTop = log.scrollHeight;
+    if (message.from === "bot") { updateTicket(); }
+  }
+
+  function choose(index, button) {
+    state.messages[index].answered = true;  // a choice made: its buttons go away
+    var group = log.querySelectorAll(".chat-message")[index].querySelector(".chat-replies");
+    if (group) { group.remove(); }
+    send(button.payload, button.title);
+    input.focus();
+  }
+
+  function send(payload, shown) {
+    if (shown !== null) { append({ from: "user", text: shown, time: Date.now() }); }
+    typing.hidden = false;  // the bot is working: until its reply arrives
+    connect().then(function () { return sessionReady; }).then(function () {
+      socket.emit("user_uttered", { message: payload, session_id: state.sessionId, customData: { language: "de" } });
+    }, function () { typing.hidden = true; showOffline(true); });
+  }
+
+  function received(data) {
+    typing.hidden = true;
+    if (!data || (!data.text && !(data.quick_replies || data.buttons))) { return; }
+    var buttons = (data.quick_replies || data.buttons || []).map(function (button) {
+      return { title: String(button.title), payload: String(button.payload) };
+    });
+    append({ from: "bot", text: String(data.text || ""), buttons: buttons, time: Date.now() });
+  }
+
+  // socket.io-client, loaded on first use (≈ 15 KB gzipped that a visitor who never chats does not load).
+  var loading = null;
+  function connect() {
+    if (socket) { return Promise.resolve(); }
+    if (!loading) {
+      loading = new Promise(function (resolve, reject) {
+        var script = document.createElement("script");
+        script.src = "/vendor/socket.io.min.js";
+        script.onload = resolve;
+        script.onerror = function () { loading = null; reject(new Error("socket.io-client")); };
+        document.head.appendChild(script);
+      }).then(openSocket);
+    }
+    return loading;
+  }
+
+  function openSocket() {
+    socket = window.io(socketUrl, { path: "/socket.io/", reconnectionDelayMax: 3000 });
+    newSession();
+    // Messages wait for session_confirm: socket.io would send them before session_request.
+    socket.on("connect", function () {
+      connected = true;
+      showOffline(false);
+      socket.emit("session_request", { session_id: state.sessionId });
+    });
+    socket.on("session_confirm", function (sessionId) {
+      state.sessionId = sessionId;  // signed by the server; a stale one was replaced
+      save();
+      confirmSession();
+      if (!state.greeted) {
+        state.greeted = true;
+        save();
+        send("/greet", null);
+      }
+    });
+    socket.on("bot_uttered", received);
+    socket.on("disconnect", lost);
+    socket.on("connect_error", lost);
+  }
+
+  function newSession() {
+    sessionReady = new Promise(function (resolve) { confirmSession = resolve; });
+  }
+
+  function lost() {
+    if (connected) { newSession(); }
+    connected = false;
+    typing.hidden = true;
+    if (!offlineTimer) {
+      offlineTimer = setTimeout(function () { offlineTimer = null; if (!connected) { showOffline(true); } }, OFFLINE_AFTER_MS);
+    }
+  }
+
+  // The notice with the contact channels; closable, and the conversation stays where it is.
+  function showOffline(show) {
+    if (!show) {
+      offline.hidden = true;
+      document.body.classList.remove("chat-is-offline");
+      return;
+    }
+    if (offline.dataset.dismissed === "1") { return; }
+    updateTicket();
+    // In the open chat above the conversation, else above the launcher.
+    if (panel.hidden) { root.insertBefore(offline, launcher); } else { panel.insertBefore(offline, log); }
+    offline.hidden = false;
+    document.body.classList.add("chat-is-offline");
+  }
+
+  function updateTicket() {
+    var ticket = null;
+    state.messages.forEach(function (message) {
+      var found = message.from === "bot" && message.text.match(TICKET);
+      if (found) { ticket = found[0]; }
+    });
+    offlineTicket.hidden = !ticket;
+    if (ticket) { offlineTicket.querySelector("strong").textContent = ticket; }
+  }
+
+  // Before the chat is opened: a tiny request tells whether the bot answers at all, so a
+  // customer sees the contact channels instead of a chat that cannot work.
+  function probe() {
+    if (socket) { return; }
+    window.fetch(socketUrl + "/", { mode: "no-cors", cache: "no-store" }).then(function () {
+      showOffline(false);
+      probeTimer = null;
+    }, function () {
+      showOffline(true);
+      probeTimer = setTimeout(probe, PROBE_EVERY_MS);
     });
   }
 
-  // Privacy notice: the first element of the chat window, above the greeting, so it is read
-  // before the first message; it scrolls away with the conversation and stays at its top.
-  // The link (settings.privacyUrl, checked by the server) opens in a new tab, so the chat and
-  // a half-written message stay as they are.
-  function privacyNotice() {
-    var notice = document.createElement("p");
-    notice.id = "chat-privacy";
-    notice.className = "chat-privacy";
-    notice.setAttribute("role", "note");
-    var title = document.createElement("strong");
-    title.textContent = "Hinweis zum Datenschutz:";
-    notice.appendChild(title);
-    notice.appendChild(document.createTextNode(
-      " Wir speichern Ihre Nachrichten für begrenzte Zeit, um Ihre Fragen zu beantworten und " +
-      "unseren Assistenten zu verbessern. Mehr dazu in unserer "));
-    var link = document.createElement("a");
-    link.href = settings.privacyUrl;
-    link.target = "_blank";
-    link.rel = "noopener noreferrer";
-    link.textContent = "Datenschutzerklärung";
-    var hint = document.createElement("span");
-    hint.className = "visually-hidden";
-    hint.textContent = " (öffnet in einem neuen Tab)";
-    link.appendChild(hint);
-    notice.appendChild(link);
-    notice.appendChild(document.createTextNode("."));
-    return notice;
-  }
-  // rasa-webchat builds the chat window anew each time it is opened: the notice goes back in.
-  function addPrivacyNotice() {
-    var messages = document.querySelector("#webchat .rw-messages-container");
-    if (messages && !messages.querySelector(".chat-privacy")) {
-      messages.insertBefore(privacyNotice(), messages.firstChild);
-    }
+  function open() {
+    panel.hidden = false;
+    launcher.setAttribute("aria-expanded", "true");
+    root.classList.add("chat-open");
+    panel.insertBefore(offline, log);
+    state.open = true;
+    save();
+    renderAll();
+    input.focus();
+    connect().catch(function () { showOffline(true); });
   }
 
-  new MutationObserver(function () {
-    addPrivacyNotice();
-    document.querySelectorAll("#webchat .rw-response .rw-message-text").forEach(linkify);
-  }).observe(document.getElementById("webchat"), { childList: true, subtree: true });
+  function close() {
+    panel.hidden = true;
+    launcher.setAttribute("aria-expanded", "false");
+    root.classList.remove("chat-open");
+    root.insertBefore(offline, launcher);
+    state.open = false;
+    save();
+    launcher.focus();
+  }
+
+  launcher.addEventListener("click", function () { if (panel.hidden) { open(); } else { close(); } });
+  document.getElementById("chat-close").addEventListener("click", close);
+  panel.addEventListener("keydown", function (event) {
+    if (event.key === "Escape") { event.preventDefault(); close(); }
+  });
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = input.value.trim();
+    if (!text) { return; }
+    input.value = "";
+    send(text, text);
+  });
+  document.getElementById("chat-offline-close").addEventListener("click", function () {
+    offline.dataset.dismissed = "1";
+    showOffline(false);
+  });
+
+  document.getElementById("chat-privacy-link").href = settings.privacyUrl;
+  if (state.open) { open(); } else if (state.sessionId) { connect().catch(function () { showOffline(true); }); } else { probe(); }
 }());

@@ -51,6 +51,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import engineio
 import rasa.core.channels.socketio
 import socketio
 from rasa.core.channels.channel import UserMessage
@@ -85,6 +86,20 @@ def check_targets() -> None:
 
 
 check_targets()  # when Rasa loads the channel (credentials.yml), before it serves
+
+
+def quiet_closed_websockets() -> None:
+    """No traceback in the server log each time a widget's WebSocket closes.
+
+    engine.io's Sanic route returns nothing for a WebSocket that ended, and Sanic 21.12
+    accepts that only from handlers marked ``is_websocket`` (else it logs
+    „Invalid response type None“ with a traceback: sanic-org/sanic#2572). Polling requests
+    still get their responses; the versions are checked by ``check_targets``."""
+    handle_request = require_attribute(engineio.AsyncServer, "handle_request", PATCH)
+    handle_request.is_websocket = True  # a bound method reads its function's attributes
+
+
+quiet_closed_websockets()
 
 
 def rasa_connect_handler(sio: Any, namespace: str) -> Callable[..., Awaitable[bool]]:
