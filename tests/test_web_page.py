@@ -5,6 +5,7 @@ Real HelpCentre servers on free ports; no Rasa server needed."""
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import re
@@ -288,3 +289,66 @@ def test_an_invalid_privacy_policy_url_is_refused_at_start(monkeypatch, url):
     monkeypatch.setenv("FAQBOT_PRIVACY_URL", url)
     with pytest.raises(ValueError, match="FAQBOT_PRIVACY_URL"):
         HelpCentre(port=0, host="127.0.0.1")
+
+
+# Issue 17: contact channels and place links from website.yml; gzip for browsers that accept it.
+def test_the_website_file_gives_contacts_and_links(tmp_path, start):
+    path = tmp_path / "website.yml"
+    path.write_text(
+        'contact:\n  phone: "+49 (30) 123-4567"\n  email: hilfe@example.com\n  form: /kontakt\n'
+        "links:\n  Kundenportal: https://portal.example.com/login?x=1\n",
+        encoding="utf-8",
+    )
+    website = web.read_website(path)
+    assert (website.phone, website.email, website.form) == ("+49 (30) 123-4567", "hilfe@example.com", "/kontakt")
+    assert website.links == {"Kundenportal": "https://portal.example.com/login?x=1"}
+    server = start(website_file=path)
+    _, body = get(server, "/")
+    assert '<a href="tel:+49301234567">+49 (30) 123-4567</a>' in body
+    assert '<a href="mailto:hilfe@example.com">hilfe@example.com</a>' in body
+    assert page_settings(body)["links"] == website.links
+
+
+def test_without_a_website_file_the_page_has_no_contact_list(tmp_path):
+    assert web.read_website(tmp_path / "nothing.yml") == web.Website()
+    assert web.contact_list(web.Website()) == ""
+
+
+@pytest.mark.parametrize(
+    "content, wrong",
+    [
+        ('contact:\n  phone: "ruf an"\n', "contact.phone"),
+        ("contact:\n  email: keine-adresse\n", "contact.email"),
+        ("contact:\n  form: javascript:alert(1)\n", "Ungültige Adresse"),
+        ("links:\n  Kundenportal: javascript:alert(1)\n", "Ungültige Adresse"),
+        ('links:\n  "<b>Portal</b>": https://portal.example.com\n', "Linkname"),
+        ("contact: [1, 2]\n", "Zuordnungen"),
+        ("contact: {phone: [\n", "nicht lesbar"),
+    ],
+)
+def test_a_wrong_website_file_is_refused_at_start(tmp_path, content, wrong):
+    path = tmp_path / "website.yml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=re.escape(wrong)):
+        HelpCentre(port=0, host="127.0.0.1", website_file=path)
+
+
+def raw_get(server: HelpCentre, path: str, headers: dict) -> tuple[http.client.HTTPResponse, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response, response.read()
+    finally:
+        connection.close()
+
+
+def test_text_assets_are_gzipped_for_browsers_that_accept_it(start):
+    server = start()
+    for path in ("/", "/static/chat.js", "/static/style.css", "/vendor/socket.io.min.js"):
+        plain_response, plain = raw_get(server, path, {})
+        assert plain_response.getheader("Content-Encoding") is None
+        packed_response, packed = raw_get(server, path, {"Accept-Encoding": "gzip, deflate, br"})
+        assert packed_response.getheader("Content-Encoding") == "gzip", path
+        assert packed_response.getheader("Vary") == "Accept-Encoding"
+        assert gzip.decompress(packed) == plain and len(packed) < len(plain) / 2, path

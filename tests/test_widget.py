@@ -64,10 +64,32 @@ def faq_file(tmp_path_factory) -> Path:
     return path
 
 
+WEBSITE = """\
+contact:
+  phone: "+49 30 1234567"
+  email: hilfe@example.com
+  form: https://www.example.com/kontaktformular
+links:
+  Kundenportal: https://portal.example.com
+  Registrierungsseite: https://www.example.com/registrieren
+"""
+
+
 @pytest.fixture(scope="module")
-def site(model_path, faq_file, tmp_path_factory):
+def website_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("website") / "website.yml"
+    path.write_text(WEBSITE, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def site(model_path, faq_file, website_file, tmp_path_factory):
     var_dir = tmp_path_factory.mktemp("widget-var")
-    env = {"FAQBOT_FAQ_FILE": str(faq_file), "FAQBOT_SUPPORT_TOKEN": SUPPORT_TOKEN}
+    env = {
+        "FAQBOT_FAQ_FILE": str(faq_file),
+        "FAQBOT_SUPPORT_TOKEN": SUPPORT_TOKEN,
+        "FAQBOT_WEBSITE_FILE": str(website_file),
+    }
     with running(bot_servers(model_path, var_dir, web_port=free_port(), env=env)) as servers:
         yield servers
 
@@ -235,6 +257,12 @@ def test_links_in_answers_are_clickable(page, site, knowledge):
     link = page.locator(f'.chat-bot a[href="{CONTACT_LINK}"]')
     expect(link).to_be_visible(timeout=REPLY_TIMEOUT_MS)
     assert link.inner_text() == CONTACT_LINK
+    # A place the answer names, linked to the address the company configured (website.yml).
+    ask(page, knowledge["erhalte_rechnung"].question)
+    portal = page.locator('.chat-bot a[href="https://portal.example.com"]')
+    expect(portal).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    assert portal.inner_text() == "Kundenportal"
+    assert responses(page)[-1] == " ".join(knowledge["erhalte_rechnung"].answer.split())  # still verbatim
 
 
 def test_html_in_a_message_is_shown_as_text_not_run(page, site):
@@ -246,8 +274,9 @@ def test_html_in_a_message_is_shown_as_text_not_run(page, site):
     assert page.evaluate("window.__hacked") is None
 
 
-def test_without_the_bot_the_page_shows_the_contact_channels(browser, knowledge):
-    down = HelpCentre(port=free_port(), rasa_port=free_port(), faq_file=None).start()  # nothing there
+def test_without_the_bot_the_page_shows_the_contact_channels(browser, knowledge, website_file):
+    nothing_there = free_port()
+    down = HelpCentre(port=free_port(), rasa_port=nothing_there, faq_file=None, website_file=website_file).start()
     try:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         page = context.new_page()
@@ -256,6 +285,11 @@ def test_without_the_bot_the_page_shows_the_contact_channels(browser, knowledge)
         expect(notice).to_be_visible(timeout=2_000)  # issue 17: within 2 s
         assert "Der Chat ist gerade nicht erreichbar" in notice.inner_text()
         assert load()[CONTACT_FAQ_ID].answer in notice.inner_text()
+        # The concrete channels from website.yml, as links.
+        assert notice.get_by_role("link", name="+49 30 1234567").get_attribute("href") == "tel:+49301234567"
+        assert notice.get_by_role("link", name="hilfe@example.com").get_attribute("href") == "mailto:hilfe@example.com"
+        assert notice.get_by_role("link", name="Kontaktformular").get_attribute("href").endswith("/kontaktformular")
+        expect(page.locator("#chat-launcher")).to_be_visible()  # the conversation stays reachable
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "bot_down.png"))
         page.get_by_role("button", name="Hinweis schließen").click()  # it can be closed
@@ -447,9 +481,9 @@ def test_the_first_page_load_is_light_and_compressed(browser, site):
 
 
 def test_when_the_bot_goes_down_the_conversation_stays_with_the_contacts_and_the_ticket(
-    browser, model_path, faq_file, tmp_path
+    browser, model_path, faq_file, website_file, tmp_path
 ):
-    env = {"FAQBOT_FAQ_FILE": str(faq_file)}
+    env = {"FAQBOT_FAQ_FILE": str(faq_file), "FAQBOT_WEBSITE_FILE": str(website_file)}
     with running(bot_servers(model_path, tmp_path / "var", web_port=free_port(), env=env)) as servers:
         context = browser.new_context(viewport={"width": 375, "height": 740}, locale="de-DE")
         page = context.new_page()
@@ -476,6 +510,7 @@ def test_when_the_bot_goes_down_the_conversation_stays_with_the_contacts_and_the
             expect(notice).to_be_visible(timeout=5_000)
             assert time.monotonic() - killed <= 2.5  # issue 17: within 2 s (plus Playwright's polling)
             assert load()[CONTACT_FAQ_ID].answer.split(".")[0] in notice.inner_text()
+            assert "+49 30 1234567" in notice.inner_text()
             assert ticket_id in notice.inner_text()  # the customer's open ticket
             assert responses(page) == before  # the conversation stays
             page.screenshot(path=str(SCREENSHOTS / "bot_down_with_ticket_375.png"))

@@ -301,6 +301,7 @@ class BotServers:
                 socket_url=self.env.get("FAQBOT_SOCKET_URL"),
                 privacy_url=self.env.get("FAQBOT_PRIVACY_URL"),
                 faq_file=Path(faq_file) if faq_file else None,
+                website_file=self.env.get("FAQBOT_WEBSITE_FILE"),
             ).start()
         return self
 

@@ -29,13 +29,16 @@ import re
 import socket
 import sys
 import threading
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from string import Template
 
+from ruamel.yaml import YAML
+
 from faqbot.core.knowledge import KnowledgeError, load
-from faqbot.core.paths import PROJECT_DIR
+from faqbot.core.paths import PROJECT_DIR, WEBSITE_CONFIG_FILE
 
 WEB_DIR = PROJECT_DIR / "web"
 SOCKET_IO_CLIENT = WEB_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
@@ -177,7 +180,80 @@ def content_security_policy(socket_urls: list[str]) -> str:
     )
 
 
-def render_page(socket_urls: list[str], faq_file: Path | None = None, privacy_url: str = DEFAULT_PRIVACY_URL) -> bytes:
+PHONE = re.compile(r"\+?[0-9][0-9 ()/-]{4,28}[0-9]")
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+PLACE_NAME = re.compile(r"[A-Za-zÄÖÜäöüß][A-Za-zÄÖÜäöüß0-9 -]{0,58}[A-Za-zÄÖÜäöüß0-9]")
+
+
+@dataclass(frozen=True)
+class Website:
+    """``website.yml``: contact channels for the notice when the bot is down, and the
+    addresses of places the FAQ answers name (rendered as links by the widget)."""
+
+    phone: str = ""
+    email: str = ""
+    form: str = ""
+    links: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def has_contact(self) -> bool:
+        return bool(self.phone or self.email or self.form)
+
+
+def read_website(path: Path | None = None) -> Website:
+    """The website settings, checked; ValueError (German) names what is wrong."""
+    path = Path(path or os.environ.get("FAQBOT_WEBSITE_FILE") or WEBSITE_CONFIG_FILE)
+    if not path.exists():
+        return Website()
+    try:
+        content = YAML(typ="safe").load(path.read_text(encoding="utf-8")) or {}
+    except Exception as error:  # YAML syntax errors come in several classes
+        raise ValueError(f"{path} ist nicht lesbar: {error}") from error
+    contact = content.get("contact") or {}
+    if not isinstance(contact, dict) or not isinstance(content.get("links") or {}, dict):
+        raise ValueError(f"{path}: „contact“ und „links“ müssen Zuordnungen sein.")
+
+    def checked(name: str, pattern: re.Pattern, example: str) -> str:
+        value = str(contact.get(name) or "").strip()
+        if value and not pattern.fullmatch(value):
+            raise ValueError(f"{path}: contact.{name} {value[:80]!r} ist ungültig, z. B. {example}")
+        return value
+
+    links = {}
+    for name, url in (content.get("links") or {}).items():
+        if not PLACE_NAME.fullmatch(str(name)):
+            raise ValueError(
+                f"{path}: der Linkname {str(name)[:80]!r} ist ungültig (Buchstaben, Ziffern, Leerzeichen, -)."
+            )
+        links[str(name)] = privacy_policy_url(str(url or ""))  # http(s) or a path on this page's host
+    form = str(contact.get("form") or "").strip()
+    return Website(
+        phone=checked("phone", PHONE, "+49 30 1234567"),
+        email=checked("email", EMAIL, "support@example.com"),
+        form=privacy_policy_url(form) if form else "",
+        links=links,
+    )
+
+
+def contact_list(website: Website) -> str:
+    """The configured contact channels as HTML links (tel:, mailto:, the form)."""
+    items = []
+    if website.phone:
+        number = re.sub(r"[^0-9+]", "", website.phone)
+        items.append(f'<li>Telefon: <a href="tel:{number}">{html.escape(website.phone)}</a></li>')
+    if website.email:
+        items.append(f'<li>E-Mail: <a href="mailto:{website.email}">{html.escape(website.email)}</a></li>')
+    if website.form:
+        items.append(f'<li><a href="{html.escape(website.form)}">Kontaktformular</a></li>')
+    return f'<ul class="chat-contact">{"".join(items)}</ul>' if items else ""
+
+
+def render_page(
+    socket_urls: list[str],
+    faq_file: Path | None = None,
+    privacy_url: str = DEFAULT_PRIVACY_URL,
+    website: Website | None = None,
+) -> bytes:
     """index.html with the FAQ list and the widget settings filled in."""
     try:
         knowledge = load(faq_file)
@@ -196,11 +272,13 @@ def render_page(socket_urls: list[str], faq_file: Path | None = None, privacy_ur
         for category, entries in categories.items()
     )
     contact = knowledge[CONTACT_FAQ_ID].answer if CONTACT_FAQ_ID in knowledge else CONTACT_FALLBACK
-    settings = {"socketUrls": socket_urls, "contactText": contact, "privacyUrl": privacy_url}
+    website = website or Website()
+    settings = {"socketUrls": socket_urls, "privacyUrl": privacy_url, "links": website.links}
     template = Template((WEB_DIR / "index.html").read_text(encoding="utf-8"))
     return template.substitute(
         faq_sections=sections or "<p>Die FAQ sind gerade nicht verfügbar.</p>",
         contact_text=html.escape(contact),
+        contact_list=contact_list(website),
         # "</" must not end the inline <script> early
         settings_json=json.dumps(settings, ensure_ascii=False).replace("</", "<\\/"),
     ).encode("utf-8")
@@ -257,7 +335,9 @@ class HelpCentreHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path = self.path.split("?", 1)[0]
         if path in ("/", "/index.html"):
-            page = render_page(self.server.socket_urls, self.server.faq_file, self.server.privacy_url)
+            page = render_page(
+                self.server.socket_urls, self.server.faq_file, self.server.privacy_url, self.server.website
+            )
             self._send(page, "text/html; charset=utf-8")
         elif path == DEFAULT_PRIVACY_URL and self.server.privacy_url == DEFAULT_PRIVACY_URL:
             # Only while no privacy policy is configured: no stray placeholder next to the real one.
@@ -323,7 +403,8 @@ class HelpCentre(ThreadingHTTPServer):
     ``socket_url``: the bot's public address for the widget and the CSP (else
     ``FAQBOT_SOCKET_URL``, else ``rasa_port`` on localhost and 127.0.0.1). ``privacy_url``:
     the privacy policy the widget's notice links to (else ``FAQBOT_PRIVACY_URL``, else the
-    placeholder page ``/datenschutz``)."""
+    placeholder page ``/datenschutz``). ``website_file``: contact channels and place links
+    (else ``FAQBOT_WEBSITE_FILE``, else ``website.yml``; ``read_website``)."""
 
     daemon_threads = True
     request_queue_size = 128  # a burst of connections waits for accept() instead of being dropped
@@ -338,6 +419,7 @@ class HelpCentre(ThreadingHTTPServer):
         request_timeout: float = REQUEST_TIMEOUT_S,
         max_connections: int = MAX_CONNECTIONS,
         privacy_url: str | None = None,
+        website_file: Path | None = None,
     ) -> None:
         configured = socket_url or os.environ.get("FAQBOT_SOCKET_URL")
         # Both loopback names by default, so the page works as http://localhost:8080 and as
@@ -353,6 +435,7 @@ class HelpCentre(ThreadingHTTPServer):
             "X-Frame-Options": "DENY",  # frame-ancestors for browsers without CSP 2
         }
         self.rasa_port, self.faq_file = rasa_port, faq_file
+        self.website = read_website(website_file)
         self.request_timeout = request_timeout
         self.slots = threading.BoundedSemaphore(max_connections)
         self.thread: threading.Thread | None = None

@@ -14,8 +14,21 @@
   var OFFLINE_AFTER_MS = 1500;  // a lost connection this long: the customer sees the contact channels
   var PROBE_EVERY_MS = 5000;    // while the bot is down, how often the page checks whether it is back
   var TICKET = /T-\d{8}-\d{5}/;
-  // Web and e-mail addresses and phone numbers in answers become links (answers stay verbatim).
-  var ADDRESS = /(https?:\/\/[^\s<>"')]+[^\s<>"').,;:!?]|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\+?\d[\d ()\/-]{6,}\d)/g;
+  // Web and e-mail addresses, phone numbers and the places the company configured
+  // (website.yml: „Kundenportal“ → its address) become links; the answers stay verbatim.
+  var places = Object.keys(settings.links || {}).sort(function (a, b) { return b.length - a.length; });
+  var ADDRESS = new RegExp("(https?:\\/\\/[^\\s<>\"')]+[^\\s<>\"').,;:!?]|[\\w.+-]+@[\\w-]+(?:\\.[\\w-]+)+" +
+    // phone numbers: international (+49 …) or with a leading 0, never inside „T-2026…“ or a date
+    "|(?<![\\w-])(?:\\+\\d{1,3}|\\(?0\\d{1,5}\\)?)[ \\/-]?\\d[\\d \\/-]{3,}\\d" + places.map(function (name) {
+      return "|(?:^|(?<=[^\\wÄÖÜäöüß]))" + name.replace(/[.*+?^${}()|[\]\\-]/g, "\\$&") + "[\\wÄÖÜäöüß]*";
+    }).join("") + ")", "g");
+
+  function placeUrl(word) {
+    for (var i = 0; i < places.length; i += 1) {
+      if (word.indexOf(places[i]) === 0) { return settings.links[places[i]]; }
+    }
+    return null;
+  }
 
   var root = document.getElementById("chat");
   var launcher = document.getElementById("chat-launcher");
@@ -58,8 +71,9 @@
       plainText(parent, text.slice(last, index));
       var link = document.createElement("a");
       link.textContent = match;
-      if (match.indexOf("://") > 0) {
-        link.href = match;
+      var place = placeUrl(match);
+      if (place || match.indexOf("://") > 0) {
+        link.href = place || match;
         link.target = "_blank";
         link.rel = "noopener noreferrer";
       } else if (match.indexOf("@") > 0) {
