@@ -6,6 +6,7 @@ Real HelpCentre servers on free ports; no Rasa server needed."""
 from __future__ import annotations
 
 import gzip
+import html
 import http.client
 import json
 import re
@@ -15,6 +16,7 @@ import urllib.request
 
 import pytest
 
+from faqbot.core.knowledge import load
 from faqbot.server import web
 from faqbot.server.web import HelpCentre
 
@@ -306,12 +308,18 @@ def test_the_website_file_gives_contacts_and_links(tmp_path, start):
     _, body = get(server, "/")
     assert '<a href="tel:+49301234567">+49 (30) 123-4567</a>' in body
     assert '<a href="mailto:hilfe@example.com">hilfe@example.com</a>' in body
+    assert html.escape(load()[web.CONTACT_FAQ_ID].answer) not in body.split('id="chat-offline"')[1].split("</div>")[0]
     assert page_settings(body)["links"] == website.links
 
 
-def test_without_a_website_file_the_page_has_no_contact_list(tmp_path):
+def test_without_contacts_the_notice_names_the_faqs_contact_answer(tmp_path, start):
     assert web.read_website(tmp_path / "nothing.yml") == web.Website()
     assert web.contact_list(web.Website()) == ""
+    empty = tmp_path / "website.yml"
+    empty.write_text("contact:\n  phone:\nlinks:\n", encoding="utf-8")
+    _, body = get(start(website_file=empty), "/")
+    notice = re.search(r'<div id="chat-offline".*?</div>', body, re.S).group()
+    assert html.escape(load()[web.CONTACT_FAQ_ID].answer) in notice and "chat-contact" not in notice
 
 
 @pytest.mark.parametrize(

@@ -278,7 +278,8 @@ def render_page(
     return template.substitute(
         faq_sections=sections or "<p>Die FAQ sind gerade nicht verfügbar.</p>",
         contact_text=html.escape(contact),
-        contact_list=contact_list(website),
+        # When the bot is down: the configured channels as links, else the FAQ's contact answer.
+        offline_contacts=contact_list(website) or f"<p>{html.escape(contact)}</p>",
         # "</" must not end the inline <script> early
         settings_json=json.dumps(settings, ensure_ascii=False).replace("</", "<\\/"),
     ).encode("utf-8")

@@ -11,7 +11,7 @@
     return new URL(url).hostname === window.location.hostname;
   })[0] || settings.socketUrls[0];
   var STORAGE_KEY = "faqbot-chat";
-  var OFFLINE_AFTER_MS = 1500;  // a lost connection this long: the customer sees the contact channels
+  var OFFLINE_AFTER_MS = 1000;  // a lost connection this long: the customer sees the contact channels
   var PROBE_EVERY_MS = 5000;    // while the bot is down, how often the page checks whether it is back
   var TICKET = /T-\d{8}-\d{5}/;
   // Web and e-mail addresses, phone numbers and the places the company configured
