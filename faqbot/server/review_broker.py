@@ -43,7 +43,7 @@ from typing import Any
 import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
 
-from faqbot.core.intents import NOT_A_QUESTION, faq_id_for
+from faqbot.core.intents import NOT_A_QUESTION, OUT_OF_SCOPE, faq_id_for
 from faqbot.core.masking import mask
 from faqbot.core.review_store import (
     ESCALATED,
@@ -230,7 +230,7 @@ class ReviewQueue:
         if turn.clarified:
             kind = "clarification"
         elif turn.fallback:
-            kind = "out_of_scope" if turn.intent == "out_of_scope" else "fallback"
+            kind = "out_of_scope" if turn.intent == OUT_OF_SCOPE else "fallback"
         elif turn.escalated:
             kind = "escalation"
         elif turn.answered_faq and (turn.confidence or 0) < LOW_CONFIDENCE:

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from faqbot.core.intents import intent_for
+from faqbot.core.intents import OUT_OF_SCOPE, intent_for
 from faqbot.core.knowledge import FaqEntry, load
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.phrasings import (
@@ -156,7 +156,7 @@ def _review_entry(entry, store, faqs, numbered, project: Path, done: dict[str, i
         if answer != "o" and faq_id is None:
             print("      Bitte eine FAQ-Nummer oder -ID angeben, oder o, n, s, q.")
             continue
-        intent = intent_for(faq_id) if faq_id else "out_of_scope"
+        intent = intent_for(faq_id) if faq_id else OUT_OF_SCOPE
         try:
             added = add_phrasing_as_written(intent, entry.text, project)
         except AlreadyPresent as refusal:
@@ -180,7 +180,7 @@ def _review_entry(entry, store, faqs, numbered, project: Path, done: dict[str, i
             print(f"      Hinzugefügt zu {intent}.")
             if added.masked:
                 print(f"      {masking_notice(entry.text, added.phrasing)}")
-        if intent == "out_of_scope":
+        if intent == OUT_OF_SCOPE:
             store.set_status(entry.id, "out_of_scope", intent)
             done["nicht in den FAQ"] += 1
         else:
