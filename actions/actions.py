@@ -20,7 +20,7 @@ from faqbot.core.intents import NOT_A_QUESTION, faq_id_for
 from faqbot.core.knowledge import CachedKnowledge, FaqEntry, KnowledgeError
 from faqbot.core.metrics import FAQ_OUTCOMES
 from faqbot.core.support_config import read_support_config
-from faqbot.core.support_hours import SupportHours, german_time
+from faqbot.core.support_hours import SupportAvailability, german_time
 from faqbot.core.text import has_letters
 from faqbot.core.tickets import Ticket, TicketStore, transcript_from_events
 
@@ -48,12 +48,8 @@ def delivery_targets() -> list[str]:
     return load_config().targets
 
 
-def support_closed_until(now: datetime | None = None) -> str | None:
-    """German "when will they answer" text if the support team is not there right now."""
-    hours = SupportHours.from_config(read_support_config().get("support_hours"))
-    now = now or datetime.now(timezone.utc)
-    opening = hours.next_opening(now) if hours else None
-    return german_time(opening, now) if opening else None
+# The customer's time frame when support.yml promises none.
+NO_TIME_FRAME = "so bald wie möglich"
 
 
 def _offer_handoff_reset(tracker: Tracker) -> list[EventType]:
@@ -102,11 +98,13 @@ def send_faq_answer(dispatcher: CollectingDispatcher, entry: FaqEntry, confidenc
     )
 
 
-def send_ticket_number(dispatcher: CollectingDispatcher, response: str, ticket_id: str) -> None:
-    """A message with the ticket number, plus the custom payload that marks the handoff."""
-    dispatcher.utter_message(
-        response=response, ticket_id=ticket_id, json_message={"escalation": {"ticket_id": ticket_id}}
-    )
+def send_ticket_number(
+    dispatcher: CollectingDispatcher, response: str, ticket_id: str, deadline: datetime | None = None, **texts: str
+) -> None:
+    """A message with the ticket number, plus the custom payload that marks the handoff
+    (with the promised answer time as ISO 8601, if there is one)."""
+    escalation = {"ticket_id": ticket_id} | ({"reply_by": deadline.isoformat()} if deadline else {})
+    dispatcher.utter_message(response=response, ticket_id=ticket_id, json_message={"escalation": escalation}, **texts)
 
 
 def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> tuple[Ticket | None, list[EventType]]:
@@ -132,16 +130,20 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> tuple[Ticket
         FAQ_OUTCOMES.labels(guess or NO_FAQ, "escalation_failed").inc()
         dispatcher.utter_message(response="utter_escalation_failed")
         return None, _offer_handoff_reset(tracker)
-    if ticket.is_new:  # a repeated request names the same ticket again
-        FAQ_OUTCOMES.labels(guess or NO_FAQ, "escalation").inc()
-    send_ticket_number(dispatcher, "utter_escalated" if ticket.is_new else "utter_escalated_again", ticket.ticket_id)
+    if not ticket.is_new:  # a repeated request names the same ticket again
+        send_ticket_number(dispatcher, "utter_escalated_again", ticket.ticket_id)
+        return ticket, _offer_handoff_reset(tracker)
+    FAQ_OUTCOMES.labels(guess or NO_FAQ, "escalation").inc()
+    now = datetime.now(timezone.utc)
     try:
-        closed_until = support_closed_until()
+        support = SupportAvailability.from_config(read_support_config(), now)
     except Exception:  # support.yml broken since start-up: the ticket exists all the same
         logger.exception("Support hours in support.yml unreadable")
-        closed_until = None
-    if ticket.is_new and closed_until:
-        dispatcher.utter_message(response="utter_support_closed", next_opening=closed_until)
+        support = SupportAvailability(closed_until=None, reply_by=None)
+    reply_by = f"in der Regel bis {german_time(support.reply_by, now)}" if support.reply_by else NO_TIME_FRAME
+    send_ticket_number(dispatcher, "utter_escalated", ticket.ticket_id, support.reply_by, reply_by=reply_by)
+    if support.closed_until:
+        dispatcher.utter_message(response="utter_support_closed", next_opening=german_time(support.closed_until, now))
     return ticket, _offer_handoff_reset(tracker)
 
 

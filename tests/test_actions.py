@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from rasa_sdk import Tracker
 from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+from test_rest_conversations import response_text
 
 from actions import actions
 from actions.actions import ActionAnswerFaq, ActionDeclineHandoff, ActionEscalate, ActionHandleFallback
@@ -223,6 +226,32 @@ def test_escalation_outside_support_hours_says_when_the_team_answers(tmp_path, m
     messages, _ = run(ActionEscalate(), tracker_for(user_event("mensch bitte", "human_handoff")))
     assert [m["response"] for m in messages] == ["utter_escalated", "utter_support_closed"]
     assert messages[1]["next_opening"].endswith("um 3:00 Uhr")
+    assert messages[0]["reply_by"] == "so bald wie möglich"  # no reply_within_hours in this support.yml
+    assert "reply_by" not in messages[0]["custom"]["escalation"]
+
+
+def test_escalation_promises_a_time_frame_in_working_hours(tmp_path, monkeypatch):
+    config = tmp_path / "support.yml"  # open one minute a week: one working hour takes 60 weeks
+    config.write_text(
+        'reply_within_hours: 0.01\nsupport_hours:\n  timezone: Europe/Berlin\n  sun: "03:00-03:01"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("FAQBOT_SUPPORT_CONFIG", str(config))
+    messages, _ = run(ActionEscalate(), tracker_for(user_event("mensch bitte", "human_handoff")))
+    reply_by = datetime.fromisoformat(messages[0]["custom"]["escalation"]["reply_by"])
+    # 36 s of working time, from Sunday 3:00 Berlin time on: promised for 4:00 (the full hour).
+    assert (reply_by.weekday(), reply_by.hour, reply_by.minute) == (6, 4, 0)
+    assert messages[0]["reply_by"].startswith("in der Regel bis ") and messages[0]["reply_by"].endswith("um 4:00 Uhr")
+
+
+def test_escalation_with_the_shipped_support_yml_promises_eight_hours(monkeypatch):
+    monkeypatch.delenv("FAQBOT_SUPPORT_CONFIG", raising=False)
+    before = datetime.now(timezone.utc)
+    messages, _ = run(ActionEscalate(), tracker_for(user_event("mensch bitte", "human_handoff")))
+    reply_by = datetime.fromisoformat(messages[0]["custom"]["escalation"]["reply_by"])
+    assert timedelta(hours=8) <= reply_by - before <= timedelta(hours=9)  # no support_hours: always there
+    text = response_text("utter_escalated").format(ticket_id="T-1", reply_by=messages[0]["reply_by"])
+    assert re.search(r"antwortet Ihnen in der Regel bis (heute|morgen) um \d+:00 Uhr\.", text)
 
 
 def test_escalation_with_support_hours_broken_since_start_still_gives_the_ticket(tmp_path, monkeypatch):

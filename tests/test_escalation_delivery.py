@@ -312,6 +312,7 @@ def test_two_workers_on_one_outbox_send_each_row_once(tmp_path, desk):
     [
         ('support_hours:\n  state: XY\n  mon: "09:00-17:00"\n', "Unbekanntes Bundesland"),
         ("webhook: [\n", "expected"),
+        ("reply_within_hours: acht\n", "reply_within_hours muss eine Stundenzahl"),
     ],
 )
 def test_action_server_refuses_to_start_with_a_broken_support_yml(tmp_path, support_yml, reason):

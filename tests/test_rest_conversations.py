@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from helpers import buttons, customs, texts
@@ -12,6 +13,7 @@ from test_data import read_nlu
 
 from faqbot.core.knowledge import load
 from faqbot.core.paths import PROJECT_DIR
+from faqbot.core.support_hours import german_time
 
 KNOWLEDGE = load()
 PARAPHRASES = read_nlu(PROJECT_DIR / "tests" / "e2e_paraphrases.yml")
@@ -63,7 +65,14 @@ def escalated(replies, again: bool = False, handoff_starts: bool = True) -> str:
     """The ticket number, after checking the customer was told it and how to go on."""
     [custom] = customs(replies)
     ticket_id = custom["escalation"]["ticket_id"]
-    expected = [response_text("utter_escalated_again" if again else "utter_escalated").format(ticket_id=ticket_id)]
+    if again:
+        expected = [response_text("utter_escalated_again").format(ticket_id=ticket_id)]
+    else:  # support.yml: 8 hours, no support hours (always there); the promise in the text and the payload
+        reply_by = datetime.fromisoformat(custom["escalation"]["reply_by"])
+        now = datetime.now(timezone.utc)
+        assert timedelta(hours=8) <= reply_by - now <= timedelta(hours=9)
+        time_frame = f"in der Regel bis {german_time(reply_by, now)}"
+        expected = [response_text("utter_escalated").format(ticket_id=ticket_id, reply_by=time_frame)]
     assert texts(replies) == expected + ([response_text("utter_handoff_started")] if handoff_starts else [])
     return ticket_id
 

@@ -1,11 +1,11 @@
 """Support hours with fixed datetimes (Europe/Berlin)."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from faqbot.core.support_hours import SupportHours, german_time
+from faqbot.core.support_hours import SupportAvailability, SupportHours, german_time, reply_deadline
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOURS = SupportHours.from_config(
@@ -94,3 +94,39 @@ def test_holiday_list_adds_closed_days():
 def test_unknown_state_is_a_clear_error():
     with pytest.raises(ValueError, match="Unbekanntes Bundesland „XY“ unter support_hours.state.*BY"):
         weekdays(state="XY")
+
+
+EIGHT_HOURS = timedelta(hours=8)
+
+
+def test_reply_time_counts_working_hours_only():
+    # Wednesday 10:07 + 8 working hours (9-17): Thursday 10:07, promised as 11:00.
+    assert HOURS.after_working_time(at(2026, 11, 25, 10, 7), EIGHT_HOURS) == at(2026, 11, 26, 10, 7)
+    assert reply_deadline(HOURS, EIGHT_HOURS, at(2026, 11, 25, 10, 7)) == at(2026, 11, 26, 11, 0)
+    # Thursday 16:00: 1 h Thursday, Friday 3 h + 2 h around the lunch break, Monday 9-11.
+    assert reply_deadline(HOURS, EIGHT_HOURS, at(2026, 11, 26, 16, 0)) == at(2026, 11, 30, 11, 0)
+    # Opened at night: counted from the next opening; holidays (24/25 Dec) skipped.
+    assert reply_deadline(HOURS, EIGHT_HOURS, at(2026, 12, 23, 20, 0)) == at(2026, 12, 28, 17, 0)
+    now = at(2026, 11, 27, 16, 0)  # Friday after closing
+    assert german_time(reply_deadline(HOURS, EIGHT_HOURS, now), now) == "Montag, 30.11., um 17:00 Uhr"
+
+
+def test_reply_time_without_support_hours_is_plain_hours_in_german_time():
+    utc_now = datetime(2026, 11, 25, 7, 30, tzinfo=ZoneInfo("UTC"))  # 8:30 in Berlin
+    assert reply_deadline(None, EIGHT_HOURS, utc_now) == at(2026, 11, 25, 17, 0)
+    assert reply_deadline(None, EIGHT_HOURS, utc_now).utcoffset() == timedelta(hours=1)
+
+
+def test_availability_from_support_yml():
+    config = {"support_hours": WEEKDAYS, "reply_within_hours": 4}
+    closed = SupportAvailability.from_config(config, at(2026, 11, 27, 18, 0))
+    assert closed.closed_until == at(2026, 11, 30, 9, 0) and closed.reply_by == at(2026, 11, 30, 13, 0)
+    open_now = SupportAvailability.from_config(config, at(2026, 11, 27, 10, 30))
+    assert open_now.closed_until is None and open_now.reply_by == at(2026, 11, 27, 15, 0)
+    assert SupportAvailability.from_config({}, at(2026, 11, 27, 10, 30)).reply_by is None
+
+
+@pytest.mark.parametrize("within", ["acht", 0, -2, True, [8]])
+def test_a_wrong_reply_time_is_a_clear_error(within):
+    with pytest.raises(ValueError, match="reply_within_hours muss eine Stundenzahl größer als 0 sein"):
+        SupportAvailability.from_config({"reply_within_hours": within}, at(2026, 11, 27, 10, 30))

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from datetime import datetime, timezone
 from typing import Any
 
 import pluggy
@@ -35,7 +36,7 @@ import rasa_sdk.plugin
 from faqbot.core import shared_secrets
 from faqbot.core.delivery import DeliveryWorker, load_config
 from faqbot.core.support_config import read_support_config
-from faqbot.core.support_hours import SupportHours
+from faqbot.core.support_hours import SupportAvailability
 from faqbot.core.tickets import TicketStore, database_url
 from faqbot.server import health
 from faqbot.server.patches import RASA_SDK_VERSION, PatchTargetError, require_attribute, require_version
@@ -76,7 +77,7 @@ def check_support_config() -> None:
     not surface when the first customer asks for a person."""
     try:
         load_config()
-        SupportHours.from_config(read_support_config().get("support_hours"))
+        SupportAvailability.from_config(read_support_config(), datetime.now(timezone.utc))
     except Exception as error:  # YAML syntax, unknown state, bad time span, ...
         raise SystemExit(f"Die Support-Einstellungen (support.yml) sind fehlerhaft: {error}") from error
 
