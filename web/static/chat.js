@@ -46,7 +46,6 @@
   var sessionReady = null;  // resolves once the server confirmed this connection's session
   var confirmSession = null;
   var offlineTimer = null;
-  var probeTimer = null;
 
   function load() {
     try {
@@ -235,8 +234,7 @@
     }
     if (offline.dataset.dismissed === "1") { return; }
     updateTicket();
-    // In the open chat above the conversation, else above the launcher.
-    if (panel.hidden) { root.insertBefore(offline, launcher); } else { panel.insertBefore(offline, log); }
+    placeNotice();
     offline.hidden = false;
     document.body.classList.add("chat-is-offline");
   }
@@ -257,32 +255,35 @@
     if (socket) { return; }
     window.fetch(socketUrl + "/", { mode: "no-cors", cache: "no-store" }).then(function () {
       showOffline(false);
-      probeTimer = null;
     }, function () {
       showOffline(true);
-      probeTimer = setTimeout(probe, PROBE_EVERY_MS);
+      setTimeout(probe, PROBE_EVERY_MS);
     });
   }
 
-  function open() {
-    panel.hidden = false;
-    launcher.setAttribute("aria-expanded", "true");
-    root.classList.add("chat-open");
-    panel.insertBefore(offline, log);
-    state.open = true;
+  // The notice sits in the open chat above the conversation, else above the launcher.
+  function placeNotice() {
+    if (panel.hidden) { root.insertBefore(offline, launcher); } else { panel.insertBefore(offline, log); }
+  }
+
+  function setOpen(isOpen) {
+    panel.hidden = !isOpen;
+    launcher.setAttribute("aria-expanded", String(isOpen));
+    root.classList.toggle("chat-open", isOpen);
+    placeNotice();
+    state.open = isOpen;
     save();
+  }
+
+  function open() {
+    setOpen(true);
     renderAll();
     input.focus();
     connect().catch(function () { showOffline(true); });
   }
 
   function close() {
-    panel.hidden = true;
-    launcher.setAttribute("aria-expanded", "false");
-    root.classList.remove("chat-open");
-    root.insertBefore(offline, launcher);
-    state.open = false;
-    save();
+    setOpen(false);
     launcher.focus();
   }
 
