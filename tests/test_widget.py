@@ -28,7 +28,8 @@ from test_rest_conversations import AMBIGUOUS, response_text
 
 from faqbot.core.knowledge import load
 from faqbot.core.paths import PROJECT_DIR
-from faqbot.server.channels.socketio import TOO_LONG
+from faqbot.core.review_store import ReviewStore
+from faqbot.server.channels.socketio import FEEDBACK_REFUSED, TOO_LONG, feedback_token
 from faqbot.server.serve import BotServers
 from faqbot.server.web import CONTACT_FAQ_ID, HelpCentre
 
@@ -240,6 +241,76 @@ def test_a_reload_keeps_the_conversation(page, site, knowledge):
     assert len(senders) == 1, senders
 
 
+def test_an_answer_can_be_rated_and_unhelpful_ones_reach_the_trainers(page, site, knowledge):
+    open_chat(page, site)
+    [question] = PARAPHRASES["faq_zahlungsdaten_aendern"]
+    ask(page, question)
+    expect_reply(page, knowledge["zahlungsdaten_aendern"].answer)
+    rating = page.get_by_role("group", name="War diese Antwort hilfreich?")
+    expect(rating).to_have_count(1)  # under the FAQ answer, not under the greeting
+    assert rating.inner_text() == "War diese Antwort hilfreich?"
+    rating.get_by_role("button", name="Nein, nicht hilfreich").click()
+    expect(page.locator(".chat-feedback-thanks")).to_have_text("Danke für Ihre Rückmeldung!")
+    expect(rating).to_have_count(0)  # one rating per answer
+    # The trainers' review queue gets the customer's question, with the answer it got.
+    store = ReviewStore(site.var_dir / "review.db")
+    try:
+        deadline = time.monotonic() + 10
+        while not (unhelpful := store.entries(status=None, kind="unhelpful")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [(e.text, e.outcome) for e in unhelpful] == [(question, "unhelpful:zahlungsdaten_aendern")]
+        assert store.feedback_counts() == {"zahlungsdaten_aendern": {"helpful": 0, "unhelpful": 1}}
+    finally:
+        store.close()
+    page.reload()  # rated stays rated
+    expect(page.locator(".chat-feedback-thanks")).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    expect(rating).to_have_count(0)
+    # „Nicht hilfreich“: the support team is one click away.
+    page.get_by_role("button", name="Frage an das Support-Team geben").click()
+    expect_reply(page, response_text("utter_ask_customer_email"))
+
+
+def test_a_rating_needs_the_token_the_server_signed_for_this_conversation(site):
+    client = socketio.Client()
+    confirmed = threading.Event()
+    client.on("session_confirm", lambda *_: confirmed.set())
+    client.connect(site.url, headers={"Origin": site.cors[0]}, wait_timeout=10)
+    try:
+        forged = feedback_token("a" * 32, "erhalte_rechnung", "nicht-das-geheimnis-des-servers")
+        refused = {"ok": False, "message": FEEDBACK_REFUSED}
+        assert client.call("feedback", {"token": forged, "helpful": False}, timeout=10) == refused  # no session yet
+        client.emit("session_request", {})
+        assert confirmed.wait(10)
+        for data in ({"token": forged, "helpful": False}, {"helpful": True}, "👎", None):
+            assert client.call("feedback", data, timeout=10) == refused
+    finally:
+        client.disconnect()
+
+
+def test_the_browsers_copy_ends_with_the_servers_retention(page, site):
+    page.goto(site.web.url)
+    keep_days = page.evaluate("JSON.parse(document.getElementById('chat-settings').textContent).keepDays")
+    assert keep_days == 90  # support.yml: retention.conversations
+
+    def stored_conversation(days_ago: float) -> None:
+        page.evaluate(
+            """(daysAgo) => localStorage.setItem("faqbot-chat", JSON.stringify({
+                sessionId: null, open: true, greeted: true,
+                messages: [{from: "bot", text: "Eine alte Antwort", buttons: [], time: Date.now() - daysAgo * 864e5}],
+            }))""",
+            days_ago,
+        )
+        page.reload()
+
+    stored_conversation(keep_days - 1)
+    expect_reply(page, "Eine alte Antwort")  # still kept: shown as the customer left it
+    stored_conversation(keep_days + 1)
+    expect(page.locator("#chat-window")).to_be_hidden()
+    assert page.evaluate("localStorage.getItem('faqbot-chat')") is None  # gone from the browser too
+    open_chat(page, site)
+    assert "Eine alte Antwort" not in responses(page)
+
+
 @pytest.mark.parametrize("page", [{"width": 375, "height": 740}], indirect=True)
 def test_mobile_width(page, site, knowledge):
     open_chat(page, site)
@@ -380,6 +451,14 @@ def test_axe_finds_nothing_serious_closed_open_and_with_quick_replies(browser, s
         expect(page.locator(".chat-reply").first).to_be_visible(timeout=REPLY_TIMEOUT_MS)
         assert serious_violations(page) == [], "quick replies"
         page.screenshot(path=str(SCREENSHOTS / f"widget_quick_replies_{viewport['width']}.png"))
+        page.locator(".chat-reply").first.click()
+        rating = page.get_by_role("group", name="War diese Antwort hilfreich?")
+        expect(rating).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+        assert serious_violations(page) == [], "answer with its rating"
+        rating.get_by_role("button", name="Nein, nicht hilfreich").click()
+        expect(page.get_by_role("button", name="Frage an das Support-Team geben")).to_be_visible()
+        assert serious_violations(page) == [], "rated, with the offer of the support team"
+        page.screenshot(path=str(SCREENSHOTS / f"widget_rated_{viewport['width']}.png"))
     finally:
         context.close()
 

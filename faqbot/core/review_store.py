@@ -14,6 +14,9 @@ several Rasa instances share (``FAQBOT_REVIEW_DB_URL``, a SQLAlchemy URL such as
   latest question and its entry); forgotten after ``STATE_MAX_AGE`` without events.
 * ``review_consumer``: one row, locked by whoever folds the inbox (``consume``), so only one
   instance at a time does, in the order of the events.
+* ``feedback``: the customers' ratings of FAQ answers in the widget („War diese Antwort
+  hilfreich?“), one per answer; no text, the sender hashed. A „nicht hilfreich“ also makes an
+  ``unhelpful`` entry (``entry``).
 
 When a trainer adds a message as a phrasing, the row keeps the phrasing exactly as written
 to ``data/nlu`` (``added_phrasing``) and its intent (``assigned_to``), so an erasure
@@ -55,10 +58,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DB = VAR_DIR / "review.db"
 FILE_VARIABLE, URL_VARIABLE = "FAQBOT_REVIEW_DB", "FAQBOT_REVIEW_DB_URL"
-KINDS = ("clarification", "fallback", "out_of_scope", "escalation", "low_confidence")
+KINDS = ("clarification", "fallback", "out_of_scope", "escalation", "low_confidence", "unhelpful")
 STATUSES = ("open", "assigned", "skipped", "new_question", "out_of_scope")
 # Outcomes: "faq:<id>" (clarification button picked), "none_of_these", "declined",
-# "escalated", "thanks"; NULL = the customer left or did nothing of these.
+# "escalated", "thanks", "unhelpful:<id>" (the answer of that FAQ rated „nicht hilfreich“);
+# NULL = the customer left or did nothing of these.
 ESCALATED = "escalated"
 # Longer messages are cut when stored: a trainer reads them, a phrasing may have 500 characters.
 MAX_TEXT = 2000
@@ -106,6 +110,18 @@ conversations = sa.Table(
     sa.Column("sender", sa.Text, primary_key=True),
     sa.Column("updated", sa.Text, nullable=False, index=True),
     sa.Column("state", sa.Text, nullable=False),  # JSON, written by faqbot.server.review_broker
+)
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("created", sa.Text, nullable=False, index=True),
+    sa.Column("sender", sa.Text, nullable=False, index=True),
+    sa.Column("faq_id", sa.Text, nullable=False),
+    sa.Column("answered_at", sa.Float, nullable=False),  # when the rated answer was sent
+    sa.Column("helpful", sa.Boolean, nullable=False),
+    sa.Column("entry", sa.Integer),  # the review entry a „nicht hilfreich“ made, if any
+    sa.UniqueConstraint("sender", "faq_id", "answered_at", name="feedback_once_per_answer"),
 )
 consumer = sa.Table(
     "review_consumer",
@@ -225,6 +241,20 @@ class Consumption:
 
     def set_outcome(self, entry_id: int, outcome: str) -> None:
         _set_outcome(self.connection, entry_id, outcome)
+
+    def new_feedback(self, sender: str, faq_id: str, answered_at: float) -> bool:
+        """Whether this answer has no rating yet (the first one counts)."""
+        query = sa.select(feedback.c.id).where(
+            feedback.c.sender == sender, feedback.c.faq_id == faq_id, feedback.c.answered_at == answered_at
+        )
+        return self.connection.execute(query).first() is None
+
+    def add_feedback(self, sender: str, faq_id: str, helpful: bool, answered_at: float, entry: int | None) -> None:
+        self.connection.execute(
+            feedback.insert().values(
+                created=_now(), sender=sender, faq_id=faq_id, helpful=helpful, answered_at=answered_at, entry=entry
+            )
+        )
 
 
 def _insert_entry(
@@ -412,6 +442,19 @@ class ReviewStore:
             rows = connection.execute(query).all()
         return [Entry(**{**decrypted_row(row), "ranking": json.loads(row.ranking)}) for row in rows]
 
+    def feedback_counts(self, since: datetime | None = None) -> dict[str, dict[str, int]]:
+        """Per FAQ id, the ratings of its answers: ``{"helpful": n, "unhelpful": m}``."""
+        query = sa.select(feedback.c.faq_id, feedback.c.helpful, sa.func.count()).group_by(
+            feedback.c.faq_id, feedback.c.helpful
+        )
+        if since:
+            query = query.where(feedback.c.created >= since.astimezone(timezone.utc).isoformat(timespec="seconds"))
+        counts: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as connection:
+            for faq_id, helpful, count in connection.execute(query):
+                counts.setdefault(faq_id, {"helpful": 0, "unhelpful": 0})["helpful" if helpful else "unhelpful"] = count
+        return counts
+
     # --- the inbox, and its one consumer at a time ---
 
     def append(self, events: Iterable[tuple[str, float, dict[str, Any]]]) -> None:
@@ -489,11 +532,17 @@ class ReviewStore:
     # --- privacy (faqbot.core.privacy) ---
 
     def export(self, senders: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
-        """The entries of these senders (without the sender key), and the texts still waiting
-        in the inbox or held for their conversation's next turn."""
+        """The entries and ratings of these senders (without the sender key), and the texts
+        still waiting in the inbox or held for their conversation's next turn."""
         with self.engine.connect() as connection:
             rows = connection.execute(sa.select(review).where(review.c.sender.in_(senders)).order_by(review.c.id))
             entries = [{key: value for key, value in decrypted_row(row).items() if key != "sender"} for row in rows]
+            ratings = connection.execute(
+                sa.select(feedback.c.created, feedback.c.faq_id, feedback.c.helpful)
+                .where(feedback.c.sender.in_(senders))
+                .order_by(feedback.c.id)
+            )
+            entries += [{"kind": "rating", **row._mapping} for row in ratings]
             waiting = connection.execute(
                 sa.select(inbox.c.data).where(inbox.c.sender.in_(senders)).order_by(inbox.c.at)
             )
@@ -517,6 +566,7 @@ class ReviewStore:
             removed = connection.execute(review.delete().where(review.c.sender.in_(senders))).rowcount
             connection.execute(inbox.delete().where(inbox.c.sender.in_(senders)))
             connection.execute(conversations.delete().where(conversations.c.sender.in_(senders)))
+            connection.execute(feedback.delete().where(feedback.c.sender.in_(senders)))
         self._flush()
         return removed, added
 
@@ -526,6 +576,7 @@ class ReviewStore:
             _lock_consumer(connection, wait=True)
             iso = before.astimezone(timezone.utc).isoformat(timespec="seconds")
             removed = connection.execute(review.delete().where(review.c.created < iso)).rowcount
+            connection.execute(feedback.delete().where(feedback.c.created < iso))
             connection.execute(inbox.delete().where(inbox.c.at < before.timestamp()))
             connection.execute(conversations.delete().where(conversations.c.updated < iso))
         self._flush()

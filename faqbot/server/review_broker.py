@@ -2,8 +2,10 @@
 
 A Rasa event broker watches the event stream and records every customer message that ended
 in a "Meinten Sie …?" clarification, a fallback (offer of the support team), out_of_scope
-or an escalation, or that was answered with an FAQ at low confidence. It also notes how
-the conversation went on (button picked, escalated, thanks). Texts are masked
+or an escalation, that was answered with an FAQ at low confidence, or whose answer the
+customer rated „nicht hilfreich“ in the widget (``FEEDBACK_EVENT``, published by the socketio
+channel; every rating is kept in the store's ``feedback`` table). It also notes how the
+conversation went on (button picked, escalated, thanks). Texts are masked
 (``faqbot.core.masking``) and senders hashed (keyed) before they are stored.
 ``faqbot-trainer review`` walks through the queue. Configured in the endpoints:
 
@@ -79,6 +81,11 @@ WRITE_DELAY_S = 0.1
 # Events written, or folded, in one transaction at most.
 BATCH = 500
 JUDGED_ACTIONS = ("action_listen", "action_handle_fallback")
+# Not a Rasa event: a customer's rating of an FAQ answer, published by the widget's channel
+# (faqbot.server.channels.socketio) with ``faq_id``, ``helpful`` and ``answered_at``.
+FEEDBACK_EVENT = "faqbot_feedback"
+# The FAQ answers of a conversation whose questions are remembered for ratings.
+REMEMBERED_ANSWERS = 10
 _TIME_TO_FOLD = object()  # the writer's wait ended without an event
 
 
@@ -116,6 +123,7 @@ def judged_event(event: dict[str, Any]) -> tuple[str, float, dict[str, Any]] | N
             ),
             "escalated": "escalation" in custom,
             "answered_faq": bool(custom.get("faq_id")),
+            "faq_id": custom.get("faq_id"),
         }
         if not (fact["clarified"] or fact["escalated"] or fact["answered_faq"]):
             return None
@@ -123,6 +131,13 @@ def judged_event(event: dict[str, Any]) -> tuple[str, float, dict[str, Any]] | N
         fact = {"event": "action", "name": event["name"]}
     elif kind == "active_loop":
         fact = {"event": "active_loop", "active": bool(event.get("name"))}
+    elif kind == FEEDBACK_EVENT:
+        fact = {
+            "event": "feedback",
+            "faq_id": str(event["faq_id"]),
+            "helpful": bool(event["helpful"]),
+            "answered_at": float(event["answered_at"]),
+        }
     else:
         return None
     return sender_id, float(event.get("timestamp") or time.time()), fact
@@ -143,6 +158,7 @@ class _Turn:
     fallback: bool = False
     escalated: bool = False
     answered_faq: bool = False
+    answered: str | None = None  # the FAQ id of the answer, if any
 
 
 @dataclass
@@ -151,6 +167,8 @@ class _Conversation:
     last_question: _Turn | None = None  # the latest question, recorded or not
     in_form: bool = False
     turn: _Turn | None = None
+    # FAQ id -> the question its latest answer replied to (for the customer's rating), oldest first
+    answers: dict[str, _Turn] = dataclasses.field(default_factory=dict)
 
     def state(self) -> dict[str, Any] | None:
         """As stored between folds; None when there is nothing to remember."""
@@ -161,7 +179,8 @@ class _Conversation:
         if not state:
             return cls()
         turns = {key: _Turn(**state[key]) if state.get(key) else None for key in ("last_question", "turn")}
-        return cls(last_row=state.get("last_row"), in_form=bool(state.get("in_form")), **turns)
+        answers = {faq_id: _Turn(**turn) for faq_id, turn in (state.get("answers") or {}).items()}
+        return cls(last_row=state.get("last_row"), in_form=bool(state.get("in_form")), answers=answers, **turns)
 
 
 class ReviewQueue:
@@ -192,6 +211,8 @@ class ReviewQueue:
             conversation.turn = self._turn(fact, conversation.in_form)
         elif kind == "active_loop":
             conversation.in_form = fact["active"]
+        elif kind == "feedback":
+            self._rated(sender, conversation, fact)
         elif conversation.turn is None:
             return
         elif kind == "bot":
@@ -199,6 +220,7 @@ class ReviewQueue:
             turn.clarified |= fact["clarified"]
             turn.escalated |= fact["escalated"]
             turn.answered_faq |= fact["answered_faq"]
+            turn.answered = fact.get("faq_id") or turn.answered
         elif fact["name"] == "action_handle_fallback":
             conversation.turn.fallback = True
         elif fact["name"] == "action_listen":
@@ -220,6 +242,12 @@ class ReviewQueue:
 
     def _judge(self, sender: str, conversation: _Conversation) -> None:
         turn, conversation.turn = conversation.turn, None
+        if turn.answered:  # a question, a clarification button, or one asked within a form
+            question = conversation.last_question if turn.payload and conversation.last_question else turn
+            conversation.answers.pop(turn.answered, None)
+            conversation.answers[turn.answered] = question
+            while len(conversation.answers) > REMEMBERED_ANSWERS:
+                conversation.answers.pop(next(iter(conversation.answers)))
         if turn.is_question:
             self._judge_question(sender, conversation, turn)
         else:
@@ -268,6 +296,18 @@ class ReviewQueue:
             outcome = "thanks"
         if outcome:
             self.batch.set_outcome(conversation.last_row, outcome)
+
+    def _rated(self, sender: str, conversation: _Conversation, fact: dict[str, Any]) -> None:
+        """Keep the rating (once per answer); a „nicht hilfreich“ puts the question that got the
+        answer in front of the trainers, with the answered FAQ as its outcome."""
+        faq_id, helpful = fact["faq_id"], fact["helpful"]
+        if not self.batch.new_feedback(sender, faq_id, fact["answered_at"]):
+            return
+        question = conversation.answers.get(faq_id)
+        entry = None
+        if not helpful and question is not None:
+            entry = self._record(sender, question, "unhelpful", f"unhelpful:{faq_id}")
+        self.batch.add_feedback(sender, faq_id, helpful, fact["answered_at"], entry)
 
     def _record(self, sender: str, turn: _Turn, kind: str, outcome: str | None = None) -> int:
         return self.batch.record(turn.text, sender, kind, turn.intent, turn.confidence, turn.ranking, outcome)
@@ -322,7 +362,8 @@ class ReviewWriter:
         self._thread = threading.Thread(target=self._run, name="faqbot-review-writer", daemon=True)
         self._thread.start()
 
-    def append(self, sender_id: str, timestamp: float, fact: dict[str, Any]) -> None:
+    def append(self, sender_id: str, timestamp: float, fact: dict[str, Any]) -> bool:
+        """Queue the event for writing; False if the queue is full and it was dropped."""
         try:
             self._pending.put_nowait((sender_id, timestamp, fact))
         except queue.Full:
@@ -331,9 +372,10 @@ class ReviewWriter:
                 logger.error(
                     "Review-Warteschlange voll (%d Schreibvorgänge): neue werden verworfen", self._pending.maxsize
                 )
-            return
+            return False
         if self._pending.qsize() <= self._pending.maxsize // 2:  # not at every free slot while it drains
             self._report_dropped()
+        return True
 
     def _report_dropped(self) -> None:
         if self._dropped:
@@ -480,6 +522,18 @@ class ReviewQueueBroker(EventBroker):
                 self.writer.append(*judged)
         except Exception:
             logger.exception("Review-Warteschlange: Ereignis nicht verarbeitet")
+
+    def rate(self, sender_id: str, faq_id: str, helpful: bool, answered_at: float) -> bool:
+        """Queue a customer's rating of an FAQ answer; False if it could not be queued."""
+        event = {
+            "event": FEEDBACK_EVENT,
+            "sender_id": sender_id,
+            "timestamp": time.time(),
+            "faq_id": faq_id,
+            "helpful": helpful,
+            "answered_at": answered_at,
+        }
+        return self.writer.append(*judged_event(event))
 
     async def close(self) -> None:
         # In a thread: waiting out a locked database must not stall the rest of the shutdown.

@@ -39,6 +39,7 @@ from ruamel.yaml import YAML
 
 from faqbot.core.knowledge import KnowledgeError, load
 from faqbot.core.paths import PROJECT_DIR, WEBSITE_CONFIG_FILE
+from faqbot.core.privacy import retention_days
 
 WEB_DIR = PROJECT_DIR / "web"
 SOCKET_IO_CLIENT = WEB_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
@@ -253,8 +254,10 @@ def render_page(
     faq_file: Path | None = None,
     privacy_url: str = DEFAULT_PRIVACY_URL,
     website: Website | None = None,
+    keep_days: int | None = None,
 ) -> bytes:
-    """index.html with the FAQ list and the widget settings filled in."""
+    """index.html with the FAQ list and the widget settings filled in. ``keep_days``: how long
+    the browser keeps its copy of the conversation (the server's retention, support.yml)."""
     try:
         knowledge = load(faq_file)
     except KnowledgeError:
@@ -273,7 +276,12 @@ def render_page(
     )
     contact = knowledge[CONTACT_FAQ_ID].answer if CONTACT_FAQ_ID in knowledge else CONTACT_FALLBACK
     website = website or Website()
-    settings = {"socketUrls": socket_urls, "privacyUrl": privacy_url, "links": website.links}
+    settings = {
+        "socketUrls": socket_urls,
+        "privacyUrl": privacy_url,
+        "links": website.links,
+        "keepDays": keep_days or retention_days()["conversations"],
+    }
     template = Template((WEB_DIR / "index.html").read_text(encoding="utf-8"))
     return template.substitute(
         faq_sections=sections or "<p>Die FAQ sind gerade nicht verfügbar.</p>",

@@ -46,6 +46,7 @@ KIND_NAMES = {
     "out_of_scope": "nicht in den FAQ",
     "escalation": "an den Support weitergegeben",
     "low_confidence": "beantwortet, aber unsicher",
+    "unhelpful": "Antwort als nicht hilfreich bewertet",
 }
 # Fewer phrasings than this and the new question is hardly recognised at all.
 MIN_NEW_FAQ_PHRASINGS = 3
@@ -73,6 +74,9 @@ def _outcome_text(outcome: str | None, faqs: dict[str, FaqEntry]) -> str:
     if outcome.startswith("faq:"):
         entry = faqs.get(outcome[4:])
         return f"wählte die Schaltfläche „{entry.question if entry else outcome[4:]}“"
+    if outcome.startswith("unhelpful:"):
+        entry = faqs.get(outcome[10:])
+        return f"fand die Antwort auf „{entry.question if entry else outcome[10:]}“ nicht hilfreich"
     return {
         "none_of_these": "wählte „Keine davon“",
         "declined": "lehnte die Weitergabe ab",
@@ -86,6 +90,27 @@ def _choose_faq(answer: str, numbered: list[FaqEntry], faqs: dict[str, FaqEntry]
         return numbered[int(answer) - 1].id
     faq_id = answer[4:] if answer.startswith("faq_") else answer
     return faq_id if faq_id in faqs else None
+
+
+def cmd_ratings(args: argparse.Namespace) -> int:
+    from faqbot.core.review_store import ReviewStore, location
+
+    store = ReviewStore(args.datei or location())
+    try:
+        counts = store.feedback_counts(since=datetime.now(timezone.utc) - timedelta(days=args.tage))
+    finally:
+        store.close()
+    if not counts:
+        print(f"Keine Bewertungen in den letzten {args.tage} Tagen.")
+        return 0
+    faqs = knowledge(args.projekt)
+    print(f"Bewertungen „War diese Antwort hilfreich?“ der letzten {args.tage} Tage, die schlechtesten zuerst:")
+    ranked = sorted(counts.items(), key=lambda item: (-item[1]["unhelpful"] / sum(item[1].values()), item[0]))
+    for faq_id, count in ranked:
+        question = faqs[faq_id].question if faq_id in faqs else f"{faq_id} (nicht mehr in den FAQ)"
+        print(f"  {count['unhelpful']:>4} nicht hilfreich · {count['helpful']:>4} hilfreich · „{question}“")
+    print("Die als nicht hilfreich bewerteten Fragen stehen in `faqbot-trainer review --art unhelpful`.")
+    return 0
 
 
 def cmd_review(args: argparse.Namespace) -> int:
@@ -347,6 +372,21 @@ def parser() -> argparse.ArgumentParser:
         "bzw. FAQBOT_REVIEW_DB)",
     )
     step.set_defaults(func=cmd_review)
+
+    step = steps.add_parser(
+        "bewertungen",
+        help="wie Kunden die Antworten bewerten („War diese Antwort hilfreich?“)",
+        description="Zählt je FAQ, wie oft Kunden die Antwort im Chat als hilfreich oder nicht hilfreich "
+        "bewertet haben, die schlechtesten zuerst. Die Fragen hinter „nicht hilfreich“ stehen in der "
+        "Review-Warteschlange (`review --art unhelpful`).",
+    )
+    step.add_argument("--tage", type=int, default=30, metavar="N", help="die letzten N Tage (Standard: 30)")
+    step.add_argument(
+        "--datei",
+        type=Path,
+        help="Datei der Warteschlange (Standard: wie bei review)",
+    )
+    step.set_defaults(func=cmd_ratings)
 
     step = steps.add_parser(
         "add-phrasing",

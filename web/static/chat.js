@@ -14,6 +14,9 @@
   var OFFLINE_AFTER_MS = 1000;  // a lost connection this long: the customer sees the contact channels
   var PROBE_EVERY_MS = 5000;    // while the bot is down, how often the page checks whether it is back
   var TICKET = /T-\d{8}-\d{5}/;
+  var DAY_MS = 24 * 3600 * 1000;
+  var RATE_WITHIN_MS = DAY_MS;  // the server accepts a rating this long after the answer
+  var ACK_TIMEOUT_MS = 5000;
   // Web and e-mail addresses, phone numbers and the places the company configured
   // (website.yml: „Kundenportal“ → its address) become links; the answers stay verbatim.
   var places = Object.keys(settings.links || {}).sort(function (a, b) { return b.length - a.length; });
@@ -47,10 +50,15 @@
   var confirmSession = null;
   var offlineTimer = null;
 
+  // The browser's copy is kept no longer than the server keeps the conversation (support.yml's
+  // retention, counted from the last message): then both are gone.
   function load() {
     try {
       var stored = JSON.parse(window.localStorage.getItem(STORAGE_KEY) || "null");
-      if (stored && Array.isArray(stored.messages)) { return stored; }
+      var messages = stored && Array.isArray(stored.messages) ? stored.messages : null;
+      var last = messages && messages.length ? messages[messages.length - 1].time : Date.now();
+      if (messages && Date.now() - last <= settings.keepDays * DAY_MS) { return stored; }
+      window.localStorage.removeItem(STORAGE_KEY);
     } catch (error) { /* no storage or unreadable: a new conversation */ }
     return { sessionId: null, messages: [], open: false, greeted: false };
   }
@@ -128,7 +136,97 @@
       });
       item.appendChild(group);
     }
+    if (message.feedback && (message.rated || Date.now() - message.time < RATE_WITHIN_MS)) {
+      item.appendChild(feedbackBox(message));
+    }
     return item;
+  }
+
+  // „War diese Antwort hilfreich?“ under an FAQ answer; the rating goes to the trainers.
+  var THUMB = "M2 10h4v11H2zM8 21h9.2a2 2 0 0 0 2-1.6l1.6-8A2 2 0 0 0 18.8 9H14l.9-4.3A1.5 1.5 0 0 0 12.3 3L8 9z";
+  function thumb(down) {
+    var svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    var path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+    path.setAttribute("d", THUMB);
+    if (down) { path.setAttribute("transform", "rotate(180 12 12)"); }
+    svg.appendChild(path);
+    return svg;
+  }
+
+  function feedbackBox(message) {
+    var box = document.createElement("div");
+    box.className = "chat-feedback";
+    if (message.rated) {
+      var thanks = document.createElement("p");
+      thanks.className = "chat-feedback-thanks";
+      thanks.textContent = "Danke für Ihre Rückmeldung!";
+      box.appendChild(thanks);
+      if (message.rated === "unhelpful" && !message.answered) {
+        box.appendChild(handoffOffer(message));
+      }
+      return box;
+    }
+    box.setAttribute("role", "group");
+    box.setAttribute("aria-label", "War diese Antwort hilfreich?");
+    var question = document.createElement("span");
+    question.setAttribute("aria-hidden", "true");
+    question.textContent = "War diese Antwort hilfreich?";
+    box.appendChild(question);
+    [[true, "Ja, hilfreich"], [false, "Nein, nicht hilfreich"]].forEach(function (choice) {
+      var vote = document.createElement("button");
+      vote.type = "button";
+      vote.className = "chat-vote";
+      vote.setAttribute("aria-label", choice[1]);
+      vote.title = choice[1];
+      vote.appendChild(thumb(!choice[0]));
+      vote.addEventListener("click", function () { rate(message, choice[0], box); });
+      box.appendChild(vote);
+    });
+    return box;
+  }
+
+  // After „nicht hilfreich“: the support team, one click away.
+  function handoffOffer(message) {
+    var offer = document.createElement("button");
+    offer.type = "button";
+    offer.className = "chat-reply";
+    offer.textContent = "Frage an das Support-Team geben";
+    offer.addEventListener("click", function () {
+      message.answered = true;
+      save();
+      offer.remove();
+      send("/human_handoff", "Frage an das Support-Team geben");
+      input.focus();
+    });
+    return offer;
+  }
+
+  function rate(message, helpful, box) {
+    var buttons = box.querySelectorAll("button");
+    buttons.forEach(function (button) { button.disabled = true; });
+    function failed(text) {
+      buttons.forEach(function (button) { button.disabled = false; });
+      var note = box.querySelector(".chat-feedback-error") || document.createElement("p");
+      note.className = "chat-feedback-error";
+      note.setAttribute("role", "status");
+      note.textContent = text;
+      box.appendChild(note);
+    }
+    connect().then(function () { return sessionReady; }).then(function () {
+      socket.timeout(ACK_TIMEOUT_MS).emit("feedback", { token: message.feedback, helpful: helpful }, function (error, reply) {
+        if (error || !reply) { failed("Ihre Bewertung konnte gerade nicht gesendet werden. Bitte versuchen Sie es noch einmal."); return; }
+        if (!reply.ok) { failed(String(reply.message)); return; }
+        message.rated = helpful ? "helpful" : "unhelpful";
+        save();
+        var done = feedbackBox(message);
+        box.replaceWith(done);
+        var next = done.querySelector("button");
+        if (next) { next.focus(); } else { input.focus(); }
+      });
+    }, function () { failed("Ihre Bewertung konnte gerade nicht gesendet werden. Bitte versuchen Sie es noch einmal."); });
   }
 
   function renderAll() {
@@ -169,7 +267,9 @@
     var buttons = (data.quick_replies || data.buttons || []).map(function (button) {
       return { title: String(button.title), payload: String(button.payload) };
     });
-    append({ from: "bot", text: String(data.text || ""), buttons: buttons, time: Date.now() });
+    var message = { from: "bot", text: String(data.text || ""), buttons: buttons, time: Date.now() };
+    if (typeof data.feedback === "string") { message.feedback = data.feedback; }
+    append(message);
   }
 
   // socket.io-client, loaded on first use (≈ 15 KB gzipped that a visitor who never chats does not load).

@@ -9,7 +9,11 @@ Same events and settings as Rasa's own ``socketio`` channel (credentials.yml), p
 * Messages are cleaned like on the REST channel, and an over-long message or an error
   while processing gets a German reply instead of silence.
 * ``custom`` payloads (faq_id, ticket id: meant for REST integrations) are not sent to
-  the widget: Rasa 3.6 passes them to ``emit()`` as keyword arguments, which fails.
+  the widget: Rasa 3.6 passes them to ``emit()`` as keyword arguments, which fails. An FAQ
+  answer's last part carries ``feedback`` instead: a token, signed for this conversation,
+  that the widget sends back with the customer's rating („War diese Antwort hilfreich?“,
+  event ``feedback``, acknowledged with ``{"ok": …}``). The rating goes to the review queue
+  (``ReviewQueueBroker.rate``); a forged, foreign or day-old token is refused.
 * **Session ids come from the server.** Rasa's channel takes any ``session_id`` a client
   names, so whoever knew another customer's id received that customer's replies and could
   write into the conversation. Here the server issues each session id as
@@ -47,6 +51,7 @@ import hmac
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -66,6 +71,7 @@ from faqbot.core.text import clean_text
 from faqbot.server import patches
 from faqbot.server.channels.rest import MAX_MESSAGE_CHARS, MAX_METADATA_BYTES, process_or_apologise
 from faqbot.server.patches import PatchTargetError, require_attribute, require_version
+from faqbot.server.review_broker import ReviewQueueBroker
 from faqbot.server.web import DEFAULT_PORT as DEFAULT_WEB_PORT
 from faqbot.server.web import origins
 
@@ -121,6 +127,10 @@ TOO_LONG = (
 
 
 UNREADABLE = "Ihre Nachricht konnte leider nicht gelesen werden. Bitte versuchen Sie es noch einmal."
+FEEDBACK_FAILED = "Ihre Bewertung konnte leider nicht gespeichert werden. Bitte versuchen Sie es später noch einmal."
+FEEDBACK_REFUSED = "Diese Antwort kann nicht mehr bewertet werden."
+# An answer can be rated this long: as long as the review queue remembers its question.
+FEEDBACK_MAX_AGE_S = 24 * 3600
 
 
 def allowed_origins() -> list[str]:
@@ -145,6 +155,30 @@ def conversation_of(session_id: Any, secret: str) -> str | None:
     if len(conversation_id) != 32 or not all(char in "0123456789abcdef" for char in conversation_id):
         return None
     return conversation_id if hmac.compare_digest(signature, _signature(conversation_id, secret)) else None
+
+
+def feedback_token(conversation_id: str, faq_id: str, secret: str, now: float | None = None) -> str:
+    """What the widget sends back with a rating: the FAQ, when it was answered, signed for
+    this conversation."""
+    answered_ms = str(round((time.time() if now is None else now) * 1000))
+    signature = _signature(f"feedback.{conversation_id}.{faq_id}.{answered_ms}", secret)
+    return f"{faq_id}.{answered_ms}.{signature}"
+
+
+def rated_answer(token: Any, conversation_id: str, secret: str, now: float | None = None) -> tuple[str, float] | None:
+    """(FAQ id, answer time) of a token this server signed for this conversation within
+    ``FEEDBACK_MAX_AGE_S``; None for any other."""
+    if not isinstance(token, str) or token.count(".") != 2 or not token.isascii():
+        return None
+    faq_id, answered_ms, signature = token.split(".")
+    if not answered_ms.isdigit():
+        return None
+    expected = _signature(f"feedback.{conversation_id}.{faq_id}.{answered_ms}", secret)
+    answered_at = int(answered_ms) / 1000
+    age = (time.time() if now is None else now) - answered_at
+    if not hmac.compare_digest(signature, expected) or not 0 <= age <= FEEDBACK_MAX_AGE_S:
+        return None
+    return faq_id, answered_at
 
 
 def widget_metadata(raw: Any) -> dict[str, Any]:
@@ -225,6 +259,24 @@ def redis_manager() -> JsonRedisManager | None:
 
 
 class WidgetOutput(SocketIOOutput):
+    def __init__(self, sio: Any, bot_message_evt: str, secret: str) -> None:
+        super().__init__(sio, bot_message_evt)
+        self.secret = secret
+
+    async def send_response(self, recipient_id: str, message: dict[str, Any]) -> None:
+        custom = message.get("custom")
+        faq_id = custom.get("faq_id") if isinstance(custom, dict) else None
+        extras = [key for key in ("buttons", "quick_replies", "image", "attachment", "elements") if message.get(key)]
+        if not faq_id or not message.get("text") or extras:
+            return await super().send_response(recipient_id, message)
+        # An FAQ answer (split into paragraphs, as Rasa does): the rating under its last part.
+        *parts, last = message["text"].strip().split("\n\n")
+        for part in parts:
+            await self._send_message(recipient_id, {"text": part})
+        await self._send_message(
+            recipient_id, {"text": last, "feedback": feedback_token(recipient_id, faq_id, self.secret)}
+        )
+
     async def send_custom_json(self, recipient_id: str, json_message: dict[str, Any], **kwargs: Any) -> None:
         logger.debug("custom payload for %s not sent to the widget: %s", recipient_id, json_message)
 
@@ -303,9 +355,30 @@ class SocketIOInput(RasaSocketIOInput):
             text = data["message"]
             await handle(UserMessage(text, output, conversation_id, input_channel=self.name(), metadata=metadata))
 
+        async def feedback(sid: str, data: Any) -> dict[str, Any]:
+            session = await sio.get_session(sid, namespace=namespace)
+            conversation_id = session.get("conversation_id")
+            token = data.get("token") if isinstance(data, dict) else None
+            helpful = data.get("helpful") if isinstance(data, dict) else None
+            rated = rated_answer(token, conversation_id, secret) if conversation_id else None
+            if rated is None or not isinstance(helpful, bool):
+                return {"ok": False, "message": FEEDBACK_REFUSED}
+            if per_client.allow(session.get("address", "?")):
+                return {"ok": False, "message": FEEDBACK_FAILED}
+            request = sio.get_environ(sid, namespace=namespace).get("sanic.request")
+            broker = request.app.ctx.agent.tracker_store.event_broker if request is not None else None
+            if not isinstance(broker, ReviewQueueBroker):
+                logger.error("Bewertung nicht gespeichert: kein ReviewQueueBroker als event_broker (endpoints.yml)")
+                return {"ok": False, "message": FEEDBACK_FAILED}
+            faq_id, answered_at = rated
+            if not broker.rate(conversation_id, faq_id, helpful, answered_at):
+                return {"ok": False, "message": FEEDBACK_FAILED}
+            return {"ok": True}
+
         sio.on("connect", connect, namespace=namespace)
         sio.on("session_request", session_request, namespace=namespace)
         sio.on(self.user_message_evt, user_uttered, namespace=namespace)
+        sio.on("feedback", feedback, namespace=namespace)
         return webhook
 
     def _rasa_blueprint(self, handle: Callable[[UserMessage], Awaitable[Any]], manager: Any) -> Blueprint:
@@ -323,4 +396,6 @@ class SocketIOInput(RasaSocketIOInput):
         return webhook
 
     def get_output_channel(self) -> WidgetOutput | None:
-        return WidgetOutput(self.sio, self.bot_message_evt) if self.sio else super().get_output_channel()
+        if not self.sio:
+            return super().get_output_channel()
+        return WidgetOutput(self.sio, self.bot_message_evt, shared_secrets.require("FAQBOT_SESSION_SECRET"))
