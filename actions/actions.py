@@ -22,7 +22,7 @@ from faqbot.core.metrics import FAQ_OUTCOMES
 from faqbot.core.support_config import read_support_config
 from faqbot.core.support_hours import SupportAvailability, german_time
 from faqbot.core.text import has_letters
-from faqbot.core.tickets import Ticket, TicketStore, transcript_from_events
+from faqbot.core.tickets import Ticket, TicketStore, customer_transcript, transcript_from_events
 
 logger = logging.getLogger(__name__)
 
@@ -216,6 +216,41 @@ class ActionEscalate(Action):
             SlotSet("ticket_id", ticket.ticket_id if ticket else None),
             SlotSet("problem_description", None),
         ]
+
+
+# Transcripts one ticket's address gets at most: the address was typed by an anonymous
+# visitor, so the bot must not become a way to send mail to it again and again.
+MAX_TRANSCRIPTS = 3
+
+
+class ActionSendTranscript(Action):
+    """„Gesprächsverlauf per E-Mail“: the conversation, as the customer saw it, to the e-mail
+    address of the conversation's ticket (given and confirmed in the escalation form, or passed
+    by an authenticated integration), through the outbox like every other mail."""
+
+    def name(self) -> str:
+        return "action_send_transcript"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
+        try:
+            ticket = ticket_store().latest_ticket_for(tracker.sender_id)
+            email = (ticket.contact.get("email") if ticket else None) or None
+            if email is None:
+                dispatcher.utter_message(response="utter_transcript_needs_email")
+                return []
+            if not load_config().mails_customers:
+                dispatcher.utter_message(response="utter_transcript_unavailable")
+                return []
+            number = ticket_store().queue_transcript(ticket, customer_transcript(tracker.events), MAX_TRANSCRIPTS)
+        except Exception:  # the store is down: say so, the conversation goes on
+            logger.exception("Transcript for %s could not be queued", tracker.sender_id)
+            dispatcher.utter_message(response="utter_transcript_unavailable")
+            return []
+        if number is None:
+            dispatcher.utter_message(response="utter_transcript_limit")
+        else:
+            dispatcher.utter_message(response="utter_transcript_sent", email=email)
+        return []
 
 
 class ActionDeclineHandoff(Action):

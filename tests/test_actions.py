@@ -14,7 +14,14 @@ from rasa_sdk.executor import CollectingDispatcher
 from test_rest_conversations import response_text
 
 from actions import actions
-from actions.actions import ActionAnswerFaq, ActionDeclineHandoff, ActionEscalate, ActionHandleFallback
+from actions.actions import (
+    MAX_TRANSCRIPTS,
+    ActionAnswerFaq,
+    ActionDeclineHandoff,
+    ActionEscalate,
+    ActionHandleFallback,
+    ActionSendTranscript,
+)
 from actions.handoff import (
     ActionAskHandoffMessage,
     ActionBackToBot,
@@ -464,3 +471,71 @@ def test_a_ticket_store_from_before_contact_details_is_upgraded(tmp_path):
     store = TicketStore(f"sqlite:///{path}")
     assert store.get("T-1").contact == {"id": "alt"}
     assert store.append_message("T-1", "Nachtrag") == 1
+
+
+def transcript_request(*earlier: dict[str, Any]) -> Tracker:
+    return tracker_for(*earlier, user_event("/request_transcript", "request_transcript", 1.0))
+
+
+def test_a_transcript_needs_an_address_the_customer_gave(ticket_db, monkeypatch):
+    monkeypatch.setenv("FAQBOT_SMTP_HOST", "127.0.0.1")
+    messages, _ = run(ActionSendTranscript(), transcript_request())
+    assert [m["response"] for m in messages] == ["utter_transcript_needs_email"]
+    actions.ticket_store().create("kunde-42", "socketio", "Frage", None, None, [], contact={"id": "kunde-42"})
+    messages, _ = run(ActionSendTranscript(), transcript_request())  # a ticket, but no address on it
+    assert [m["response"] for m in messages] == ["utter_transcript_needs_email"]
+
+
+def test_the_transcript_is_queued_as_the_customer_saw_the_conversation(ticket_db, monkeypatch):
+    monkeypatch.setenv("FAQBOT_SMTP_HOST", "127.0.0.1")
+    store = actions.ticket_store()
+    ticket = store.create(
+        "kunde-42", "socketio", "Frage", None, None, [], contact={"id": "kunde-42", "email": "kundin@beispiel.de"}
+    )
+    tracker = transcript_request(
+        user_event("/greet", "greet", 1.0),  # the widget's greeting request: never typed
+        {"event": "bot", "text": "Guten Tag!", "timestamp": 1764000001.0},
+        user_event("Geld zurück?", "nlu_fallback", 0.4),
+        {
+            "event": "bot",
+            "text": "Meinten Sie eine dieser Fragen?",
+            "data": {
+                "buttons": [{"title": "Wie ist die Rückerstattung?", "payload": "/faq_rueckerstattungsrichtlinie"}]
+            },
+            "timestamp": 1764000002.0,
+        },
+        user_event("/faq_rueckerstattungsrichtlinie", "faq_rueckerstattungsrichtlinie", 1.0),
+        user_event("EXTERNAL: back_to_bot", "back_to_bot", 1.0),  # the support side's, not the customer's
+    )
+    messages, _ = run(ActionSendTranscript(), tracker)
+    assert [(m["response"], m["email"]) for m in messages] == [("utter_transcript_sent", "kundin@beispiel.de")]
+    [delivery] = store.deliveries_for(ticket.ticket_id)
+    assert (delivery.target, delivery.payload["to"]) == ("customer", "kundin@beispiel.de")
+    assert [(line["from"], line["text"]) for line in delivery.payload["transcript"]] == [
+        ("bot", "Guten Tag!"),
+        ("kunde", "Geld zurück?"),
+        ("bot", "Meinten Sie eine dieser Fragen?"),
+        ("kunde", "Wie ist die Rückerstattung?"),  # the button's title, not its payload
+    ]
+    for _ in range(MAX_TRANSCRIPTS - 1):
+        run(ActionSendTranscript(), tracker)
+    messages, _ = run(ActionSendTranscript(), tracker)
+    assert [m["response"] for m in messages] == ["utter_transcript_limit"]
+    assert len(store.deliveries_for(ticket.ticket_id)) == MAX_TRANSCRIPTS
+
+
+def test_without_a_mail_server_or_store_the_customer_is_told(ticket_db, monkeypatch):
+    monkeypatch.delenv("FAQBOT_SMTP_HOST", raising=False)
+    monkeypatch.setenv("FAQBOT_SUPPORT_CONFIG", str(ticket_db.parent / "keine.yml"))
+    contact = {"id": "kunde-42", "email": "kundin@beispiel.de"}
+    actions.ticket_store().create("kunde-42", "socketio", "Frage", None, None, [], contact=contact)
+    messages, _ = run(ActionSendTranscript(), transcript_request())
+    assert [m["response"] for m in messages] == ["utter_transcript_unavailable"]
+
+    class BrokenStore:
+        def latest_ticket_for(self, sender_id):
+            raise OSError("disk full")
+
+    monkeypatch.setattr(actions, "_ticket_store", BrokenStore())
+    messages, _ = run(ActionSendTranscript(), transcript_request())
+    assert [m["response"] for m in messages] == ["utter_transcript_unavailable"]

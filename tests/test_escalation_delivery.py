@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import hashlib
 import hmac
 import json
@@ -213,8 +214,12 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
         ticket_id = customs(replies)[0]["escalation"]["ticket_id"]
         # The next message goes to the ticket, as a delivery of its own.
         bot.send("kunde-crash", "Meine Kundennummer ist 4711")
+        # „Gesprächsverlauf per E-Mail“ while handed off: to the customer, not into the ticket.
+        replies = bot.send("kunde-crash", "Schicken Sie mir bitte den Gesprächsverlauf per E-Mail")
+        sent = RESPONSES["utter_transcript_sent"][0]["text"].format(email="kunde.crash@beispiel.de")
+        assert [reply["text"] for reply in replies] == [sent]
         store = TicketStore(f"sqlite:///{var_dir / 'tickets.db'}")
-        wait_for(lambda: len(mailbox.messages) == 2)  # e-mail works, the webhook does not
+        wait_for(lambda: len(mailbox.messages) == 3)  # e-mail works, the webhook does not
         wait_for(lambda: all(d.attempts >= 1 for d in store.deliveries_for(ticket_id)))
         servers.restart_actions()
         servers.wait_ready()
@@ -241,9 +246,15 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
         "number": number,
         "text": "Meine Kundennummer ist 4711",
     }
-    subjects = sorted(mail["Subject"] for _, mail in mailbox.messages)
+    assert "Gesprächsverlauf" not in json.dumps(store.get(ticket_id).transcript, ensure_ascii=False)
+    to_support = [mail for recipients, mail in mailbox.messages if recipients == ["support@example.org"]]
+    subjects = sorted(mail["Subject"] for mail in to_support)
     assert subjects == [f"[{ticket_id}] Nachtrag des Kunden", f"[{ticket_id}] Neue Anfrage an den Support"]
-    assert {mail["Reply-To"] for _, mail in mailbox.messages} == {"kunde.crash@beispiel.de"}
+    assert {mail["Reply-To"] for mail in to_support} == {"kunde.crash@beispiel.de"}
+    [copy] = [mail for recipients, mail in mailbox.messages if recipients == ["kunde.crash@beispiel.de"]]
+    body = message_from_bytes(copy.as_bytes(), policy=email.policy.default).get_content()
+    for line in ("Sie: Wie erhalte ich eine Rechnung?", "Sie: Meine Kundennummer ist 4711", f"lautet {ticket_id}"):
+        assert line in body
 
 
 def check_support_api(base: str, ticket_id: str) -> None:
@@ -256,6 +267,7 @@ def check_support_api(base: str, ticket_id: str) -> None:
     assert {(d["target"], d["status"]) for d in ticket["deliveries"]} == {
         ("webhook", "delivered"),
         ("email", "delivered"),
+        ("customer", "delivered"),  # the transcript the customer asked for
     }
     closed = requests.post(f"{base}/{ticket_id}/close", headers=auth, timeout=10).json()
     assert closed["status"] == "closed" and closed["customer_notified"] is True
@@ -336,3 +348,32 @@ def test_action_server_refuses_to_start_with_a_broken_support_yml(tmp_path, supp
             and "Die Support-Einstellungen (support.yml) sind fehlerhaft" in result.stderr
             and reason in result.stderr
         )
+
+
+def test_the_customer_gets_the_transcript_at_the_address_of_the_ticket(tmp_path, mailbox):
+    """„Gesprächsverlauf per E-Mail“: through the outbox, to the customer, in German."""
+    config = DeliveryConfig(
+        smtp_host="127.0.0.1", smtp_port=mailbox.controller.port, support_email="support@example.org"
+    )
+    store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
+    ticket = store.create(
+        "kunde-9", "socketio", "Paket?", None, None, [], contact={"id": "kunde-9", "email": "kundin@beispiel.de"}
+    )
+    transcript = [
+        {"from": "kunde", "text": "Wo ist mein Paket?", "time": "2026-11-27T09:14:00+00:00"},
+        {"from": "bot", "text": "Ihre Ticketnummer lautet T-1.", "time": "2026-11-27T09:14:01+00:00"},
+    ]
+    assert [store.queue_transcript(ticket, transcript, at_most=2) for _ in range(3)] == [1, 2, None]
+    DeliveryWorker(store, config).run_due()
+    assert len(mailbox.messages) == 2
+    recipients, raw = mailbox.messages[0]
+    mail = message_from_bytes(raw.as_bytes(), policy=email.policy.default)  # headers and body decoded
+    assert recipients == ["kundin@beispiel.de"] and mail["To"] == "kundin@beispiel.de"
+    assert mail["Subject"] == f"Ihr Gesprächsverlauf mit unserem Kundenservice ({ticket.ticket_id})"
+    assert mail["Reply-To"] == "support@example.org"  # an answer reaches the support team
+    body = mail.get_content()
+    assert "[27.11.2026 10:14] Sie: Wo ist mein Paket?" in body  # Berlin time
+    assert "[27.11.2026 10:14] Assistent: Ihre Ticketnummer lautet T-1." in body
+    assert body.startswith("Guten Tag,") and "Mit freundlichen Grüßen" in body
+    # Delivered: the outbox keeps no copy of the conversation.
+    assert all(d.status == "delivered" and d.payload == {} for d in store.deliveries_for(ticket.ticket_id))

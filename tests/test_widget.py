@@ -184,6 +184,8 @@ def test_clarification_buttons_are_quick_replies_and_answer(page, site, knowledg
 
 def test_asking_for_a_person_asks_for_contact_and_shows_the_ticket_number(page, site):
     open_chat(page, site)
+    transcript = page.get_by_role("button", name="Gesprächsverlauf per E-Mail")
+    expect(transcript).to_be_hidden()  # no address given yet
     ask(page, "Ich möchte bitte mit einem Mitarbeiter sprechen")
     expect_reply(page, response_text("utter_ask_problem_description"))
     ask(page, "Meine Lieferung kam beschädigt an")
@@ -196,6 +198,9 @@ def test_asking_for_a_person_asks_for_contact_and_shows_the_ticket_number(page, 
     confirmation = page.locator(BOT_TEXT, has_text=re.compile(r"T-\d{8}-\d{5}"))
     expect(confirmation).to_be_visible(timeout=REPLY_TIMEOUT_MS)
     ticket_id = re.search(r"T-\d{8}-\d{5}", confirmation.inner_text()).group()
+    # With the ticket the customer may ask for the transcript (this site has no mail server).
+    transcript.click()
+    expect_reply(page, response_text("utter_transcript_unavailable"))
     # Handed off: the next message goes to the ticket; the quick reply returns to the bot.
     ask(page, "Fotos schicke ich gern nach")
     expect_reply(page, response_text("utter_handoff_message_added").format(ticket_id=ticket_id))

@@ -27,9 +27,11 @@ from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from faqbot.core.metrics import OUTBOX_BACKLOG, OUTBOX_FAILURES, OUTBOX_SENT
 from faqbot.core.support_config import read_support_config
+from faqbot.core.tickets import CUSTOMER_MAIL
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,11 @@ class DeliveryConfig:
     retry_cap_s: float = 3600.0
     max_attempts: int = 50
     timeout_s: float = 10.0
+
+    @property
+    def mails_customers(self) -> bool:
+        """Whether transcripts can be e-mailed to customers (an SMTP server is configured)."""
+        return bool(self.smtp_host)
 
     @property
     def targets(self) -> list[str]:
@@ -156,6 +163,48 @@ def send_email(payload: dict[str, Any], key: str, config: DeliveryConfig) -> Non
     if customer_email:  # "Antworten" in the support mailbox reaches the customer
         message["Reply-To"] = customer_email
     message.set_content(email_text(payload))
+    _smtp_send(message, config)
+
+
+LOCAL_TIME = ZoneInfo("Europe/Berlin")  # the customers' and the support team's time
+
+
+def transcript_email_text(payload: dict[str, Any]) -> str:
+    """The customer's copy of the conversation, in German."""
+    speakers = {"kunde": "Sie", "bot": "Assistent"}
+    lines = [
+        "Guten Tag,",
+        "",
+        "wie gewünscht erhalten Sie den Verlauf Ihres Gesprächs mit unserem Kundenservice.",
+        f"Ihre Ticketnummer: {payload['ticket_id']}",
+        "",
+    ]
+    for line in payload.get("transcript") or []:
+        when = datetime.fromisoformat(line["time"]).astimezone(LOCAL_TIME).strftime("%d.%m.%Y %H:%M")
+        lines.append(f"[{when}] {speakers.get(line['from'], line['from'])}: {line['text']}")
+    lines += [
+        "",
+        "Sie erhalten diese E-Mail, weil Sie den Gesprächsverlauf im Chat angefordert haben.",
+        "",
+        "Mit freundlichen Grüßen",
+        "Ihr Kundenservice",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def send_transcript(payload: dict[str, Any], key: str, config: DeliveryConfig) -> None:
+    message = EmailMessage()
+    message["Subject"] = f"Ihr Gesprächsverlauf mit unserem Kundenservice ({payload['ticket_id']})"
+    message["From"] = config.smtp_from
+    message["To"] = payload["to"]
+    if config.support_email:  # an answer to the copy reaches the support team
+        message["Reply-To"] = config.support_email
+    message["Message-ID"] = f"<{key}@faqbot>"
+    message.set_content(transcript_email_text(payload))
+    _smtp_send(message, config)
+
+
+def _smtp_send(message: EmailMessage, config: DeliveryConfig) -> None:
     with smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=config.timeout_s) as smtp:
         smtp.ehlo()
         if smtp.has_extn("starttls"):
@@ -166,7 +215,7 @@ def send_email(payload: dict[str, Any], key: str, config: DeliveryConfig) -> Non
         smtp.send_message(message)
 
 
-SENDERS = {"webhook": send_webhook, "email": send_email}
+SENDERS = {"webhook": send_webhook, "email": send_email, CUSTOMER_MAIL: send_transcript}
 
 
 class DeliveryWorker:

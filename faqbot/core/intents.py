@@ -14,6 +14,7 @@ GENERAL_INTENTS = {
     "bot_challenge": "Frage, ob ein Bot antwortet",
     "human_handoff": "Wunsch nach einem Mitarbeiter",
     "back_to_bot": "Zurück zum Bot",
+    "request_transcript": "Gesprächsverlauf per E-Mail",
     "out_of_scope": "Nicht in der FAQ",
 }
 # Intents whose message is a reaction or small talk, not the customer's question (used by

@@ -38,6 +38,8 @@ URL_VARIABLE = "FAQBOT_TICKET_DB_URL"
 SCHEMA_LOCK = 0x7469636B657473  # "tickets"
 # Due rows a worker tries to claim on SQLite before it gives up for this round (others took them).
 CLAIM_CANDIDATES = 10
+# The delivery target of the transcript e-mail to the customer (the others go to the support team).
+CUSTOMER_MAIL = "customer"
 # The encrypted columns (the names are the associated data of their values).
 QUESTION, TRANSCRIPT, CONTACT, PAYLOAD = (
     "tickets.question",
@@ -171,6 +173,26 @@ def transcript_from_events(events: Iterable[dict[str, Any]]) -> list[dict[str, A
     return lines
 
 
+def customer_transcript(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation as the customer saw it: a button click as the button's title, without
+    messages the customer never wrote (the widget's greeting request, the support side's)."""
+    titles: dict[str, str] = {}
+    shown = []
+    for event in events:
+        if event.get("event") == "bot":
+            buttons = (event.get("data") or {}).get("buttons") or []
+            titles = {button.get("payload"): button.get("title") for button in buttons} or titles
+        text = event.get("text") or ""
+        if event.get("event") == "user" and text.startswith("/"):
+            if text not in titles:
+                continue
+            event = {**event, "text": titles[text]}
+        elif event.get("event") == "user" and text.startswith("EXTERNAL:"):
+            continue
+        shown.append(event)
+    return transcript_from_events(shown)
+
+
 def _due(now: datetime) -> sa.sql.Select:
     return (
         sa.select(deliveries)
@@ -247,6 +269,39 @@ class TicketStore:
                 .order_by(tickets.c.number.desc())
             ).first()
         return self._ticket(row) if row else None
+
+    def latest_ticket_for(self, sender_id: str) -> Ticket | None:
+        """The conversation's newest ticket, open or closed."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(tickets).where(tickets.c.sender_id == sender_id).order_by(tickets.c.number.desc())
+            ).first()
+        return self._ticket(row) if row else None
+
+    def queue_transcript(self, ticket: Ticket, transcript: list[dict[str, Any]], at_most: int) -> int | None:
+        """Queue the conversation's transcript for the e-mail address on ``ticket``
+        (``CUSTOMER_MAIL``); the how-manieth it is, or None if ``at_most`` were queued already."""
+        now = datetime.now(timezone.utc)
+        prefix = f"{ticket.ticket_id}-transcript-"
+        with write_transaction(self.engine) as connection:
+            # The ticket's row locked (SQLite: the database): two requests at once get two numbers.
+            connection.execute(
+                sa.select(tickets.c.number).where(tickets.c.ticket_id == ticket.ticket_id).with_for_update()
+            )
+            sent = connection.execute(
+                sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.key.startswith(prefix))
+            ).scalar_one()
+            if sent >= at_most:
+                return None
+            payload = {
+                "event": "transcript",
+                "ticket_id": ticket.ticket_id,
+                "created": now.isoformat(),
+                "to": ticket.contact["email"],
+                "transcript": transcript,
+            }
+            self._queue(connection, ticket.ticket_id, f"transcript-{sent + 1}", payload, [CUSTOMER_MAIL], now)
+        return sent + 1
 
     def get(self, ticket_id: str) -> Ticket | None:
         with self.engine.connect() as connection:

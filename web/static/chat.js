@@ -42,6 +42,8 @@
   var typing = document.getElementById("chat-typing");
   var offline = document.getElementById("chat-offline");
   var offlineTicket = document.getElementById("chat-offline-ticket");
+  // With a ticket the customer gave an e-mail address: the conversation can go there.
+  var transcriptButton = document.getElementById("chat-transcript");
 
   var state = load();
   var socket = null;
@@ -346,6 +348,7 @@
       if (found) { ticket = found[0]; }
     });
     offlineTicket.hidden = !ticket;
+    transcriptButton.hidden = !ticket;
     if (ticket) { offlineTicket.querySelector("strong").textContent = ticket; }
   }
 
@@ -389,6 +392,10 @@
 
   launcher.addEventListener("click", function () { if (panel.hidden) { open(); } else { close(); } });
   document.getElementById("chat-close").addEventListener("click", close);
+  transcriptButton.addEventListener("click", function () {
+    send("/request_transcript", transcriptButton.textContent);
+    input.focus();
+  });
   panel.addEventListener("keydown", function (event) {
     if (event.key === "Escape") { event.preventDefault(); close(); }
   });
@@ -405,5 +412,6 @@
   });
 
   document.getElementById("chat-privacy-link").href = settings.privacyUrl;
+  updateTicket();
   if (state.open) { open(); } else if (state.sessionId) { connect().catch(function () { showOffline(true); }); } else { probe(); }
 }());
