@@ -29,7 +29,7 @@ from test_rest_conversations import AMBIGUOUS, response_text
 from faqbot.core.knowledge import load
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.review_store import ReviewStore
-from faqbot.server.channels.socketio import FEEDBACK_REFUSED, TOO_LONG, feedback_token
+from faqbot.server.channels.socketio import FEEDBACK_REFUSED, TOO_LONG, UNREADABLE, feedback_token
 from faqbot.server.serve import BotServers
 from faqbot.server.web import CONTACT_FAQ_ID, HelpCentre
 
@@ -401,9 +401,9 @@ def test_widget_channel_answers_bad_input_in_german(site):
     client.on("session_confirm", lambda *_: confirmed.set())
     client.on("bot_uttered", replies.append)
 
-    def reply_to(message: str) -> str:
+    def reply_to(*data) -> str:
         count = len(replies)
-        client.emit("user_uttered", {"message": message, "session_id": session})
+        client.emit("user_uttered", *data)
         deadline = time.monotonic() + 30
         while len(replies) == count and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -413,8 +413,9 @@ def test_widget_channel_answers_bad_input_in_german(site):
     try:
         client.emit("session_request", {"session_id": session})
         assert confirmed.wait(10)
-        assert reply_to("x" * 60_000) == TOO_LONG
-        assert reply_to("\x00\x07🙂🙂") == response_text("utter_ask_for_words")
+        assert reply_to({"message": "x" * 60_000, "session_id": session}) == TOO_LONG
+        assert reply_to({"message": "\x00\x07🙂🙂", "session_id": session}) == response_text("utter_ask_for_words")
+        assert reply_to() == UNREADABLE  # no data at all
     finally:
         client.disconnect()
 

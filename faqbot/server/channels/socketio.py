@@ -319,7 +319,8 @@ class SocketIOInput(RasaSocketIOInput):
             await sio.save_session(sid, {"address": address}, namespace=namespace)
             return await rasa_connect(sid, environ, auth)
 
-        async def session_request(sid: str, data: Any) -> str:
+        # data=None: python-socketio passes nothing for an event a client sent without data.
+        async def session_request(sid: str, data: Any = None) -> str:
             requested = data.get("session_id") if isinstance(data, dict) else None
             conversation_id = conversation_of(requested, secret)
             session_id = requested if conversation_id else issue_session_id(secret)
@@ -335,7 +336,7 @@ class SocketIOInput(RasaSocketIOInput):
             await sio.emit("session_confirm", session_id, room=sid, namespace=namespace, ignore_queue=True)
             return conversation_id
 
-        async def user_uttered(sid: str, data: Any) -> None:
+        async def user_uttered(sid: str, data: Any = None) -> None:
             session = await sio.get_session(sid, namespace=namespace)
             # A client that skipped session_request gets a conversation of its own.
             conversation_id = session.get("conversation_id") or await session_request(sid, {})
@@ -355,7 +356,7 @@ class SocketIOInput(RasaSocketIOInput):
             text = data["message"]
             await handle(UserMessage(text, output, conversation_id, input_channel=self.name(), metadata=metadata))
 
-        async def feedback(sid: str, data: Any) -> dict[str, Any]:
+        async def feedback(sid: str, data: Any = None) -> dict[str, Any]:
             session = await sio.get_session(sid, namespace=namespace)
             conversation_id = session.get("conversation_id")
             token = data.get("token") if isinstance(data, dict) else None
