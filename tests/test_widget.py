@@ -631,3 +631,20 @@ def test_a_closed_socket_leaves_no_traceback_in_the_log(browser, site):
     time.sleep(2)
     logs = "".join(path.read_text(errors="replace") for path in site.log_dir.glob("*.log"))
     assert "Invalid response type" not in logs
+
+
+def test_a_long_poll_whose_client_left_leaves_no_traceback_in_the_log(site):
+    """The transport before the upgrade to WebSocket (and the only one of python-socketio's client here)."""
+    log = site.log_dir / "rasa.log"
+    seen = len(log.read_text(errors="replace"))
+    for _ in range(10):  # the client's disconnect races its long poll: often enough to show
+        client = socketio.Client()
+        confirmed = threading.Event()
+        client.on("session_confirm", lambda *_, confirmed=confirmed: confirmed.set())
+        client.connect(site.url, headers={"Origin": site.cors[0]}, transports=["polling"], wait_timeout=10)
+        client.emit("session_request", {})
+        assert confirmed.wait(10)
+        client.disconnect()  # while its long poll waits for the server
+    time.sleep(2)
+    written = log.read_text(errors="replace")[seen:]
+    assert "Traceback" not in written and "Exception occurred" not in written, written

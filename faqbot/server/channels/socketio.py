@@ -58,6 +58,7 @@ from typing import Any
 
 import engineio
 import rasa.core.channels.socketio
+import sanic.response
 import socketio
 from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.socketio import SocketIOInput as RasaSocketIOInput
@@ -94,18 +95,45 @@ def check_targets() -> None:
 check_targets()  # when Rasa loads the channel (credentials.yml), before it serves
 
 
-def quiet_closed_websockets() -> None:
-    """No traceback in the server log each time a widget's WebSocket closes.
+def quiet_closed_connections() -> None:
+    """No traceback in the server log each time a widget's connection closes.
 
-    engine.io's Sanic route returns nothing for a WebSocket that ended, and Sanic 21.12
-    accepts that only from handlers marked ``is_websocket`` (else it logs
-    „Invalid response type None“ with a traceback: sanic-org/sanic#2572). Polling requests
-    still get their responses; the versions are checked by ``check_targets``."""
+    * engine.io's Sanic route returns nothing for a WebSocket that ended, and Sanic 21.12
+      accepts that only from handlers marked ``is_websocket`` (else it logs „Invalid response
+      type None“ with a traceback: sanic-org/sanic#2572).
+    * A long poll (the transport before the upgrade to WebSocket, or without WebSocket) whose
+      client went away meanwhile gets its response when the connection is already gone, and
+      Sanic logs two tracebacks (``'NoneType' object has no attribute 'is_closing'``, „Handler
+      produced no response“). Its own way to end a request whose client left is
+      ``CancelledError``, logged as one line at INFO: raised here instead.
+    * A request for a session that closed a moment before (a long poll racing the client's
+      disconnect) makes python-engineio 4.7.1 raise ``KeyError`` („Session is disconnected“)
+      instead of answering 400 as it does for unknown sessions: answered 400 here.
+
+    Versions checked by ``check_targets``."""
     handle_request = require_attribute(engineio.AsyncServer, "handle_request", PATCH)
-    handle_request.is_websocket = True  # a bound method reads its function's attributes
+    if getattr(handle_request, "faqbot_quiet", False):
+        return
+
+    @functools.wraps(handle_request)
+    async def handle_request_quietly(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            response = await handle_request(self, *args, **kwargs)
+        except KeyError as error:
+            if error.args not in (("Session is disconnected",), ("Session not found",)):
+                raise
+            return sanic.response.text("Invalid session", status=400)
+        transport = getattr(args[0], "transport", None) if args else None
+        if response is not None and transport is not None and transport.is_closing():
+            raise asyncio.CancelledError  # the client left while its long poll waited
+        return response
+
+    handle_request_quietly.is_websocket = True  # a bound method reads its function's attributes
+    handle_request_quietly.faqbot_quiet = True
+    engineio.AsyncServer.handle_request = handle_request_quietly
 
 
-quiet_closed_websockets()
+quiet_closed_connections()
 
 
 def rasa_connect_handler(sio: Any, namespace: str) -> Callable[..., Awaitable[bool]]:
