@@ -81,6 +81,20 @@ def bot_answer(faq_id: str) -> dict:
     return {"event": "bot", "text": "Antwort", "data": {"custom": {"faq_id": faq_id, "confidence": 0.9}}}
 
 
+def trainer(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "faqbot.tools.trainer", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_DIR,
+        timeout=120,
+    )
+
+
+INVOICE_ANSWERED = [user("Rechnung bitte", "faq_erhalte_rechnung", 0.97), bot_answer("erhalte_rechnung"), LISTEN]
+
+
 def conversation(broker: ReviewQueueBroker, sender: str, events: list[dict]) -> None:
     for event in events:
         broker.publish({"sender_id": sender, **event})
@@ -109,7 +123,7 @@ def test_unhelpful_puts_the_question_in_front_of_the_trainers_and_every_rating_i
                 bot_answer("zahlungsdaten_aendern"),
                 LISTEN,
             ],
-            "kunde-2": [user("Rechnung bitte", "faq_erhalte_rechnung", 0.97), bot_answer("erhalte_rechnung"), LISTEN],
+            "kunde-2": INVOICE_ANSWERED,
         },
         [
             ("kunde-1", "erhalte_rechnung", False, answered),  # the earlier answer, rated later
@@ -155,10 +169,9 @@ def test_a_rated_answer_to_a_clarification_button_names_the_original_question(tm
 
 def test_ratings_are_exported_erased_and_expire_with_the_review_queue(tmp_path):
     now = time.time()
-    events = [user("Rechnung bitte", "faq_erhalte_rechnung", 0.97), bot_answer("erhalte_rechnung"), LISTEN]
     store = folded(
         tmp_path,
-        {"kunde-4": events, "kunde-5": events},
+        {"kunde-4": INVOICE_ANSWERED, "kunde-5": INVOICE_ANSWERED},
         [("kunde-4", "erhalte_rechnung", False, now), ("kunde-5", "erhalte_rechnung", True, now)],
     )
     entries, _ = store.export([sender_hash("kunde-4")])
@@ -175,10 +188,9 @@ def test_ratings_are_exported_erased_and_expire_with_the_review_queue(tmp_path):
 
 def test_trainers_see_the_ratings_worst_first(tmp_path):
     now = time.time()
-    events = [user("Rechnung bitte", "faq_erhalte_rechnung", 0.97), bot_answer("erhalte_rechnung"), LISTEN]
     store = folded(
         tmp_path,
-        {"kunde-6": events, "kunde-7": events},
+        {"kunde-6": INVOICE_ANSWERED, "kunde-7": INVOICE_ANSWERED},
         [
             ("kunde-6", "erhalte_rechnung", False, now),
             ("kunde-7", "erhalte_rechnung", False, now),
@@ -186,13 +198,7 @@ def test_trainers_see_the_ratings_worst_first(tmp_path):
         ],
     )
     store.close()
-    result = subprocess.run(
-        [sys.executable, "-m", "faqbot.tools.trainer", "bewertungen", "--datei", str(tmp_path / "review.db")],
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_DIR,
-        timeout=120,
-    )
+    result = trainer("bewertungen", "--datei", str(tmp_path / "review.db"))
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "   2 nicht hilfreich ·    0 hilfreich · „Wie erhalte ich eine Rechnung?“" in lines[1]
@@ -203,26 +209,10 @@ def test_trainers_see_the_ratings_worst_first(tmp_path):
 def test_the_review_walks_through_unhelpful_answers(tmp_path):
     store = folded(
         tmp_path,
-        {"kunde-8": [user("Rechnung bitte", "faq_erhalte_rechnung", 0.97), bot_answer("erhalte_rechnung"), LISTEN]},
+        {"kunde-8": INVOICE_ANSWERED},
         [("kunde-8", "erhalte_rechnung", False, time.time())],
     )
     store.close()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "faqbot.tools.trainer",
-            "review",
-            "--art",
-            "unhelpful",
-            "--datei",
-            str(tmp_path / "review.db"),
-        ],
-        input="q\n",
-        capture_output=True,
-        text=True,
-        cwd=PROJECT_DIR,
-        timeout=120,
-    )
+    result = trainer("review", "--art", "unhelpful", "--datei", str(tmp_path / "review.db"), stdin="q\n")
     assert "Antwort als nicht hilfreich bewertet" in result.stdout
     assert "fand die Antwort auf „Wie erhalte ich eine Rechnung?“ nicht hilfreich" in result.stdout
