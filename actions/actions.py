@@ -14,7 +14,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from faqbot.core.clarify import clarify_candidates, faq_ranking
+from faqbot.core.clarify import CLARIFY_MIN_CONFIDENCE, clarify_candidates, faq_ranking
 from faqbot.core.delivery import load_config
 from faqbot.core.intents import NOT_A_QUESTION, faq_id_for
 from faqbot.core.knowledge import CachedKnowledge, FaqEntry, KnowledgeError
@@ -22,7 +22,7 @@ from faqbot.core.metrics import FAQ_OUTCOMES
 from faqbot.core.support_config import read_support_config
 from faqbot.core.support_hours import SupportAvailability, german_time
 from faqbot.core.text import has_letters
-from faqbot.core.tickets import Ticket, TicketStore, customer_transcript, transcript_from_events
+from faqbot.core.tickets import Ticket, TicketStore, customer_transcript
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +74,26 @@ def customer_contact(tracker: Tracker, include_form: bool = True) -> dict[str, A
     return contact
 
 
+def since_last_ticket(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation's events after its last ticket ended (closed by the support team,
+    or the customer went back to the bot: the slot ``ticket_id`` emptied); all of them if
+    it had none. A later ticket starts there, with its own question and transcript."""
+    start, had_ticket = 0, False
+    for index, event in enumerate(events):
+        if event.get("event") == "slot" and event.get("name") == "ticket_id":
+            if event.get("value"):
+                had_ticket = True
+            elif had_ticket:
+                start, had_ticket = index + 1, False
+    return events[start:]
+
+
 def customer_question(tracker: Tracker) -> dict[str, Any] | None:
-    """The customer's latest actual question (a user event), not counting small talk,
-    button payloads and answers given to a form (e-mail address, later messages)."""
+    """The customer's latest actual question (a user event) since the last ticket, not
+    counting small talk, button payloads and answers given to a form (e-mail address, later
+    messages)."""
     question, active_loop = None, None
-    for event in tracker.events:
+    for event in since_last_ticket(tracker.events):
         if event.get("event") == "active_loop":
             active_loop = event.get("name")
         elif event.get("event") == "user" and active_loop is None:
@@ -112,8 +127,10 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> tuple[Ticket
     event = customer_question(tracker)
     question = tracker.get_slot("problem_description") or (event or {}).get("text")
     ranking = faq_ranking((event or {}).get("parse_data") or {})
-    guess = faq_id_for(ranking[0]["name"]) if ranking else None
-    confidence = ranking[0].get("confidence") if ranking else None
+    # A guess the bot would not even offer as „Meinten Sie …?“ means nothing to the support team.
+    plausible = ranking and (ranking[0].get("confidence") or 0) >= CLARIFY_MIN_CONFIDENCE
+    guess = faq_id_for(ranking[0]["name"]) if plausible else None
+    confidence = ranking[0].get("confidence") if plausible else None
     try:
         ticket = ticket_store().create(
             sender_id=tracker.sender_id,
@@ -121,7 +138,7 @@ def escalate(dispatcher: CollectingDispatcher, tracker: Tracker) -> tuple[Ticket
             question=question,
             faq_guess=guess,
             confidence=confidence,
-            transcript=transcript_from_events(tracker.events),
+            transcript=customer_transcript(since_last_ticket(tracker.events)),
             targets=delivery_targets(),
             contact=customer_contact(tracker),
         )
@@ -215,6 +232,8 @@ class ActionEscalate(Action):
             SlotSet("handed_off", ticket is not None),
             SlotSet("ticket_id", ticket.ticket_id if ticket else None),
             SlotSet("problem_description", None),
+            # A later ticket asks again whether the address given now is still right.
+            SlotSet("contact_confirmed", None),
         ]
 
 

@@ -186,7 +186,12 @@ def test_escalation_creates_one_ticket_with_transcript_and_question(ticket_db):
                 {"name": "faq_zahlungsmethoden_akzeptieren", "confidence": 0.4},
             ],
         ),
-        {"event": "bot", "text": "Diese Frage kann ich leider nicht beantworten.", "timestamp": 1764000002.0},
+        {
+            "event": "bot",
+            "text": "Diese Frage kann ich leider nicht beantworten.",
+            "data": {"buttons": [{"title": "Ja, bitte weitergeben", "payload": "/human_handoff"}]},
+            "timestamp": 1764000002.0,
+        },
         user_event("/human_handoff", "human_handoff", 1.0),
     )
     messages, _ = run(ActionEscalate(), tracker)
@@ -203,7 +208,7 @@ def test_escalation_creates_one_ticket_with_transcript_and_question(ticket_db):
         "Guten Tag!",
         "Kann ich in Bitcoin zahlen?",
         "Diese Frage kann ich leider nicht beantworten.",
-        "/human_handoff",
+        "Ja, bitte weitergeben",  # what the customer clicked, not the internal command
     ]
     assert ticket.channel == "rest" and ticket.sender_id == "kunde-42"
 
@@ -539,3 +544,43 @@ def test_without_a_mail_server_or_store_the_customer_is_told(ticket_db, monkeypa
     monkeypatch.setattr(actions, "_ticket_store", BrokenStore())
     messages, _ = run(ActionSendTranscript(), transcript_request())
     assert [m["response"] for m in messages] == ["utter_transcript_unavailable"]
+
+
+def first_ticket_then_closed() -> list[dict[str, Any]]:
+    """A conversation whose first ticket the support team closed."""
+    return [
+        user_event("Wo ist Ihr Firmensitz?", "out_of_scope", 0.9),
+        user_event("Mitarbeiter bitte", "human_handoff", 1.0),
+        {"event": "slot", "name": "ticket_id", "value": "T-20261127-00001", "timestamp": 1764000003.0},
+        {"event": "bot", "text": "Ihre Ticketnummer lautet T-20261127-00001.", "timestamp": 1764000004.0},
+        user_event("Danke, ich warte", "thank", 1.0),
+        user_event("EXTERNAL: back_to_bot", "back_to_bot", 1.0),
+        {"event": "slot", "name": "ticket_id", "value": None, "timestamp": 1764000006.0},
+        {"event": "bot", "text": "Ihr Ticket wurde abgeschlossen.", "timestamp": 1764000007.0},
+    ]
+
+
+async def test_after_a_closed_ticket_the_next_one_asks_for_the_new_problem_and_confirms_the_address(ticket_db):
+    form, dispatcher = ValidateEscalationForm(), CollectingDispatcher()
+    slots = ["problem_description", "customer_email", "contact_confirmed"]
+    again = tracker_for(*first_ticket_then_closed(), user_event("Mitarbeiter", "human_handoff", 1.0))
+    assert await form.required_slots(slots, dispatcher, again, {}) == slots  # not the old question
+    _, events = run(ActionEscalate(), again)
+    assert SlotSet("contact_confirmed", None) in events  # so the stored address is confirmed next time
+
+
+def test_a_later_ticket_has_only_its_own_question_and_transcript(ticket_db):
+    tracker = tracker_for(
+        *first_ticket_then_closed(),
+        user_event("Meine Rechnung ist doppelt", "faq_erhalte_rechnung", 1.5e-10),
+        user_event("Mitarbeiter", "human_handoff", 1.0),
+    )
+    messages, _ = run(ActionEscalate(), tracker)
+    ticket = actions.ticket_store().get(messages[0]["custom"]["escalation"]["ticket_id"])
+    assert ticket.question == "Meine Rechnung ist doppelt"
+    assert [line["text"] for line in ticket.transcript] == [
+        "Ihr Ticket wurde abgeschlossen.",
+        "Meine Rechnung ist doppelt",
+        "Mitarbeiter",
+    ]
+    assert (ticket.faq_guess, ticket.confidence) == (None, None)  # 1.5e-10 is no guess

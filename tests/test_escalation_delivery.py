@@ -138,10 +138,44 @@ def test_webhook_and_email_receive_the_ticket(tmp_path, desk, mailbox):
     [(recipients, mail)] = mailbox.messages
     assert recipients == ["support@example.org"] and ticket.ticket_id in mail["Subject"]
     assert mail["Message-ID"] == f"<{ticket.ticket_id}-created-email@faqbot>"
-    assert "kunde: Wo ist mein Paket?" in mail.get_payload(decode=True).decode("utf-8")
+    assert "[01.01.2026 01:00] Kunde: Wo ist mein Paket?" in mail.get_payload(decode=True).decode("utf-8")
     assert {d.status for d in store.deliveries_for(ticket.ticket_id)} == {"delivered"}
     # The receiver has it: no second copy of transcript and contact stays in the outbox.
     assert [d.payload for d in store.deliveries_for(ticket.ticket_id)] == [{}, {}]
+
+
+def test_the_ticket_mail_reads_at_a_glance_and_follow_ups_thread_onto_it(tmp_path, mailbox):
+    config = DeliveryConfig(
+        smtp_host="127.0.0.1", smtp_port=mailbox.controller.port, support_email="support@example.org"
+    )
+    store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
+    question = "Kann ich meine Rechnung auch per Überweisung in Raten bezahlen, wenn der Betrag hoch ist?"
+    ticket = store.create(
+        "kunde-7",
+        "rest",
+        question,
+        "zahlungsmethoden_akzeptieren",
+        0.4234,
+        [{"from": "kunde", "text": question, "time": "2026-11-27T09:14:05.123456+00:00"}],
+        targets=config.targets,
+        contact={"id": "K-1001", "email": "anna@example.org"},
+    )
+    store.append_message(ticket.ticket_id, "Die Rechnungsnummer ist R-55", config.targets)
+    DeliveryWorker(store, config).run_due()
+    first, follow_up = (message_from_bytes(raw.as_bytes(), policy=email.policy.default) for _, raw in mailbox.messages)
+    assert (
+        first["Subject"] == f"[{ticket.ticket_id}] Neue Anfrage: Kann ich meine Rechnung auch per Überweisung in Raten…"
+    )
+    body = first.get_content()
+    assert "Erstellt: " in body and "+00:00" not in body  # Berlin time, not UTC ISO
+    assert "[27.11.2026 10:14] Kunde: Kann ich meine Rechnung" in body
+    assert "Kunde: anna@example.org (Kunden-ID K-1001)" in body
+    assert "Vermutete FAQ: „Welche Zahlungsmethoden akzeptieren Sie?“ (Allgemeine Fragen, 42 % sicher)" in body
+    for mail in (first, follow_up):
+        assert email.utils.parsedate_to_datetime(mail["Date"]).tzinfo is not None
+    assert follow_up["Subject"] == f"[{ticket.ticket_id}] Nachtrag des Kunden"
+    assert follow_up["In-Reply-To"] == follow_up["References"] == first["Message-ID"]
+    assert "Kunde: anna@example.org (Kunden-ID K-1001)" in follow_up.get_content()
 
 
 def test_receiver_down_stays_pending_and_is_delivered_when_back(tmp_path, desk):
@@ -249,7 +283,10 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
     assert "Gesprächsverlauf" not in json.dumps(store.get(ticket_id).transcript, ensure_ascii=False)
     to_support = [mail for recipients, mail in mailbox.messages if recipients == ["support@example.org"]]
     subjects = sorted(mail["Subject"] for mail in to_support)
-    assert subjects == [f"[{ticket_id}] Nachtrag des Kunden", f"[{ticket_id}] Neue Anfrage an den Support"]
+    assert subjects == [
+        f"[{ticket_id}] Nachtrag des Kunden",
+        f"[{ticket_id}] Neue Anfrage: Wie erhalte ich eine Rechnung?",
+    ]
     assert {mail["Reply-To"] for mail in to_support} == {"kunde.crash@beispiel.de"}
     [copy] = [mail for recipients, mail in mailbox.messages if recipients == ["kunde.crash@beispiel.de"]]
     body = message_from_bytes(copy.as_bytes(), policy=email.policy.default).get_content()

@@ -14,6 +14,7 @@ the key lets the receiver drop the duplicate.
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import hmac
 import json
@@ -129,44 +130,87 @@ def send_webhook(payload: dict[str, Any], key: str, config: DeliveryConfig) -> N
         response.read()
 
 
+LOCAL_TIME = ZoneInfo("Europe/Berlin")  # the customers' and the support team's time
+SPEAKERS = {"kunde": "Kunde", "bot": "Assistent"}
+# Characters of the customer's question in a ticket mail's subject.
+SUBJECT_QUESTION_CHARS = 60
+
+
+def local_time(iso: str) -> str:
+    """An ISO time (UTC) as the support team reads it: „27.11.2026 10:14“ in Berlin time."""
+    return datetime.fromisoformat(iso).astimezone(LOCAL_TIME).strftime("%d.%m.%Y %H:%M")
+
+
+def customer_line(contact: dict[str, Any]) -> str:
+    """Who the customer is: e-mail and customer number, whichever are known."""
+    email, customer_id = contact.get("email"), contact.get("id")
+    if email and customer_id:
+        return f"{email} (Kunden-ID {customer_id})"
+    return email or customer_id or "-"
+
+
+def faq_guess_line(payload: dict[str, Any]) -> str:
+    guess = payload.get("faq_guess_question")
+    if not guess:
+        return "keine (der Assistent fand keine passende FAQ-Frage)"
+    category = payload.get("faq_guess_category")
+    percent = round(float(payload.get("confidence") or 0) * 100)
+    return f"„{guess}“ ({category + ', ' if category else ''}{percent} % sicher)"
+
+
 def email_text(payload: dict[str, Any]) -> str:
     contact = payload.get("customer") or {}
     if payload.get("event") == "message":
         return (
-            f"Ticket: {payload['ticket_id']}\nZeit: {payload['created']}\n"
-            f"Kunde: {contact.get('email') or contact.get('id') or '-'}\n\n"
+            f"Ticket: {payload['ticket_id']}\nZeit: {local_time(payload['created'])}\n"
+            f"Kunde: {customer_line(contact)}\n\n"
             f"Nachtrag des Kunden:\n{payload['text']}\n"
         )
     lines = [
         f"Ticket: {payload['ticket_id']}",
-        f"Erstellt: {payload['created']}",
+        f"Erstellt: {local_time(payload['created'])}",
         f"Kanal: {payload.get('channel') or '-'}",
-        f"Kunde: {contact.get('email') or contact.get('id') or '-'}",
+        f"Kunde: {customer_line(contact)}",
         f"Frage: {payload.get('question') or '-'}",
-        f"Vermutete FAQ: {payload.get('faq_guess') or '-'} (Konfidenz {payload.get('confidence')})",
+        f"Vermutete FAQ: {faq_guess_line(payload)}",
         "",
         "Verlauf:",
     ]
-    lines += [f"[{line['time']}] {line['from']}: {line['text']}" for line in payload.get("transcript") or []]
+    lines += [
+        f"[{local_time(line['time'])}] {SPEAKERS.get(line['from'], line['from'])}: {line['text']}"
+        for line in payload.get("transcript") or []
+    ]
     return "\n".join(lines) + "\n"
 
 
+def mail_id(key: str) -> str:
+    """The Message-ID of a delivery's mail; the ticket's first mail is ``<ticket>-created-email``."""
+    return f"<{key}@faqbot>"
+
+
 def send_email(payload: dict[str, Any], key: str, config: DeliveryConfig) -> None:
+    ticket_id = payload["ticket_id"]
+    question = " ".join(str(payload.get("question") or "").split())
+    if len(question) > SUBJECT_QUESTION_CHARS:  # cut at a word
+        question = question[:SUBJECT_QUESTION_CHARS].rsplit(" ", 1)[0].rstrip(",;:") + "…"
     message = EmailMessage()
-    message["Subject"] = f"[{payload['ticket_id']}] " + (
-        "Nachtrag des Kunden" if payload.get("event") == "message" else "Neue Anfrage an den Support"
-    )
+    if payload.get("event") == "message":
+        message["Subject"] = f"[{ticket_id}] Nachtrag des Kunden"
+        # Threads onto the ticket's first mail in the support mailbox and help desks.
+        first = mail_id(f"{ticket_id}-created-email")
+        message["In-Reply-To"] = first
+        message["References"] = first
+    else:
+        message["Subject"] = f"[{ticket_id}] Neue Anfrage: {question or 'ohne Frage'}"
     message["From"] = config.smtp_from
     message["To"] = config.support_email
-    message["Message-ID"] = f"<{key}@faqbot>"  # stable, so a resend can be recognised
+    message["Date"] = email.utils.format_datetime(datetime.now(timezone.utc))
+    message["Message-ID"] = mail_id(key)  # stable, so a resend can be recognised
     customer_email = (payload.get("customer") or {}).get("email")
     if customer_email:  # "Antworten" in the support mailbox reaches the customer
         message["Reply-To"] = customer_email
     message.set_content(email_text(payload))
     _smtp_send(message, config)
-
-
-LOCAL_TIME = ZoneInfo("Europe/Berlin")  # the customers' and the support team's time
 
 
 def transcript_email_text(payload: dict[str, Any]) -> str:
@@ -180,8 +224,7 @@ def transcript_email_text(payload: dict[str, Any]) -> str:
         "",
     ]
     for line in payload.get("transcript") or []:
-        when = datetime.fromisoformat(line["time"]).astimezone(LOCAL_TIME).strftime("%d.%m.%Y %H:%M")
-        lines.append(f"[{when}] {speakers.get(line['from'], line['from'])}: {line['text']}")
+        lines.append(f"[{local_time(line['time'])}] {speakers.get(line['from'], line['from'])}: {line['text']}")
     lines += [
         "",
         "Sie erhalten diese E-Mail, weil Sie den Gesprächsverlauf im Chat angefordert haben.",
@@ -199,7 +242,8 @@ def send_transcript(payload: dict[str, Any], key: str, config: DeliveryConfig) -
     message["To"] = payload["to"]
     if config.support_email:  # an answer to the copy reaches the support team
         message["Reply-To"] = config.support_email
-    message["Message-ID"] = f"<{key}@faqbot>"
+    message["Date"] = email.utils.format_datetime(datetime.now(timezone.utc))
+    message["Message-ID"] = mail_id(key)
     message.set_content(transcript_email_text(payload))
     _smtp_send(message, config)
 

@@ -26,6 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from faqbot.core.encryption import decrypt, encrypt, private_file
+from faqbot.core.knowledge import CachedKnowledge, FaqEntry, KnowledgeError
 from faqbot.core.paths import VAR_DIR
 from faqbot.core.sql import write_transaction
 
@@ -110,7 +111,9 @@ class Ticket:
     is_new: bool = False
 
     def payload(self) -> dict[str, Any]:
-        """The JSON the support team receives for a new ticket (README, "Weitergabe")."""
+        """The JSON the support team receives for a new ticket (README, "Webhook body"),
+        with the guessed FAQ's question and category as the team reads them."""
+        guess = _faq_entry(self.faq_guess)
         return {
             "event": "created",
             "ticket_id": self.ticket_id,
@@ -119,6 +122,8 @@ class Ticket:
             "customer": self.contact,
             "question": self.question,
             "faq_guess": self.faq_guess,
+            "faq_guess_question": guess.question if guess else None,
+            "faq_guess_category": guess.category if guess else None,
             "confidence": self.confidence,
             "transcript": self.transcript,
         }
@@ -134,6 +139,17 @@ class Ticket:
             "customer": self.contact,
             "text": line["text"],
         }
+
+
+_knowledge = CachedKnowledge()
+
+
+def _faq_entry(faq_id: str | None) -> FaqEntry | None:
+    """The FAQ entry of a guess, if it still exists (the FAQ may have changed since)."""
+    try:
+        return _knowledge.entries().get(faq_id) if faq_id else None
+    except KnowledgeError:
+        return None
 
 
 @dataclass
