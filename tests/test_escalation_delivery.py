@@ -6,6 +6,7 @@ import email.policy
 import hashlib
 import hmac
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from helpers import customs
 from test_rest_conversations import RESPONSES
 
 from faqbot.core.delivery import DeliveryConfig, DeliveryWorker
+from faqbot.core.metrics import OUTBOX_GIVEN_UP
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.tickets import TicketStore
 
@@ -39,6 +41,7 @@ class HelpDesk:
         self.port = free_port()
         self.received: list[dict] = []  # {"key", "body", "signature_ok"}
         self.server = None
+        self.delay_s = 0.0  # a slow help desk answers this late
 
     @property
     def url(self) -> str:
@@ -50,6 +53,7 @@ class HelpDesk:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                time.sleep(desk.delay_s)
                 expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
                 desk.received.append(
                     {
@@ -206,17 +210,70 @@ def test_same_escalation_twice_is_one_ticket_and_one_delivery(tmp_path, desk):
     assert len(desk.received) == 1 and len(store.deliveries_for(first.ticket_id)) == 1
 
 
-def test_failed_delivery_gives_up_visibly_after_max_attempts(tmp_path, desk):
+def test_failed_delivery_gives_up_visibly_after_max_attempts(tmp_path, desk, mailbox, caplog):
     desk.stop()
-    config = DeliveryConfig(webhook_url=desk.url, retry_base_s=0, max_attempts=2)
+    config = DeliveryConfig(
+        webhook_url=desk.url,
+        retry_base_s=60,  # the second attempt only when the test makes it
+        max_attempts=2,
+        smtp_host="127.0.0.1",
+        smtp_port=mailbox.controller.port,
+        alert_email="admin@example.org",
+    )
+    store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
+    ticket = make_ticket(store, config.targets)
+    given_up = OUTBOX_GIVEN_UP.labels("webhook")._value.get()
+    worker = DeliveryWorker(store, config)
+    worker.run_due()
+    assert store.delivery_states([ticket.ticket_id]) == {ticket.ticket_id: "pending"}
+    with caplog.at_level(logging.ERROR, logger="faqbot.core.delivery"):
+        worker.attempt(store.deliveries_for(ticket.ticket_id)[0])
+    [delivery] = store.deliveries_for(ticket.ticket_id)
+    assert delivery.status == "failed" and delivery.attempts == 2 and delivery.last_error
+    assert store.delivery_states([ticket.ticket_id]) == {ticket.ticket_id: "failed"}  # the ticket list shows it
+    assert OUTBOX_GIVEN_UP.labels("webhook")._value.get() == given_up + 1
+    assert [r.message for r in caplog.records if "endgültig fehlgeschlagen" in r.message]
+    [(recipients, alert)] = mailbox.messages
+    assert recipients == ["admin@example.org"] and ticket.ticket_id in alert["Subject"]
+    desk.start()  # so the fixture can stop it
+
+
+def test_a_slow_webhook_does_not_hold_back_the_mail_and_errors_clear_on_success(tmp_path, desk, mailbox):
+    desk.delay_s = 3.0
+    config = DeliveryConfig(
+        webhook_url=desk.url,
+        webhook_secret=SECRET,
+        smtp_host="127.0.0.1",
+        smtp_port=mailbox.controller.port,
+        support_email="support@example.org",
+    )
+    store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
+    started = time.monotonic()
+    ticket = make_ticket(store, config.targets)
+    worker = DeliveryWorker(store, config, poll_s=0.05).start()
+    try:
+        wait_for(lambda: mailbox.messages, timeout=10)
+        assert time.monotonic() - started < 2.0  # the webhook is still answering
+        assert desk.received == []
+        wait_for(lambda: len(desk.received) == 1, timeout=10)
+    finally:
+        worker.stop()
+    wait_for(lambda: {d.status for d in store.deliveries_for(ticket.ticket_id)} == {"delivered"})
+
+
+def test_an_error_of_an_earlier_attempt_is_cleared_once_delivered(tmp_path, desk):
+    desk.stop()
+    config = DeliveryConfig(webhook_url=desk.url, retry_base_s=60)
     store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
     ticket = make_ticket(store, config.targets)
     worker = DeliveryWorker(store, config)
     worker.run_due()
-    worker.run_due()
+    [failed] = store.deliveries_for(ticket.ticket_id)
+    assert failed.last_error
+    desk.start()
+    worker.attempt(failed)
     [delivery] = store.deliveries_for(ticket.ticket_id)
-    assert delivery.status == "failed" and delivery.attempts == 2 and delivery.last_error
-    desk.start()  # so the fixture can stop it
+    assert (delivery.status, delivery.attempts, delivery.last_error) == ("delivered", 2, None)
 
 
 def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(model_path, tmp_path, desk, mailbox):
@@ -298,7 +355,8 @@ def check_support_api(base: str, ticket_id: str) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert requests.post(f"{base}/{ticket_id}/close", timeout=10).status_code == 401
     assert requests.get(base, headers={"Authorization": "Bearer falsch"}, timeout=10).status_code == 401
-    assert [t["ticket_id"] for t in requests.get(base, headers=auth, timeout=10).json()["tickets"]] == [ticket_id]
+    listed = requests.get(base, headers=auth, timeout=10).json()["tickets"]
+    assert [(t["ticket_id"], t["delivery"]) for t in listed] == [(ticket_id, "delivered")]
     ticket = requests.get(f"{base}/{ticket_id}", headers=auth, timeout=10).json()
     assert "Wie erhalte ich eine Rechnung?" in [line["text"] for line in ticket["transcript"]]
     assert {(d["target"], d["status"]) for d in ticket["deliveries"]} == {

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from faqbot.core.metrics import OUTBOX_BACKLOG, OUTBOX_FAILURES, OUTBOX_SENT
+from faqbot.core.metrics import OUTBOX_BACKLOG, OUTBOX_FAILURES, OUTBOX_GIVEN_UP, OUTBOX_SENT
 from faqbot.core.support_config import read_support_config
 from faqbot.core.tickets import CUSTOMER_MAIL
 
@@ -54,6 +54,7 @@ class DeliveryConfig:
     smtp_password: str | None = None
     smtp_from: str = "faqbot@localhost"
     support_email: str | None = None
+    alert_email: str | None = None  # gets a mail when a delivery fails for good
     retry_base_s: float = 30.0
     retry_cap_s: float = 3600.0
     max_attempts: int = 50
@@ -84,6 +85,7 @@ _ENV = {
     "FAQBOT_SMTP_PASSWORD": ("smtp_password", str),
     "FAQBOT_SMTP_FROM": ("smtp_from", str),
     "FAQBOT_SUPPORT_EMAIL": ("support_email", str),
+    "FAQBOT_ALERT_EMAIL": ("alert_email", str),
     "FAQBOT_RETRY_BASE_S": ("retry_base_s", float),
     "FAQBOT_RETRY_CAP_S": ("retry_cap_s", float),
     "FAQBOT_RETRY_MAX_ATTEMPTS": ("max_attempts", int),
@@ -101,6 +103,7 @@ def load_config(path: Path | None = None) -> DeliveryConfig:
             "smtp_port": smtp.get("port"),
             "smtp_from": smtp.get("from"),
             "support_email": smtp.get("to"),
+            "alert_email": smtp.get("alert_to"),
             "retry_base_s": retry.get("base_seconds"),
             "retry_cap_s": retry.get("cap_seconds"),
             "max_attempts": retry.get("max_attempts"),
@@ -263,12 +266,13 @@ SENDERS = {"webhook": send_webhook, "email": send_email, CUSTOMER_MAIL: send_tra
 
 
 class DeliveryWorker:
-    """Sends due outbox rows of a TicketStore, one at a time, in a daemon thread."""
+    """Sends due outbox rows of a TicketStore, in daemon threads: one per target, so a slow
+    or unreachable receiver (a webhook timing out) never holds back another (the mail)."""
 
     def __init__(self, store, config: DeliveryConfig | None = None, poll_s: float = 0.5) -> None:
         self.store, self.config, self.poll_s = store, config or load_config(), poll_s
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def start(self) -> DeliveryWorker:
         if not self.config.targets:
@@ -276,28 +280,33 @@ class DeliveryWorker:
                 "No delivery targets configured (support.yml / FAQBOT_WEBHOOK_URL, "
                 "FAQBOT_SMTP_HOST + FAQBOT_SUPPORT_EMAIL): tickets are only stored."
             )
-        self._thread = threading.Thread(target=self._run, name="faqbot-delivery", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(target,), name=f"faqbot-delivery-{target}", daemon=True)
+            for target in SENDERS
+        ]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread:
-            self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
 
-    def _run(self) -> None:
+    def _run(self, target: str) -> None:
         while not self._stop.is_set():
             try:
-                self.run_due()
+                self.run_due(target)
             except Exception:  # a broken database must not kill the worker for good
-                logger.exception("Delivery loop failed")
+                logger.exception("Delivery loop failed (%s)", target)
             self._stop.wait(self.poll_s)  # the next poll, or at once when stopped
 
-    def run_due(self) -> int:
-        """Send due deliveries, each claimed first; returns how many were attempted."""
+    def run_due(self, target: str | None = None) -> int:
+        """Send due deliveries (of one target, or of all), each claimed first; returns how
+        many were attempted."""
         attempted = 0
         while attempted < ROUND and not self._stop.is_set():
-            claimed = self.store.claim_next(datetime.now(timezone.utc), self._claim_until())
+            claimed = self.store.claim_next(datetime.now(timezone.utc), self._claim_until(), target)
             if claimed is None:
                 break
             self._send(claimed)
@@ -326,7 +335,9 @@ class DeliveryWorker:
             recorded = self.store.mark_failed_attempt(
                 claimed, attempts, f"{type(error).__name__}: {error}", retry_at, give_up=failed
             )
-            if recorded:
+            if recorded and failed:
+                self._alert(claimed, attempts, error)
+            elif recorded:
                 logger.warning("Delivery %s failed (attempt %d): %s", claimed.key, attempts, error)
             else:
                 logger.warning("Delivery %s failed after its claim ran out (taken over): %s", claimed.key, error)
@@ -334,3 +345,31 @@ class DeliveryWorker:
             OUTBOX_SENT.labels(claimed.target).inc()
             self.store.mark_delivered(claimed.key, claimed.attempts + 1)
             logger.info("Delivered %s", claimed.key)
+
+    def _alert(self, delivery, attempts: int, error: Exception) -> None:
+        """A delivery given up for good: an ERROR in the log, the metric, and a mail to the
+        admin address if one is configured (not through the outbox: it may be what fails)."""
+        OUTBOX_GIVEN_UP.labels(delivery.target).inc()
+        logger.error(
+            "Zustellung %s endgültig fehlgeschlagen nach %d Versuchen: %s. Ticket %s: bitte prüfen.",
+            delivery.key,
+            attempts,
+            error,
+            delivery.ticket_id,
+        )
+        if not (self.config.alert_email and self.config.smtp_host):
+            return
+        message = EmailMessage()
+        message["Subject"] = f"[{delivery.ticket_id}] Zustellung fehlgeschlagen ({delivery.target})"
+        message["From"] = self.config.smtp_from
+        message["To"] = self.config.alert_email
+        message["Date"] = email.utils.format_datetime(datetime.now(timezone.utc))
+        message.set_content(
+            f"Die Zustellung {delivery.key} an „{delivery.target}“ ist nach {attempts} Versuchen "
+            f"endgültig fehlgeschlagen.\nLetzter Fehler: {error}\n\nDas Ticket {delivery.ticket_id} steht "
+            "weiter in der Ticketliste der Support-API (Zustellung: failed)."
+        )
+        try:
+            _smtp_send(message, self.config)
+        except Exception:
+            logger.exception("Warn-Mail an %s nicht gesendet", self.config.alert_email)

@@ -27,6 +27,9 @@ TRACKER_STORE_ERRORS = Counter(
 OUTBOX_BACKLOG = Gauge("faqbot_outbox_backlog", "Deliveries of tickets waiting to be sent")
 OUTBOX_FAILURES = Counter("faqbot_outbox_failures_total", "Failed delivery attempts", ["target"])
 OUTBOX_SENT = Counter("faqbot_outbox_sent_total", "Deliveries sent", ["target"])
+OUTBOX_GIVEN_UP = Counter(
+    "faqbot_outbox_given_up_total", "Deliveries that failed for good (after the last retry)", ["target"]
+)
 # outcome: answer (the FAQ's answer sent), clarification ("Meinten Sie …?", faq = the likeliest),
 # escalation (a new ticket, faq = the NLU's guess), escalation_failed (ticket not stored), fallback
 # (nothing fitted, the support team offered; faq = "keine"). Counted by the actions (actions/).

@@ -209,12 +209,14 @@ def customer_transcript(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]
     return transcript_from_events(shown)
 
 
-def _due(now: datetime) -> sa.sql.Select:
-    return (
-        sa.select(deliveries)
-        .where(deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now.isoformat())
-        .order_by(deliveries.c.next_attempt_at)
+def _due(now: datetime, target: str | None = None) -> sa.sql.Select:
+    """Pending rows whose time has come, oldest first; of one target, or of all."""
+    query = sa.select(deliveries).where(
+        deliveries.c.status == "pending", deliveries.c.next_attempt_at <= now.isoformat()
     )
+    if target is not None:
+        query = query.where(deliveries.c.target == target)
+    return query.order_by(deliveries.c.next_attempt_at)
 
 
 def _index_names(bind: sa.engine.Engine | sa.engine.Connection) -> set[str]:
@@ -438,10 +440,28 @@ class TicketStore:
             ).all()
         return [self._delivery(row) for row in rows]
 
-    def due_deliveries(self, now: datetime, limit: int = 20) -> list[Delivery]:
+    def due_deliveries(self, now: datetime, limit: int = 20, target: str | None = None) -> list[Delivery]:
         with self.engine.connect() as connection:
-            rows = connection.execute(_due(now).limit(limit)).all()
+            rows = connection.execute(_due(now, target).limit(limit)).all()
         return [self._delivery(row) for row in rows]
+
+    def delivery_states(self, ticket_ids: Iterable[str]) -> dict[str, str]:
+        """Per ticket, how its deliveries stand: "failed" if one failed for good, else
+        "pending" if one waits, else "delivered"; tickets without deliveries are left out."""
+        ids = list(ticket_ids)
+        states: dict[str, set[str]] = {}
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(deliveries.c.ticket_id, deliveries.c.status)
+                .where(deliveries.c.ticket_id.in_(ids))
+                .group_by(deliveries.c.ticket_id, deliveries.c.status)
+            )
+            for ticket_id, status in rows:
+                states.setdefault(ticket_id, set()).add(status)
+        return {
+            ticket_id: next(state for state in ("failed", "pending", "delivered") if state in found)
+            for ticket_id, found in states.items()
+        }
 
     def backlog(self) -> int:
         """Deliveries not sent yet (due now or waiting for their next attempt)."""
@@ -450,20 +470,20 @@ class TicketStore:
                 sa.select(sa.func.count()).select_from(deliveries).where(deliveries.c.status == "pending")
             ).scalar_one()
 
-    def claim_next(self, now: datetime, until: datetime) -> Delivery | None:
-        """The next due row, taken for one attempt until ``until`` (see ``claim``); None if
-        nothing is due or every due row is taken."""
+    def claim_next(self, now: datetime, until: datetime, target: str | None = None) -> Delivery | None:
+        """The next due row (of ``target``, or of any), taken for one attempt until ``until``
+        (see ``claim``); None if nothing is due or every due row is taken."""
         if self.engine.dialect.name == "postgresql":
             # Rows another worker is claiming right now are skipped, not waited for.
             with self.engine.begin() as connection:
-                row = connection.execute(_due(now).limit(1).with_for_update(skip_locked=True)).first()
+                row = connection.execute(_due(now, target).limit(1).with_for_update(skip_locked=True)).first()
                 if row is None:
                     return None
                 connection.execute(
                     deliveries.update().where(deliveries.c.key == row.key).values(next_attempt_at=until.isoformat())
                 )
             return dataclasses.replace(self._delivery(row), next_attempt_at=until.isoformat())
-        for delivery in self.due_deliveries(now, limit=CLAIM_CANDIDATES):
+        for delivery in self.due_deliveries(now, limit=CLAIM_CANDIDATES, target=target):
             claimed = self.claim(delivery, until)
             if claimed:
                 return claimed
@@ -498,6 +518,7 @@ class TicketStore:
                     attempts=attempts,
                     delivered_at=datetime.now(timezone.utc).isoformat(),
                     payload="{}",
+                    last_error=None,  # delivered: an earlier attempt's error is history
                 )
             )
 

@@ -139,11 +139,12 @@ def privacy_lookup(request: Request) -> tuple[str, str] | response.HTTPResponse:
     return next(iter(given.items()))
 
 
-def _ticket_json(ticket, store: TicketStore, full: bool = False) -> dict[str, Any]:
+def _ticket_json(ticket, store: TicketStore, full: bool = False, delivery: str | None = None) -> dict[str, Any]:
     data = dataclasses.asdict(ticket)
     data.pop("is_new")
     if not full:
         data.pop("transcript")
+        data["delivery"] = delivery  # "delivered", "pending", "failed", or None (no target)
         return data
     data["deliveries"] = [
         {key: value for key, value in dataclasses.asdict(delivery).items() if key != "payload"}
@@ -266,7 +267,12 @@ class SupportInput(InputChannel):
 
         @api.route("/tickets", methods=["GET"])
         async def list_tickets(request: Request) -> response.HTTPResponse:
-            return response.json({"tickets": [_ticket_json(t, self.store()) for t in self.store().open_tickets()]})
+            store = self.store()
+            tickets = store.open_tickets()
+            states = store.delivery_states(ticket.ticket_id for ticket in tickets)
+            return response.json(
+                {"tickets": [_ticket_json(t, store, delivery=states.get(t.ticket_id)) for t in tickets]}
+            )
 
         @api.route("/tickets/<ticket_id>", methods=["GET"])
         async def get_ticket(request: Request, ticket_id: str) -> response.HTTPResponse:
