@@ -7,6 +7,7 @@ this module decides which one to send.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -20,7 +21,7 @@ from faqbot.core.intents import NOT_A_QUESTION, faq_id_for
 from faqbot.core.knowledge import CachedKnowledge, FaqEntry, KnowledgeError
 from faqbot.core.metrics import FAQ_OUTCOMES
 from faqbot.core.support_config import read_support_config
-from faqbot.core.support_hours import SupportAvailability, german_time
+from faqbot.core.support_hours import BERLIN, SupportAvailability, german_time
 from faqbot.core.text import has_letters
 from faqbot.core.tickets import Ticket, TicketStore, customer_transcript
 
@@ -235,6 +236,58 @@ class ActionEscalate(Action):
             # A later ticket asks again whether the address given now is still right.
             SlotSet("contact_confirmed", None),
         ]
+
+
+TICKET_NUMBER = re.compile(r"\bT-\d{8}-\d{5}\b", re.IGNORECASE)
+
+
+def local_date_time(iso: str) -> str:
+    """„27.11.2026 um 10:14 Uhr“, Berlin time."""
+    moment = datetime.fromisoformat(iso).astimezone(BERLIN)
+    return f"{moment:%d.%m.%Y} um {moment.hour}:{moment.minute:02d} Uhr"
+
+
+class ActionTicketStatus(Action):
+    """„Gibt es schon eine Antwort auf mein Ticket?“, „Stand von T-…?“: the status from the
+    ticket store. Only tickets of this conversation: a number from elsewhere reveals nothing
+    (not even whether it exists). Never opens a ticket."""
+
+    def name(self) -> str:
+        return "action_ticket_status"
+
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
+        named = TICKET_NUMBER.search(tracker.latest_message.get("text") or "")
+        try:
+            if named:
+                ticket = ticket_store().get(named.group().upper())
+                if ticket is None or ticket.sender_id != tracker.sender_id:
+                    dispatcher.utter_message(response="utter_ticket_not_found", ticket_id=named.group().upper())
+                    return []
+            else:
+                ticket = ticket_store().latest_ticket_for(tracker.sender_id)
+                if ticket is None:
+                    dispatcher.utter_message(response="utter_no_ticket")
+                    return []
+            created = local_date_time(ticket.created_at)
+            if ticket.status != "open":
+                dispatcher.utter_message(response="utter_ticket_done", ticket_id=ticket.ticket_id, created=created)
+                return []
+            now = datetime.now(timezone.utc)
+            reply_by = SupportAvailability.from_config(
+                read_support_config(), datetime.fromisoformat(ticket.created_at)
+            ).reply_by
+        except Exception:  # the store (or support.yml) unreadable: say so, nothing is changed
+            logger.exception("Ticket status for %s not readable", tracker.sender_id)
+            dispatcher.utter_message(response="utter_ticket_status_failed")
+            return []
+        if reply_by is not None and reply_by < now:
+            dispatcher.utter_message(response="utter_ticket_open_overdue", ticket_id=ticket.ticket_id, created=created)
+        else:
+            promise = f"in der Regel bis {german_time(reply_by, now)}" if reply_by else NO_TIME_FRAME
+            dispatcher.utter_message(
+                response="utter_ticket_open", ticket_id=ticket.ticket_id, created=created, reply_by=promise
+            )
+        return []
 
 
 # Transcripts one ticket's address gets at most: the address was typed by an anonymous

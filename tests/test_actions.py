@@ -21,6 +21,7 @@ from actions.actions import (
     ActionEscalate,
     ActionHandleFallback,
     ActionSendTranscript,
+    ActionTicketStatus,
 )
 from actions.handoff import (
     ActionAskHandoffMessage,
@@ -584,3 +585,54 @@ def test_a_later_ticket_has_only_its_own_question_and_transcript(ticket_db):
         "Mitarbeiter",
     ]
     assert (ticket.faq_guess, ticket.confidence) == (None, None)  # 1.5e-10 is no guess
+
+
+def status_question(text: str = "Gibt es schon eine Antwort auf mein Ticket?") -> Tracker:
+    return tracker_for(user_event(text, "ticket_status", 0.95))
+
+
+def test_a_status_question_without_a_ticket_opens_none(ticket_db):
+    messages, events = run(ActionTicketStatus(), status_question())
+    assert [m["response"] for m in messages] == ["utter_no_ticket"] and events == []
+    assert actions.ticket_store().latest_ticket_for("kunde-42") is None
+
+
+def test_the_status_of_the_conversations_ticket_with_its_time_frame(ticket_db, monkeypatch):
+    monkeypatch.delenv("FAQBOT_SUPPORT_CONFIG", raising=False)  # support.yml: 8 hours, always there
+    store = actions.ticket_store()
+    ticket = store.create("kunde-42", "rest", "Paket fehlt", None, None, [])
+    for text in ("Gibt es schon eine Antwort auf mein Ticket?", f"Was ist der Stand von {ticket.ticket_id.lower()}?"):
+        [message] = run(ActionTicketStatus(), status_question(text))[0]
+        assert (message["response"], message["ticket_id"]) == ("utter_ticket_open", ticket.ticket_id)
+        assert message["reply_by"].startswith("in der Regel bis ") and " um " in message["created"]
+    store.close(ticket.ticket_id)
+    [message] = run(ActionTicketStatus(), status_question())[0]
+    assert message["response"] == "utter_ticket_done"
+    assert store.latest_ticket_for("kunde-42").ticket_id == ticket.ticket_id  # and no new ticket
+
+
+def test_an_overdue_ticket_is_said_to_be_late(ticket_db, monkeypatch):
+    monkeypatch.delenv("FAQBOT_SUPPORT_CONFIG", raising=False)  # support.yml: 8 hours
+    ticket = actions.ticket_store().create("kunde-42", "rest", "Paket fehlt", None, None, [])
+    two_days_ago = (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()
+    with sqlite3.connect(ticket_db) as connection:
+        connection.execute("UPDATE tickets SET created_at = ? WHERE ticket_id = ?", (two_days_ago, ticket.ticket_id))
+    [message] = run(ActionTicketStatus(), status_question())[0]
+    assert (message["response"], message["ticket_id"]) == ("utter_ticket_open_overdue", ticket.ticket_id)
+
+
+def test_another_conversations_ticket_reveals_nothing(ticket_db):
+    other = actions.ticket_store().create("kunde-99", "rest", "Geheimes Anliegen", None, None, [])
+    for number in (other.ticket_id, "T-20991231-99999"):  # someone else's, and one that does not exist
+        [message] = run(ActionTicketStatus(), status_question(f"Stand von {number}?"))[0]
+        assert (message["response"], message["ticket_id"]) == ("utter_ticket_not_found", number)
+
+
+def test_a_status_question_with_the_store_down_is_answered(monkeypatch):
+    class BrokenStore:
+        def latest_ticket_for(self, sender_id):
+            raise OSError("disk full")
+
+    monkeypatch.setattr(actions, "_ticket_store", BrokenStore())
+    [message] = run(ActionTicketStatus(), status_question())[0]
+    assert message["response"] == "utter_ticket_status_failed"

@@ -273,3 +273,18 @@ def test_conversations_are_persisted_in_the_tracker_store(bot):
     bot.send(sender, "Sind meine Daten verschlüsselt?")
     user_texts = [row["data"] for row in bot.tracker_events(sender) if row["type_name"] == "user"]
     assert any("Sind meine Daten verschl" in data for data in user_texts)
+
+
+def test_a_status_question_gives_the_status_and_opens_no_ticket(bot):
+    sender = new_sender()
+    customer = {"customer": {"id": "crm-4712", "email": "status@beispiel.de"}}
+    assert texts(bot.send(sender, "Gibt es schon eine Antwort auf mein Ticket?")) == [response_text("utter_no_ticket")]
+    bot.send(sender, "Meine Lieferung ist beschädigt angekommen", metadata=customer)
+    ticket_id = escalated(bot.send(sender, "Mitarbeiter bitte", metadata=customer))
+    # While handed off, too: answered by the bot, not added to the ticket.
+    for question in ("Gibt es schon eine Antwort auf mein Ticket?", f"Was ist der Stand von {ticket_id}?"):
+        [reply] = texts(bot.send(sender, question))
+        assert reply.startswith(f"Ihr Ticket {ticket_id} vom ") and "in Bearbeitung" in reply, question
+    rows = [t for t in bot.tickets() if t["sender_id"] == sender]
+    assert len(rows) == 1
+    assert not [line for line in json.loads(rows[0]["transcript"]) if "Stand" in line["text"]]

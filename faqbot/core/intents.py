@@ -15,6 +15,7 @@ GENERAL_INTENTS = {
     "human_handoff": "Wunsch nach einem Mitarbeiter",
     "back_to_bot": "Zurück zum Bot",
     "request_transcript": "Gesprächsverlauf per E-Mail",
+    "ticket_status": "Frage nach dem Stand eines Tickets",
     "out_of_scope": "Nicht in der FAQ",
 }
 # Intents whose message is a reaction or small talk, not the customer's question (used by
