@@ -207,6 +207,15 @@ class ActionBackToBot(Action):
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         if (tracker.latest_message.get("text") or "").startswith(CLOSED_BY_SUPPORT):
             dispatcher.utter_message(response="utter_ticket_closed", ticket_id=tracker.get_slot("ticket_id"))
+            try:
+                ticket = bot.ticket_store().latest_ticket_for(tracker.sender_id)
+            except Exception:  # the closure was told; the resolution also went by mail if possible
+                logger.exception("Resolution of the closed ticket of %s not readable", tracker.sender_id)
+                ticket = None
+            if ticket is not None and ticket.status == "closed" and ticket.resolution:
+                dispatcher.utter_message(
+                    response="utter_ticket_resolution", ticket_id=ticket.ticket_id, resolution=ticket.resolution
+                )
         elif tracker.get_slot("handed_off"):
             dispatcher.utter_message(response="utter_back_to_bot", ticket_id=tracker.get_slot("ticket_id"))
         else:

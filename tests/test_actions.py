@@ -477,6 +477,7 @@ def test_a_ticket_store_from_before_contact_details_is_upgraded(tmp_path):
     store = TicketStore(f"sqlite:///{path}")
     assert store.get("T-1").contact == {"id": "alt"}
     assert store.append_message("T-1", "Nachtrag") == 1
+    assert store.close("T-1", "Erledigt").resolution == "Erledigt"  # the later columns, too
 
 
 def transcript_request(*earlier: dict[str, Any]) -> Tracker:

@@ -31,6 +31,7 @@ from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.tickets import TicketStore
 
 SECRET = "geheim-123"
+RESOLUTION = "Die Rechnung steht jetzt im Kundenportal; die doppelte Abbuchung erstatten wir bis Freitag."
 TOKEN = "support-token-456-for-the-tests-only-0123456789"
 
 
@@ -182,6 +183,50 @@ def test_the_ticket_mail_reads_at_a_glance_and_follow_ups_thread_onto_it(tmp_pat
     assert "Kunde: anna@example.org (Kunden-ID K-1001)" in follow_up.get_content()
 
 
+def test_closure_reaches_the_receivers_and_the_customer_with_the_resolution(tmp_path, desk, mailbox):
+    config = DeliveryConfig(
+        webhook_url=desk.url,
+        webhook_secret=SECRET,
+        smtp_host="127.0.0.1",
+        smtp_port=mailbox.controller.port,
+        support_email="support@example.org",
+    )
+    store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
+    contact = {"id": "K-1001", "email": "anna@example.org"}
+    ticket = store.create("kunde-8", "socketio", "Paket fehlt", None, None, [], config.targets, contact)
+    resolution = "Wir haben Ihr Paket neu verschickt; Sie erhalten morgen die Sendungsnummer."
+    closed = store.close(ticket.ticket_id, resolution, config.targets + ["customer"])
+    assert (closed.status, closed.resolution) == ("closed", resolution) and closed.closed_at
+    assert store.close(ticket.ticket_id, "nochmal") is None  # closed once
+    DeliveryWorker(store, config).run_due()
+    [event] = [hit for hit in desk.received if hit["body"]["event"] == "closed"]
+    assert event["key"] == f"{ticket.ticket_id}-closed-webhook" and event["signature_ok"]
+    assert {key: event["body"][key] for key in ("ticket_id", "resolution", "customer")} == {
+        "ticket_id": ticket.ticket_id,
+        "resolution": resolution,
+        "customer": contact,
+    }
+    mails = {
+        recipients[0]: message_from_bytes(raw.as_bytes(), policy=email.policy.default)
+        for recipients, raw in mailbox.messages
+        if "Neue Anfrage" not in raw["Subject"]
+    }
+    to_support, to_customer = mails["support@example.org"], mails["anna@example.org"]
+    assert to_support["Subject"] == f"[{ticket.ticket_id}] Abgeschlossen"
+    assert to_support["In-Reply-To"] == f"<{ticket.ticket_id}-created-email@faqbot>"
+    assert resolution in to_support.get_content()
+    assert to_customer["Subject"] == f"Ihre Anfrage {ticket.ticket_id} ist abgeschlossen"
+    body = to_customer.get_content()
+    assert resolution in body and "Ihre Frage: Paket fehlt" in body and body.startswith("Guten Tag,")
+
+
+def test_closing_without_an_address_sends_the_customer_no_mail(tmp_path):
+    store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
+    ticket = store.create("kunde-9", "rest", "Paket fehlt", None, None, [])
+    store.close(ticket.ticket_id, "Erledigt", ["customer"])
+    assert store.deliveries_for(ticket.ticket_id) == []
+
+
 def test_receiver_down_stays_pending_and_is_delivered_when_back(tmp_path, desk):
     desk.stop()
     config = DeliveryConfig(webhook_url=desk.url, webhook_secret=SECRET, retry_base_s=0.2, retry_cap_s=1)
@@ -320,7 +365,11 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
         check_support_api(f"{servers.url}/webhooks/support/tickets", ticket_id)
         # Closed by the support team: the customer was told, and the bot answers again.
         assert bot.send("kunde-crash", "Wie erhalte ich eine Rechnung?")[0]["text"].startswith("Rechnungen")
-    created, added = sorted(desk.received, key=lambda hit: hit["key"])
+        # The closure reaches the help desk (event closed), the support mailbox and the customer.
+        wait_for(lambda: len(desk.received) == 3 and len(mailbox.messages) == 5, timeout=30)
+    [closed] = [hit for hit in desk.received if hit["body"]["event"] == "closed"]
+    assert closed["signature_ok"] and closed["body"]["resolution"] == RESOLUTION
+    created, added = sorted((hit for hit in desk.received if hit is not closed), key=lambda hit: hit["key"])
     number = added["body"]["number"]  # its position in the ticket's transcript
     assert store.get(ticket_id).transcript[number - 1]["text"] == "Meine Kundennummer ist 4711"
     assert [hit["key"] for hit in (created, added)] == [
@@ -341,14 +390,20 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
     to_support = [mail for recipients, mail in mailbox.messages if recipients == ["support@example.org"]]
     subjects = sorted(mail["Subject"] for mail in to_support)
     assert subjects == [
+        f"[{ticket_id}] Abgeschlossen",
         f"[{ticket_id}] Nachtrag des Kunden",
         f"[{ticket_id}] Neue Anfrage: Wie erhalte ich eine Rechnung?",
     ]
     assert {mail["Reply-To"] for mail in to_support} == {"kunde.crash@beispiel.de"}
-    [copy] = [mail for recipients, mail in mailbox.messages if recipients == ["kunde.crash@beispiel.de"]]
-    body = message_from_bytes(copy.as_bytes(), policy=email.policy.default).get_content()
+    to_customer = {
+        mail["Subject"]: message_from_bytes(mail.as_bytes(), policy=email.policy.default).get_content()
+        for recipients, mail in mailbox.messages
+        if recipients == ["kunde.crash@beispiel.de"]
+    }
+    copy = to_customer[f"Ihr Gesprächsverlauf mit unserem Kundenservice ({ticket_id})"]
     for line in ("Sie: Wie erhalte ich eine Rechnung?", "Sie: Meine Kundennummer ist 4711", f"lautet {ticket_id}"):
-        assert line in body
+        assert line in copy
+    assert RESOLUTION in to_customer[f"Ihre Anfrage {ticket_id} ist abgeschlossen"]
 
 
 def check_support_api(base: str, ticket_id: str) -> None:
@@ -364,9 +419,15 @@ def check_support_api(base: str, ticket_id: str) -> None:
         ("email", "delivered"),
         ("customer", "delivered"),  # the transcript the customer asked for
     }
-    closed = requests.post(f"{base}/{ticket_id}/close", headers=auth, timeout=10).json()
+    refused = requests.post(f"{base}/{ticket_id}/close", headers=auth, json={"resolution": 42}, timeout=10)
+    assert refused.status_code == 400 and "resolution" in refused.json()["message"]
+    closed = requests.post(f"{base}/{ticket_id}/close", headers=auth, json={"resolution": RESOLUTION}, timeout=10)
+    closed = closed.json()
     assert closed["status"] == "closed" and closed["customer_notified"] is True
-    assert [m["text"] for m in closed["messages"]] == [RESPONSES["utter_ticket_closed"][0]["text"]]
+    assert [m["text"] for m in closed["messages"]] == [
+        RESPONSES["utter_ticket_closed"][0]["text"],
+        RESPONSES["utter_ticket_resolution"][0]["text"].format(ticket_id=ticket_id, resolution=RESOLUTION),
+    ]
     assert requests.get(base, headers=auth, timeout=10).json()["tickets"] == []
     assert requests.post(f"{base}/{ticket_id}/close", headers=auth, timeout=10).status_code == 404
 

@@ -209,13 +209,16 @@ def test_asking_for_a_person_asks_for_contact_and_shows_the_ticket_number(page, 
     ask(page, "Bitte doch wieder ein Mitarbeiter")  # the same open ticket, handed off again
     expect_reply(page, response_text("utter_escalated_again").format(ticket_id=ticket_id))
     # The support team closes the ticket: the widget is told at once (Socket.IO push).
+    resolution = "Wir schicken Ihnen heute eine Ersatzlieferung."
     closed = requests.post(
         f"{site.url}/webhooks/support/tickets/{ticket_id}/close",
         timeout=30,
         headers={"Authorization": f"Bearer {SUPPORT_TOKEN}"},
+        json={"resolution": resolution},
     ).json()
     assert closed["status"] == "closed" and closed["customer_notified"] is True
     expect_reply(page, response_text("utter_ticket_closed"))
+    expect_reply(page, response_text("utter_ticket_resolution").format(ticket_id=ticket_id, resolution=resolution))
     entry = load()["erhalte_rechnung"]  # and the bot answers again
     ask(page, entry.question)
     expect_reply(page, entry.answer)

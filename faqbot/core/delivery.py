@@ -163,6 +163,12 @@ def faq_guess_line(payload: dict[str, Any]) -> str:
 
 def email_text(payload: dict[str, Any]) -> str:
     contact = payload.get("customer") or {}
+    if payload.get("event") == "closed":
+        return (
+            f"Ticket: {payload['ticket_id']}\nAbgeschlossen: {local_time(payload['created'])}\n"
+            f"Kunde: {customer_line(contact)}\n\n"
+            f"Lösung für den Kunden:\n{payload.get('resolution') or '(keine angegeben)'}\n"
+        )
     if payload.get("event") == "message":
         return (
             f"Ticket: {payload['ticket_id']}\nZeit: {local_time(payload['created'])}\n"
@@ -197,8 +203,9 @@ def send_email(payload: dict[str, Any], key: str, config: DeliveryConfig) -> Non
     if len(question) > SUBJECT_QUESTION_CHARS:  # cut at a word
         question = question[:SUBJECT_QUESTION_CHARS].rsplit(" ", 1)[0].rstrip(",;:") + "…"
     message = EmailMessage()
-    if payload.get("event") == "message":
-        message["Subject"] = f"[{ticket_id}] Nachtrag des Kunden"
+    if payload.get("event") in ("message", "closed"):
+        what = "Nachtrag des Kunden" if payload["event"] == "message" else "Abgeschlossen"
+        message["Subject"] = f"[{ticket_id}] {what}"
         # Threads onto the ticket's first mail in the support mailbox and help desks.
         first = mail_id(f"{ticket_id}-created-email")
         message["In-Reply-To"] = first
@@ -238,16 +245,43 @@ def transcript_email_text(payload: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def send_transcript(payload: dict[str, Any], key: str, config: DeliveryConfig) -> None:
+def closure_email_text(payload: dict[str, Any]) -> str:
+    """The customer's mail when the support team closed the ticket, in German."""
+    lines = [
+        "Guten Tag,",
+        "",
+        f"Ihre Anfrage {payload['ticket_id']} wurde von unserem Support-Team abgeschlossen.",
+    ]
+    if payload.get("question"):
+        lines += ["", f"Ihre Frage: {payload['question']}"]
+    if payload.get("resolution"):
+        lines += ["", "Unsere Antwort:", payload["resolution"]]
+    lines += [
+        "",
+        "Wenn noch etwas offen ist, antworten Sie einfach auf diese E-Mail oder schreiben Sie uns im Chat.",
+        "",
+        "Mit freundlichen Grüßen",
+        "Ihr Kundenservice",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def send_customer_mail(payload: dict[str, Any], key: str, config: DeliveryConfig) -> None:
+    """A mail to the customer: the transcript they asked for, or the closure of their ticket."""
     message = EmailMessage()
-    message["Subject"] = f"Ihr Gesprächsverlauf mit unserem Kundenservice ({payload['ticket_id']})"
+    if payload.get("event") == "closed":
+        message["Subject"] = f"Ihre Anfrage {payload['ticket_id']} ist abgeschlossen"
+        text = closure_email_text(payload)
+    else:
+        message["Subject"] = f"Ihr Gesprächsverlauf mit unserem Kundenservice ({payload['ticket_id']})"
+        text = transcript_email_text(payload)
     message["From"] = config.smtp_from
     message["To"] = payload["to"]
     if config.support_email:  # an answer to the copy reaches the support team
         message["Reply-To"] = config.support_email
     message["Date"] = email.utils.format_datetime(datetime.now(timezone.utc))
     message["Message-ID"] = mail_id(key)
-    message.set_content(transcript_email_text(payload))
+    message.set_content(text)
     _smtp_send(message, config)
 
 
@@ -262,7 +296,7 @@ def _smtp_send(message: EmailMessage, config: DeliveryConfig) -> None:
         smtp.send_message(message)
 
 
-SENDERS = {"webhook": send_webhook, "email": send_email, CUSTOMER_MAIL: send_transcript}
+SENDERS = {"webhook": send_webhook, "email": send_email, CUSTOMER_MAIL: send_customer_mail}
 
 
 class DeliveryWorker:

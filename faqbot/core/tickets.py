@@ -42,14 +42,15 @@ CLAIM_CANDIDATES = 10
 # The delivery target of the transcript e-mail to the customer (the others go to the support team).
 CUSTOMER_MAIL = "customer"
 # The encrypted columns (the names are the associated data of their values).
-QUESTION, TRANSCRIPT, CONTACT, PAYLOAD = (
+QUESTION, TRANSCRIPT, CONTACT, RESOLUTION, PAYLOAD = (
     "tickets.question",
     "tickets.transcript",
     "tickets.contact",
+    "tickets.resolution",
     "deliveries.payload",
 )
 ENCRYPTED = {
-    "tickets": {"question": QUESTION, "transcript": TRANSCRIPT, "contact": CONTACT},
+    "tickets": {"question": QUESTION, "transcript": TRANSCRIPT, "contact": CONTACT, "resolution": RESOLUTION},
     "deliveries": {"payload": PAYLOAD},
 }
 
@@ -68,7 +69,11 @@ tickets = sa.Table(
     sa.Column("transcript", sa.Text, nullable=False),
     sa.Column("status", sa.String(16), nullable=False, default="open"),
     sa.Column("contact", sa.Text),  # JSON: conversation id, e-mail the customer gave
+    sa.Column("closed_at", sa.String(32)),
+    sa.Column("resolution", sa.Text),  # what the support team wrote when closing, for the customer
 )
+# Columns later versions added, with their SQL type, for databases of earlier versions.
+ADDED_COLUMNS = {"contact": "TEXT", "closed_at": "VARCHAR(32)", "resolution": "TEXT"}
 # One open ticket per conversation, also for several action servers at once.
 ONE_OPEN_TICKET = sa.Index(
     "tickets_one_open_per_sender",
@@ -108,6 +113,8 @@ class Ticket:
     transcript: list[dict[str, Any]]
     status: str
     contact: dict[str, Any]
+    closed_at: str | None = None
+    resolution: str | None = None
     is_new: bool = False
 
     def payload(self) -> dict[str, Any]:
@@ -126,6 +133,18 @@ class Ticket:
             "faq_guess_category": guess.category if guess else None,
             "confidence": self.confidence,
             "transcript": self.transcript,
+        }
+
+    def closed_payload(self) -> dict[str, Any]:
+        """The JSON of the ticket's closure: for the support team's receivers and the customer's mail."""
+        return {
+            "event": "closed",
+            "ticket_id": self.ticket_id,
+            "created": self.closed_at,
+            "channel": self.channel,
+            "customer": self.contact,
+            "question": self.question,
+            "resolution": self.resolution,
         }
 
     def message_payload(self, line: dict[str, Any], number: int) -> dict[str, Any]:
@@ -262,7 +281,7 @@ class TicketStore:
         inspector = sa.inspect(self.engine)
         return (
             {"tickets", "deliveries"} <= set(inspector.get_table_names())
-            and "contact" in {column["name"] for column in inspector.get_columns("tickets")}
+            and set(ADDED_COLUMNS) <= {column["name"] for column in inspector.get_columns("tickets")}
             and {index.name for index in INDEXES} <= _index_names(self.engine)
         )
 
@@ -272,8 +291,10 @@ class TicketStore:
             if connection.dialect.name == "postgresql":
                 connection.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK)))
             metadata.create_all(connection)
-            if "contact" not in {column["name"] for column in sa.inspect(connection).get_columns("tickets")}:
-                connection.execute(sa.text("ALTER TABLE tickets ADD COLUMN contact TEXT"))
+            present = {column["name"] for column in sa.inspect(connection).get_columns("tickets")}
+            for column, sql_type in ADDED_COLUMNS.items():
+                if column not in present:
+                    connection.execute(sa.text(f"ALTER TABLE tickets ADD COLUMN {column} {sql_type}"))
             if ONE_OPEN_TICKET.name not in _index_names(connection):
                 _close_duplicate_open_tickets(connection)
             for index in INDEXES:
@@ -423,15 +444,27 @@ class TicketStore:
             ).all()
         return [self._ticket(row) for row in rows]
 
-    def close(self, ticket_id: str) -> bool:
-        """Close an open ticket; False if there is no such open ticket."""
-        with self.engine.begin() as connection:
+    def close(self, ticket_id: str, resolution: str | None = None, targets: Iterable[str] = ()) -> Ticket | None:
+        """Close an open ticket with the support team's resolution text and queue the
+        ``closed`` event for ``targets``, in one transaction; None if there is no such open
+        ticket. The customer's mail (``CUSTOMER_MAIL`` among the targets) only goes out when
+        the ticket has an e-mail address."""
+        now = datetime.now(timezone.utc)
+        with write_transaction(self.engine) as connection:
             result = connection.execute(
                 tickets.update()
                 .where(tickets.c.ticket_id == ticket_id, tickets.c.status == "open")
-                .values(status="closed")
+                .values(status="closed", closed_at=now.isoformat(), resolution=encrypt(resolution, RESOLUTION))
             )
-        return result.rowcount == 1
+            if result.rowcount != 1:
+                return None
+            ticket = self._ticket(
+                connection.execute(sa.select(tickets).where(tickets.c.ticket_id == ticket_id)).first()
+            )
+            targets = [t for t in targets if t != CUSTOMER_MAIL or ticket.contact.get("email")]
+            payload = ticket.closed_payload() | ({"to": ticket.contact["email"]} if CUSTOMER_MAIL in targets else {})
+            self._queue(connection, ticket_id, "closed", payload, targets, now)
+        return ticket
 
     def deliveries_for(self, ticket_id: str) -> list[Delivery]:
         with self.engine.connect() as connection:
@@ -573,4 +606,6 @@ class TicketStore:
             json.loads(decrypt(row.transcript, TRANSCRIPT)),
             row.status,
             json.loads(contact) if contact else {"id": row.sender_id},
+            row.closed_at,
+            decrypt(row.resolution, RESOLUTION),
         )

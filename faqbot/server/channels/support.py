@@ -2,8 +2,10 @@
 
     GET  /webhooks/support/tickets             open tickets
     GET  /webhooks/support/tickets/<id>        one ticket with transcript and deliveries
-    POST /webhooks/support/tickets/<id>/close  close it; the customer's conversation
-                                               goes back to the bot (back_to_bot)
+    POST /webhooks/support/tickets/<id>/close  close it, optionally with {"resolution": "..."}
+                                               for the customer; the customer is told in the
+                                               chat (and by mail), the conversation goes back
+                                               to the bot (back_to_bot); receivers get ``closed``
     POST /webhooks/support/privacy/export      everything stored about one customer (GDPR Art. 15/20)
     POST /webhooks/support/privacy/erase       erase it (Art. 17), logged without the content
          body of both: {"conversation_id" | "customer_id" | "email": "..."}
@@ -49,8 +51,10 @@ from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 
 from faqbot.core import privacy, review_store, shared_secrets, tickets
+from faqbot.core.delivery import load_config
 from faqbot.core.rate_limit import RateLimiter
-from faqbot.core.tickets import TicketStore
+from faqbot.core.text import clean_text
+from faqbot.core.tickets import CUSTOMER_MAIL, TicketStore
 from faqbot.server import patches
 from faqbot.server.channels.rest import service_unavailable, too_many_requests
 from faqbot.server.failures import ServiceUnavailable
@@ -139,6 +143,28 @@ def privacy_lookup(request: Request) -> tuple[str, str] | response.HTTPResponse:
     return next(iter(given.items()))
 
 
+MAX_RESOLUTION_CHARS = 4000
+
+
+def resolution_text(request: Request) -> str | None | response.HTTPResponse:
+    """The optional ``resolution`` of a close request (JSON body), cleaned; a German 400 if it is not text."""
+    if not request.body:
+        return None
+    try:
+        body = request.json
+    except Exception:
+        body = None
+    resolution = body.get("resolution") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or (resolution is not None and not isinstance(resolution, str)):
+        message = 'Bitte senden Sie JSON wie {"resolution": "Text für den Kunden"} oder nichts.'
+        return response.json({"error": "invalid_body", "message": message}, status=400)
+    resolution = clean_text(resolution or "").strip()
+    if len(resolution) > MAX_RESOLUTION_CHARS:
+        message = f"Der Lösungstext ist zu lang (höchstens {MAX_RESOLUTION_CHARS} Zeichen)."
+        return response.json({"error": "resolution_too_long", "message": message}, status=400)
+    return resolution or None
+
+
 def _ticket_json(ticket, store: TicketStore, full: bool = False, delivery: str | None = None) -> dict[str, Any]:
     data = dataclasses.asdict(ticket)
     data.pop("is_new")
@@ -154,14 +180,14 @@ def _ticket_json(ticket, store: TicketStore, full: bool = False, delivery: str |
 
 
 async def _end_handoff(request: Request, sender_id: str, ticket_id: str) -> list[dict[str, Any]] | None:
-    """If the customer's conversation is still handed off with this ticket, tell the
-    customer (through the channel they last used) and let the bot answer again, by
+    """Tell the customer that the ticket is closed, with the support team's resolution
+    (through the channel they last used), and end the handoff if it still runs, by
     triggering ``back_to_bot`` as Rasa's own trigger_intent endpoint would. Returns the
-    bot's messages for channels that cannot push (REST), None if nothing was to do."""
+    bot's messages for channels that cannot push (REST), None if the conversation is gone."""
     agent = request.app.ctx.agent
     async with agent.lock_store.lock(sender_id):
         tracker = await agent.processor.fetch_tracker_and_update_session(sender_id)
-        if not tracker.get_slot("handed_off") or tracker.get_slot("ticket_id") != ticket_id:
+        if not tracker.events:  # erased or expired: nobody to tell in the chat
             return None
         latest_channel = tracker.get_latest_input_channel()
         output: OutputChannel = CollectingOutputChannel()
@@ -283,8 +309,13 @@ class SupportInput(InputChannel):
 
         @api.route("/tickets/<ticket_id>/close", methods=["POST"])
         async def close_ticket(request: Request, ticket_id: str) -> response.HTTPResponse:
-            ticket = self.store().get(ticket_id)
-            if not ticket or not self.store().close(ticket_id):
+            resolution = resolution_text(request)
+            if isinstance(resolution, response.HTTPResponse):
+                return resolution
+            config = load_config()
+            targets = config.targets + ([CUSTOMER_MAIL] if config.mails_customers else [])
+            ticket = self.store().close(ticket_id, resolution, targets)
+            if ticket is None:
                 return response.json(
                     {
                         "error": "not_found_or_closed",
