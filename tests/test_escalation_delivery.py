@@ -31,6 +31,7 @@ from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.tickets import TicketStore
 
 SECRET = "geheim-123"
+CUSTOMER = "kunde.crash@beispiel.de"
 RESOLUTION = "Die Rechnung steht jetzt im Kundenportal; die doppelte Abbuchung erstatten wir bis Freitag."
 TOKEN = "support-token-456-for-the-tests-only-0123456789"
 
@@ -395,11 +396,11 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
         f"[{ticket_id}] Neue Anfrage: Wie erhalte ich eine Rechnung?",
     ]
     assert {mail["Reply-To"] for mail in to_support} == {"kunde.crash@beispiel.de"}
-    to_customer = {
-        mail["Subject"]: message_from_bytes(mail.as_bytes(), policy=email.policy.default).get_content()
-        for recipients, mail in mailbox.messages
-        if recipients == ["kunde.crash@beispiel.de"]
-    }
+    parsed = [
+        (recipients, message_from_bytes(raw.as_bytes(), policy=email.policy.default))
+        for recipients, raw in mailbox.messages
+    ]
+    to_customer = {mail["Subject"]: mail.get_content() for recipients, mail in parsed if recipients == [CUSTOMER]}
     copy = to_customer[f"Ihr Gesprächsverlauf mit unserem Kundenservice ({ticket_id})"]
     for line in ("Sie: Wie erhalte ich eine Rechnung?", "Sie: Meine Kundennummer ist 4711", f"lautet {ticket_id}"):
         assert line in copy
