@@ -301,6 +301,8 @@ def test_the_browsers_copy_ends_with_the_servers_retention(page, site):
     assert keep_days == 90  # support.yml: retention.conversations
 
     def stored_conversation(days_ago: float) -> None:
+        # Written from the site's privacy page, where no widget runs that could save over it.
+        page.goto(f"{site.web.url}/datenschutz")
         page.evaluate(
             """(daysAgo) => localStorage.setItem("faqbot-chat", JSON.stringify({
                 sessionId: null, open: true, greeted: true,
@@ -308,7 +310,7 @@ def test_the_browsers_copy_ends_with_the_servers_retention(page, site):
             }))""",
             days_ago,
         )
-        page.reload()
+        page.goto(site.web.url)
 
     stored_conversation(keep_days - 1)
     expect_reply(page, "Eine alte Antwort")  # still kept: shown as the customer left it
