@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 import email.policy
 import hashlib
 import hmac
@@ -88,6 +89,13 @@ class Mailbox:
         self.messages.append((envelope.rcpt_tos, message_from_bytes(envelope.content)))
         return "250 OK"
 
+    def decoded(self) -> list[tuple[list[str], email.message.EmailMessage]]:
+        """The mails as mail clients read them: headers and bodies decoded."""
+        return [
+            (recipients, message_from_bytes(raw.as_bytes(), policy=email.policy.default))
+            for recipients, raw in self.messages
+        ]
+
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
@@ -111,6 +119,17 @@ def mailbox():
     box.controller.stop()
 
 
+def desk_and_mailbox(desk: HelpDesk, mailbox: Mailbox) -> DeliveryConfig:
+    """Delivery to the test's help desk (signed) and its support mailbox."""
+    return DeliveryConfig(
+        webhook_url=desk.url,
+        webhook_secret=SECRET,
+        smtp_host="127.0.0.1",
+        smtp_port=mailbox.controller.port,
+        support_email="support@example.org",
+    )
+
+
 def make_ticket(store: TicketStore, targets, sender: str = "kunde-1"):
     return store.create(
         sender,
@@ -124,13 +143,7 @@ def make_ticket(store: TicketStore, targets, sender: str = "kunde-1"):
 
 
 def test_webhook_and_email_receive_the_ticket(tmp_path, desk, mailbox):
-    config = DeliveryConfig(
-        webhook_url=desk.url,
-        webhook_secret=SECRET,
-        smtp_host="127.0.0.1",
-        smtp_port=mailbox.controller.port,
-        support_email="support@example.org",
-    )
+    config = desk_and_mailbox(desk, mailbox)
     store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
     ticket = make_ticket(store, config.targets)
     assert [d.status for d in store.deliveries_for(ticket.ticket_id)] == ["pending", "pending"]
@@ -168,7 +181,7 @@ def test_the_ticket_mail_reads_at_a_glance_and_follow_ups_thread_onto_it(tmp_pat
     )
     store.append_message(ticket.ticket_id, "Die Rechnungsnummer ist R-55", config.targets)
     DeliveryWorker(store, config).run_due()
-    first, follow_up = (message_from_bytes(raw.as_bytes(), policy=email.policy.default) for _, raw in mailbox.messages)
+    first, follow_up = (mail for _, mail in mailbox.decoded())
     assert (
         first["Subject"] == f"[{ticket.ticket_id}] Neue Anfrage: Kann ich meine Rechnung auch per Überweisung in Raten…"
     )
@@ -185,13 +198,7 @@ def test_the_ticket_mail_reads_at_a_glance_and_follow_ups_thread_onto_it(tmp_pat
 
 
 def test_closure_reaches_the_receivers_and_the_customer_with_the_resolution(tmp_path, desk, mailbox):
-    config = DeliveryConfig(
-        webhook_url=desk.url,
-        webhook_secret=SECRET,
-        smtp_host="127.0.0.1",
-        smtp_port=mailbox.controller.port,
-        support_email="support@example.org",
-    )
+    config = desk_and_mailbox(desk, mailbox)
     store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
     contact = {"id": "K-1001", "email": "anna@example.org"}
     ticket = store.create("kunde-8", "socketio", "Paket fehlt", None, None, [], config.targets, contact)
@@ -207,11 +214,7 @@ def test_closure_reaches_the_receivers_and_the_customer_with_the_resolution(tmp_
         "resolution": resolution,
         "customer": contact,
     }
-    mails = {
-        recipients[0]: message_from_bytes(raw.as_bytes(), policy=email.policy.default)
-        for recipients, raw in mailbox.messages
-        if "Neue Anfrage" not in raw["Subject"]
-    }
+    mails = {recipients[0]: mail for recipients, mail in mailbox.decoded() if "Neue Anfrage" not in mail["Subject"]}
     to_support, to_customer = mails["support@example.org"], mails["anna@example.org"]
     assert to_support["Subject"] == f"[{ticket.ticket_id}] Abgeschlossen"
     assert to_support["In-Reply-To"] == f"<{ticket.ticket_id}-created-email@faqbot>"
@@ -286,13 +289,7 @@ def test_failed_delivery_gives_up_visibly_after_max_attempts(tmp_path, desk, mai
 
 def test_a_slow_webhook_does_not_hold_back_the_mail_and_errors_clear_on_success(tmp_path, desk, mailbox):
     desk.delay_s = 3.0
-    config = DeliveryConfig(
-        webhook_url=desk.url,
-        webhook_secret=SECRET,
-        smtp_host="127.0.0.1",
-        smtp_port=mailbox.controller.port,
-        support_email="support@example.org",
-    )
+    config = desk_and_mailbox(desk, mailbox)
     store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
     started = time.monotonic()
     ticket = make_ticket(store, config.targets)
@@ -396,11 +393,9 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
         f"[{ticket_id}] Neue Anfrage: Wie erhalte ich eine Rechnung?",
     ]
     assert {mail["Reply-To"] for mail in to_support} == {"kunde.crash@beispiel.de"}
-    parsed = [
-        (recipients, message_from_bytes(raw.as_bytes(), policy=email.policy.default))
-        for recipients, raw in mailbox.messages
-    ]
-    to_customer = {mail["Subject"]: mail.get_content() for recipients, mail in parsed if recipients == [CUSTOMER]}
+    to_customer = {
+        mail["Subject"]: mail.get_content() for recipients, mail in mailbox.decoded() if recipients == [CUSTOMER]
+    }
     copy = to_customer[f"Ihr Gesprächsverlauf mit unserem Kundenservice ({ticket_id})"]
     for line in ("Sie: Wie erhalte ich eine Rechnung?", "Sie: Meine Kundennummer ist 4711", f"lautet {ticket_id}"):
         assert line in copy
@@ -523,8 +518,7 @@ def test_the_customer_gets_the_transcript_at_the_address_of_the_ticket(tmp_path,
     assert [store.queue_transcript(ticket, transcript, at_most=2) for _ in range(3)] == [1, 2, None]
     DeliveryWorker(store, config).run_due()
     assert len(mailbox.messages) == 2
-    recipients, raw = mailbox.messages[0]
-    mail = message_from_bytes(raw.as_bytes(), policy=email.policy.default)  # headers and body decoded
+    recipients, mail = mailbox.decoded()[0]
     assert recipients == ["kundin@beispiel.de"] and mail["To"] == "kundin@beispiel.de"
     assert mail["Subject"] == f"Ihr Gesprächsverlauf mit unserem Kundenservice ({ticket.ticket_id})"
     assert mail["Reply-To"] == "support@example.org"  # an answer reaches the support team

@@ -39,7 +39,7 @@ from ruamel.yaml import YAML
 
 from faqbot.core.knowledge import KnowledgeError, load
 from faqbot.core.paths import PROJECT_DIR, WEBSITE_CONFIG_FILE
-from faqbot.core.privacy import retention_days
+from faqbot.core.privacy import DEFAULT_RETENTION_DAYS, retention_days
 
 WEB_DIR = PROJECT_DIR / "web"
 SOCKET_IO_CLIENT = WEB_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
@@ -254,7 +254,7 @@ def render_page(
     faq_file: Path | None = None,
     privacy_url: str = DEFAULT_PRIVACY_URL,
     website: Website | None = None,
-    keep_days: int | None = None,
+    keep_days: int = DEFAULT_RETENTION_DAYS["conversations"],
 ) -> bytes:
     """index.html with the FAQ list and the widget settings filled in. ``keep_days``: how long
     the browser keeps its copy of the conversation (the server's retention, support.yml)."""
@@ -280,7 +280,7 @@ def render_page(
         "socketUrls": socket_urls,
         "privacyUrl": privacy_url,
         "links": website.links,
-        "keepDays": keep_days or retention_days()["conversations"],
+        "keepDays": keep_days,
     }
     template = Template((WEB_DIR / "index.html").read_text(encoding="utf-8"))
     return template.substitute(
@@ -345,7 +345,11 @@ class HelpCentreHandler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         if path in ("/", "/index.html"):
             page = render_page(
-                self.server.socket_urls, self.server.faq_file, self.server.privacy_url, self.server.website
+                self.server.socket_urls,
+                self.server.faq_file,
+                self.server.privacy_url,
+                self.server.website,
+                self.server.keep_days,
             )
             self._send(page, "text/html; charset=utf-8")
         elif path == DEFAULT_PRIVACY_URL and self.server.privacy_url == DEFAULT_PRIVACY_URL:
@@ -445,6 +449,8 @@ class HelpCentre(ThreadingHTTPServer):
         }
         self.rasa_port, self.faq_file = rasa_port, faq_file
         self.website = read_website(website_file)
+        # The browser keeps its copy as long as the server keeps the conversation (support.yml).
+        self.keep_days = retention_days()["conversations"]
         self.request_timeout = request_timeout
         self.slots = threading.BoundedSemaphore(max_connections)
         self.thread: threading.Thread | None = None

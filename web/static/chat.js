@@ -17,6 +17,7 @@
   var DAY_MS = 24 * 3600 * 1000;
   var RATE_WITHIN_MS = DAY_MS;  // the server accepts a rating this long after the answer
   var ACK_TIMEOUT_MS = 5000;
+  var NOT_SENT = "Ihre Bewertung konnte gerade nicht gesendet werden. Bitte versuchen Sie es noch einmal.";
   // Web and e-mail addresses, phone numbers and the places the company configured
   // (website.yml: „Kundenportal“ → its address) become links; the answers stay verbatim.
   var places = Object.keys(settings.links || {}).sort(function (a, b) { return b.length - a.length; });
@@ -219,7 +220,7 @@
     }
     connect().then(function () { return sessionReady; }).then(function () {
       socket.timeout(ACK_TIMEOUT_MS).emit("feedback", { token: message.feedback, helpful: helpful }, function (error, reply) {
-        if (error || !reply) { failed("Ihre Bewertung konnte gerade nicht gesendet werden. Bitte versuchen Sie es noch einmal."); return; }
+        if (error || !reply) { failed(NOT_SENT); return; }
         if (!reply.ok) { failed(String(reply.message)); return; }
         message.rated = helpful ? "helpful" : "unhelpful";
         save();
@@ -228,7 +229,7 @@
         var next = done.querySelector("button");
         if (next) { next.focus(); } else { input.focus(); }
       });
-    }, function () { failed("Ihre Bewertung konnte gerade nicht gesendet werden. Bitte versuchen Sie es noch einmal."); });
+    }, function () { failed(NOT_SENT); });
   }
 
   function renderAll() {

@@ -189,8 +189,11 @@ def feedback_token(conversation_id: str, faq_id: str, secret: str, now: float | 
     """What the widget sends back with a rating: the FAQ, when it was answered, signed for
     this conversation."""
     answered_ms = str(round((time.time() if now is None else now) * 1000))
-    signature = _signature(f"feedback.{conversation_id}.{faq_id}.{answered_ms}", secret)
-    return f"{faq_id}.{answered_ms}.{signature}"
+    return f"{faq_id}.{answered_ms}.{_feedback_signature(conversation_id, faq_id, answered_ms, secret)}"
+
+
+def _feedback_signature(conversation_id: str, faq_id: str, answered_ms: str, secret: str) -> str:
+    return _signature(f"feedback.{conversation_id}.{faq_id}.{answered_ms}", secret)
 
 
 def rated_answer(token: Any, conversation_id: str, secret: str, now: float | None = None) -> tuple[str, float] | None:
@@ -201,7 +204,7 @@ def rated_answer(token: Any, conversation_id: str, secret: str, now: float | Non
     faq_id, answered_ms, signature = token.split(".")
     if not answered_ms.isdigit():
         return None
-    expected = _signature(f"feedback.{conversation_id}.{faq_id}.{answered_ms}", secret)
+    expected = _feedback_signature(conversation_id, faq_id, answered_ms, secret)
     answered_at = int(answered_ms) / 1000
     age = (time.time() if now is None else now) - answered_at
     if not hmac.compare_digest(signature, expected) or not 0 <= age <= FEEDBACK_MAX_AGE_S:
