@@ -224,6 +224,30 @@ def test_closure_reaches_the_receivers_and_the_customer_with_the_resolution(tmp_
     assert resolution in body and "Ihre Frage: Paket fehlt" in body and body.startswith("Guten Tag,")
 
 
+def test_an_agents_reply_is_in_the_transcript_and_mailed_to_a_customer_not_in_the_chat(tmp_path, mailbox):
+    config = DeliveryConfig(
+        smtp_host="127.0.0.1", smtp_port=mailbox.controller.port, support_email="support@example.org"
+    )
+    store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
+    contact = {"id": "K-1001", "email": "anna@example.org"}
+    ticket = store.create("kunde-10", "socketio", "Paket fehlt", None, None, [], contact=contact)
+    text = "Wir haben das Paket neu verschickt."
+    replied, number = store.add_reply(ticket.ticket_id, text)
+    assert (number, replied.transcript[-1]["from"], replied.transcript[-1]["text"]) == (1, "support", text)
+    assert store.get(ticket.ticket_id).transcript == replied.transcript
+    assert store.mail_reply(replied, number) is True
+    DeliveryWorker(store, config).run_due()
+    [(recipients, raw)] = mailbox.messages
+    mail = message_from_bytes(raw.as_bytes(), policy=email.policy.default)
+    assert recipients == ["anna@example.org"] and mail["Subject"] == f"Antwort auf Ihre Anfrage {ticket.ticket_id}"
+    assert text in mail.get_content() and mail["Reply-To"] == "support@example.org"
+    store.close(ticket.ticket_id)
+    with pytest.raises(LookupError):
+        store.add_reply(ticket.ticket_id, "zu spät")
+    no_address = store.create("kunde-11", "rest", "Frage", None, None, [])
+    assert store.mail_reply(*store.add_reply(no_address.ticket_id, "Antwort")) is False
+
+
 def test_closing_without_an_address_sends_the_customer_no_mail(tmp_path):
     store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
     ticket = store.create("kunde-9", "rest", "Paket fehlt", None, None, [])
@@ -415,6 +439,16 @@ def check_support_api(base: str, ticket_id: str) -> None:
         ("email", "delivered"),
         ("customer", "delivered"),  # the transcript the customer asked for
     }
+    # An agent's reply to a REST customer: in the response, for the integration to forward.
+    agent_text = "Die Rechnung finden Sie im Kundenportal unter Abrechnung."
+    assert requests.post(f"{base}/{ticket_id}/reply", headers=auth, json={}, timeout=10).status_code == 400
+    replied = requests.post(f"{base}/{ticket_id}/reply", headers=auth, json={"text": agent_text}, timeout=10).json()
+    assert (replied["in_chat"], replied["mailed"]) == (False, False)
+    assert [m["text"] for m in replied["messages"]] == [
+        RESPONSES["utter_agent_reply"][0]["text"].format(ticket_id=ticket_id, text=agent_text)
+    ]
+    ticket = requests.get(f"{base}/{ticket_id}", headers=auth, timeout=10).json()
+    assert ticket["transcript"][-1] == {**ticket["transcript"][-1], "from": "support", "text": agent_text}
     refused = requests.post(f"{base}/{ticket_id}/close", headers=auth, json={"resolution": 42}, timeout=10)
     assert refused.status_code == 400 and "resolution" in refused.json()["message"]
     closed = requests.post(f"{base}/{ticket_id}/close", headers=auth, json={"resolution": RESOLUTION}, timeout=10)

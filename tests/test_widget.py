@@ -204,6 +204,16 @@ def test_asking_for_a_person_asks_for_contact_and_shows_the_ticket_number(page, 
     # Handed off: the next message goes to the ticket; the quick reply returns to the bot.
     ask(page, "Fotos schicke ich gern nach")
     expect_reply(page, response_text("utter_handoff_message_added").format(ticket_id=ticket_id))
+    # An agent answers through the support API: live in the widget, and into the transcript.
+    agent_text = "Danke! Bitte schicken Sie uns auch ein Foto der Verpackung."
+    replied = requests.post(
+        f"{site.url}/webhooks/support/tickets/{ticket_id}/reply",
+        timeout=30,
+        headers={"Authorization": f"Bearer {SUPPORT_TOKEN}"},
+        json={"text": agent_text},
+    ).json()
+    assert (replied["in_chat"], replied["mailed"], replied["messages"]) == (True, False, [])
+    expect_reply(page, response_text("utter_agent_reply").format(ticket_id=ticket_id, text=agent_text))
     page.locator(".chat-reply", has_text="Zurück zum Bot").last.click()
     expect_reply(page, response_text("utter_back_to_bot").format(ticket_id=ticket_id))
     ask(page, "Bitte doch wieder ein Mitarbeiter")  # the same open ticket, handed off again
@@ -225,7 +235,10 @@ def test_asking_for_a_person_asks_for_contact_and_shows_the_ticket_number(page, 
     [row] = read_table(site.var_dir / "tickets.db", "tickets", "WHERE ticket_id = ?", (ticket_id,))
     assert (row["channel"], row["question"]) == ("socketio", "Meine Lieferung kam beschädigt an")
     assert json.loads(row["contact"])["email"] == "widget.kunde@beispiel.de"
-    assert json.loads(row["transcript"])[-1]["text"] == "Fotos schicke ich gern nach"
+    assert [(line["from"], line["text"]) for line in json.loads(row["transcript"])[-2:]] == [
+        ("kunde", "Fotos schicke ich gern nach"),
+        ("support", agent_text),
+    ]
 
 
 def test_a_reload_keeps_the_conversation(page, site, knowledge):

@@ -134,7 +134,7 @@ def send_webhook(payload: dict[str, Any], key: str, config: DeliveryConfig) -> N
 
 
 LOCAL_TIME = ZoneInfo("Europe/Berlin")  # the customers' and the support team's time
-SPEAKERS = {"kunde": "Kunde", "bot": "Assistent"}
+SPEAKERS = {"kunde": "Kunde", "bot": "Assistent", "support": "Support-Team"}
 # Characters of the customer's question in a ticket mail's subject.
 SUBJECT_QUESTION_CHARS = 60
 
@@ -225,7 +225,7 @@ def send_email(payload: dict[str, Any], key: str, config: DeliveryConfig) -> Non
 
 def transcript_email_text(payload: dict[str, Any]) -> str:
     """The customer's copy of the conversation, in German."""
-    speakers = {"kunde": "Sie", "bot": "Assistent"}
+    speakers = {"kunde": "Sie", "bot": "Assistent", "support": "Support-Team"}
     lines = [
         "Guten Tag,",
         "",
@@ -266,12 +266,36 @@ def closure_email_text(payload: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def reply_email_text(payload: dict[str, Any]) -> str:
+    """An agent's reply for a customer who was no longer in the chat, in German."""
+    return (
+        "\n".join(
+            [
+                "Guten Tag,",
+                "",
+                f"unser Support-Team hat auf Ihre Anfrage {payload['ticket_id']} geantwortet:",
+                "",
+                payload["text"],
+                "",
+                "Wenn noch etwas offen ist, antworten Sie einfach auf diese E-Mail oder schreiben Sie uns im Chat.",
+                "",
+                "Mit freundlichen Grüßen",
+                "Ihr Kundenservice",
+            ]
+        )
+        + "\n"
+    )
+
+
 def send_customer_mail(payload: dict[str, Any], key: str, config: DeliveryConfig) -> None:
-    """A mail to the customer: the transcript they asked for, or the closure of their ticket."""
+    """A mail to the customer: the transcript they asked for, an agent's reply, or the closure."""
     message = EmailMessage()
     if payload.get("event") == "closed":
         message["Subject"] = f"Ihre Anfrage {payload['ticket_id']} ist abgeschlossen"
         text = closure_email_text(payload)
+    elif payload.get("event") == "reply":
+        message["Subject"] = f"Antwort auf Ihre Anfrage {payload['ticket_id']}"
+        text = reply_email_text(payload)
     else:
         message["Subject"] = f"Ihr Gesprächsverlauf mit unserem Kundenservice ({payload['ticket_id']})"
         text = transcript_email_text(payload)

@@ -395,6 +395,39 @@ class TicketStore:
         ticket.is_new = True
         return ticket
 
+    def add_reply(self, ticket_id: str, text: str) -> tuple[Ticket, int]:
+        """An agent's reply to an open ticket, added to its transcript (``from``: support);
+        the ticket and the reply's position. LookupError if the ticket is not open."""
+        now = datetime.now(timezone.utc)
+        line = {"from": "support", "text": text, "time": now.isoformat()}
+        with write_transaction(self.engine) as connection:
+            row = connection.execute(
+                sa.select(tickets).where(tickets.c.ticket_id == ticket_id, tickets.c.status == "open").with_for_update()
+            ).first()
+            if row is None:
+                raise LookupError(f"no open ticket {ticket_id}")
+            ticket = self._ticket(row)
+            ticket.transcript.append(line)
+            connection.execute(
+                tickets.update()
+                .where(tickets.c.number == row.number)
+                .values(transcript=encrypt(json.dumps(ticket.transcript, ensure_ascii=False), TRANSCRIPT))
+            )
+        return ticket, len(ticket.transcript)
+
+    def mail_reply(self, ticket: Ticket, number: int) -> bool:
+        """Queue the agent's reply at ``number`` for the customer's mail (they were not in
+        the chat); False if the ticket has no address."""
+        if not ticket.contact.get("email"):
+            return False
+        line = ticket.transcript[number - 1]
+        payload = ticket.message_payload(line, number) | {"event": "reply", "to": ticket.contact["email"]}
+        with self.engine.begin() as connection:
+            self._queue(
+                connection, ticket.ticket_id, f"reply-{number}", payload, [CUSTOMER_MAIL], datetime.now(timezone.utc)
+            )
+        return True
+
     def append_message(self, ticket_id: str, text: str, targets: Iterable[str] = ()) -> int:
         """Add a message the customer wrote after the handoff to the open ticket's
         transcript and queue it for delivery, in one transaction. Returns its position

@@ -1,4 +1,4 @@
-"""The support team's REST API on the Rasa server: list, read and close tickets.
+"""The support team's REST API on the Rasa server: list, read, answer and close tickets.
 
     GET  /webhooks/support/tickets             open tickets
     GET  /webhooks/support/tickets/<id>        one ticket with transcript and deliveries
@@ -6,6 +6,9 @@
                                                for the customer; the customer is told in the
                                                chat (and by mail), the conversation goes back
                                                to the bot (back_to_bot); receivers get ``closed``
+    POST /webhooks/support/tickets/<id>/reply  {"text": "..."}: an agent's reply, into the
+                                               customer's chat (pushed to the widget; in the
+                                               response for REST), by mail if not connected
     POST /webhooks/support/privacy/export      everything stored about one customer (GDPR Art. 15/20)
     POST /webhooks/support/privacy/erase       erase it (Art. 17), logged without the content
          body of both: {"conversation_id" | "customer_id" | "email": "..."}
@@ -47,8 +50,10 @@ from rasa.core.agent import Agent
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, OutputChannel, UserMessage
 from rasa.core.lock_store import LockStore
 from rasa.core.processor import MessageProcessor
+from rasa.shared.core.events import BotUttered
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
+from socketio.base_manager import BaseManager
 
 from faqbot.core import privacy, review_store, shared_secrets, tickets
 from faqbot.core.delivery import load_config
@@ -62,7 +67,7 @@ from faqbot.server.patches import require_attribute, require_version
 
 logger = logging.getLogger(__name__)
 
-PATCH = "faqbot.server.channels.support (closing a ticket ends the handoff)"
+PATCH = "faqbot.server.channels.support (closing a ticket ends the handoff, agents' replies in the chat)"
 
 
 def check_targets() -> None:
@@ -70,6 +75,7 @@ def check_targets() -> None:
     require_attribute(Agent, "trigger_intent", PATCH)
     require_attribute(LockStore, "lock", PATCH)
     require_attribute(MessageProcessor, "fetch_tracker_and_update_session", PATCH)
+    require_attribute(BaseManager, "get_participants", PATCH)  # is the customer's widget connected?
 
 
 check_targets()  # when Rasa loads the channel (credentials.yml), before it serves
@@ -146,6 +152,21 @@ def privacy_lookup(request: Request) -> tuple[str, str] | response.HTTPResponse:
 MAX_RESOLUTION_CHARS = 4000
 
 
+def reply_text(request: Request) -> str | response.HTTPResponse:
+    """The ``text`` of an agent's reply (JSON body), cleaned; a German 400 if there is none."""
+    try:
+        body = request.json
+    except Exception:
+        body = None
+    text = body.get("text") if isinstance(body, dict) else None
+    text = clean_text(text).strip() if isinstance(text, str) else ""
+    if not text or len(text) > MAX_RESOLUTION_CHARS:
+        example = '{"text": "Ihre Antwort an den Kunden"}'
+        message = f"Bitte senden Sie JSON wie {example} (1 bis {MAX_RESOLUTION_CHARS} Zeichen)."
+        return response.json({"error": "invalid_body", "message": message}, status=400)
+    return text
+
+
 def resolution_text(request: Request) -> str | None | response.HTTPResponse:
     """The optional ``resolution`` of a close request (JSON body), cleaned; a German 400 if it is not text."""
     if not request.body:
@@ -196,6 +217,33 @@ async def _end_handoff(request: Request, sender_id: str, ticket_id: str) -> list
                 output = channel.get_output_channel()  # socket.io: pushed to the widget
         await agent.trigger_intent("back_to_bot", [], output, tracker)
     return output.messages if isinstance(output, CollectingOutputChannel) else []
+
+
+async def _tell_in_chat(request: Request, sender_id: str, ticket_id: str, text: str) -> tuple[bool, list[dict]]:
+    """An agent's reply into the customer's conversation, as a bot message of its own
+    (``utter_agent_reply``; stored in the conversation, the dialogue goes on as it was),
+    pushed to the widget. (Whether a widget of the conversation is connected to this
+    instance, the messages for channels that cannot push: REST.)"""
+    agent = request.app.ctx.agent
+    async with agent.lock_store.lock(sender_id):
+        tracker = await agent.processor.fetch_tracker_and_update_session(sender_id)
+        if not tracker.events:  # erased or expired
+            return False, []
+        channel = next(
+            (c for c in request.app.ctx.input_channels if c.name() == tracker.get_latest_input_channel()), None
+        )
+        output = channel.get_output_channel() if channel else None
+        message = await agent.processor.nlg.generate(
+            "utter_agent_reply", tracker, output.name() if output else "rest", ticket_id=ticket_id, text=text
+        )
+        tracker.update(BotUttered(message["text"], {"custom": {"support_reply": {"ticket_id": ticket_id}}}))
+        await agent.tracker_store.save(tracker)
+    if output is None or isinstance(output, CollectingOutputChannel):
+        return False, [{"recipient_id": sender_id, "text": message["text"]}]
+    sio = getattr(channel, "sio", None)
+    connected = bool(sio and any(True for _ in sio.manager.get_participants("/", sender_id)))
+    await output.send_text_message(sender_id, message["text"])
+    return connected, []
 
 
 class SupportInput(InputChannel):
@@ -334,6 +382,36 @@ class SupportInput(InputChannel):
                     "status": "closed",
                     "customer_notified": messages is not None,
                     "messages": messages or [],
+                }
+            )
+
+        @api.route("/tickets/<ticket_id>/reply", methods=["POST"])
+        async def reply_to_ticket(request: Request, ticket_id: str) -> response.HTTPResponse:
+            text = reply_text(request)
+            if isinstance(text, response.HTTPResponse):
+                return text
+            try:
+                ticket, number = self.store().add_reply(ticket_id, text)
+            except LookupError:
+                return response.json(
+                    {"error": "not_found_or_closed", "message": "Dieses Ticket gibt es nicht oder es ist geschlossen."},
+                    status=404,
+                )
+            try:
+                in_chat, messages = await _tell_in_chat(request, ticket.sender_id, ticket_id, text)
+            except Exception:  # stored all the same; the mail below still reaches the customer
+                logger.exception("Reply to %s not told in the chat", ticket_id)
+                in_chat, messages = False, []
+            mailed = False
+            if not in_chat and not messages and load_config().mails_customers:
+                mailed = self.store().mail_reply(ticket, number)
+            return response.json(
+                {
+                    "ticket_id": ticket_id,
+                    "number": number,
+                    "in_chat": in_chat,
+                    "mailed": mailed,
+                    "messages": messages,
                 }
             )
 
