@@ -249,8 +249,9 @@ def local_date_time(iso: str) -> str:
 
 class ActionTicketStatus(Action):
     """„Gibt es schon eine Antwort auf mein Ticket?“, „Stand von T-…?“: the status from the
-    ticket store. Only tickets of this conversation: a number from elsewhere reveals nothing
-    (not even whether it exists). Never opens a ticket."""
+    ticket store, with the support team's latest reply or resolution. Only tickets of this
+    conversation: a number from elsewhere reveals nothing (not even whether it exists).
+    Never opens a ticket."""
 
     def name(self) -> str:
         return "action_ticket_status"
@@ -269,8 +270,22 @@ class ActionTicketStatus(Action):
                     dispatcher.utter_message(response="utter_no_ticket")
                     return []
             created = local_date_time(ticket.created_at)
+            replies = [line for line in ticket.transcript if line["from"] == "support"]
             if ticket.status != "open":
                 dispatcher.utter_message(response="utter_ticket_done", ticket_id=ticket.ticket_id, created=created)
+                if ticket.resolution:
+                    dispatcher.utter_message(
+                        response="utter_ticket_resolution", ticket_id=ticket.ticket_id, resolution=ticket.resolution
+                    )
+                return []
+            if replies:  # the team has answered: its latest reply, not a time frame
+                dispatcher.utter_message(
+                    response="utter_ticket_open_replied",
+                    ticket_id=ticket.ticket_id,
+                    created=created,
+                    replied=local_date_time(replies[-1]["time"]),
+                    text=replies[-1]["text"],
+                )
                 return []
             now = datetime.now(timezone.utc)
             reply_by = SupportAvailability.from_config(

@@ -612,6 +612,23 @@ def test_the_status_of_the_conversations_ticket_with_its_time_frame(ticket_db, m
     assert store.latest_ticket_for("kunde-42").ticket_id == ticket.ticket_id  # and no new ticket
 
 
+def test_the_status_gives_the_support_teams_latest_reply_and_the_resolution(ticket_db):
+    store = actions.ticket_store()
+    ticket = store.create("kunde-42", "rest", "Paket fehlt", None, None, [])
+    store.add_reply(ticket.ticket_id, "Wir prüfen das mit dem Paketdienst.")
+    store.add_reply(ticket.ticket_id, "Das Paket ist unterwegs, Sendungsnummer 123.")
+    [message] = run(ActionTicketStatus(), status_question())[0]
+    assert (message["response"], message["text"]) == (
+        "utter_ticket_open_replied",
+        "Das Paket ist unterwegs, Sendungsnummer 123.",
+    )
+    assert " um " in message["replied"] and message["replied"].endswith(" Uhr")
+    store.close(ticket.ticket_id, "Zugestellt am Montag.")
+    done, resolution = run(ActionTicketStatus(), status_question())[0]
+    assert (done["response"], resolution["response"]) == ("utter_ticket_done", "utter_ticket_resolution")
+    assert resolution["resolution"] == "Zugestellt am Montag."
+
+
 def test_an_overdue_ticket_is_said_to_be_late(ticket_db, monkeypatch):
     monkeypatch.delenv("FAQBOT_SUPPORT_CONFIG", raising=False)  # support.yml: 8 hours
     ticket = actions.ticket_store().create("kunde-42", "rest", "Paket fehlt", None, None, [])

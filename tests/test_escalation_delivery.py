@@ -35,6 +35,7 @@ SECRET = "geheim-123"
 CUSTOMER = "kunde.crash@beispiel.de"
 RESOLUTION = "Die Rechnung steht jetzt im Kundenportal; die doppelte Abbuchung erstatten wir bis Freitag."
 TOKEN = "support-token-456-for-the-tests-only-0123456789"
+AGENT_TEXT = "Die Rechnung finden Sie im Kundenportal unter Abrechnung."
 
 
 class HelpDesk:
@@ -42,13 +43,21 @@ class HelpDesk:
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.received: list[dict] = []  # {"key", "body", "signature_ok"}
+        self.received: list[dict] = []  # {"path", "key", "body", "raw", "signature", "signature_ok"}
         self.server = None
         self.delay_s = 0.0  # a slow help desk answers this late
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/tickets"
+
+    @property
+    def callback_url(self) -> str:
+        """Where the help desk, as a REST integration, takes the support team's replies."""
+        return f"http://127.0.0.1:{self.port}/callback"
+
+    def posts(self, path: str) -> list[dict]:
+        return [hit for hit in self.received if hit["path"] == path]
 
     def start(self) -> HelpDesk:
         desk = self
@@ -60,8 +69,11 @@ class HelpDesk:
                 expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
                 desk.received.append(
                     {
+                        "path": self.path,
                         "key": self.headers["Idempotency-Key"],
                         "body": json.loads(body),
+                        "raw": body,
+                        "signature": self.headers.get("X-FAQBot-Signature", ""),
                         "signature_ok": hmac.compare_digest(self.headers.get("X-FAQBot-Signature", ""), expected),
                     }
                 )
@@ -248,6 +260,27 @@ def test_an_agents_reply_is_in_the_transcript_and_mailed_to_a_customer_not_in_th
     assert store.mail_reply(*store.add_reply(no_address.ticket_id, "Antwort")) is False
 
 
+def test_a_callback_goes_out_as_the_rasa_server_signed_it_and_is_retried(tmp_path, desk):
+    store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
+    ticket = store.create("kunde-12", "rest", "Frage", None, None, [])
+    body = '{"event": "reply", "ticket_id": "' + ticket.ticket_id + '"}'
+    store.queue_callback(
+        ticket.ticket_id, "reply-1", {"url": desk.callback_url, "body": body, "signature": "sha256=ab"}
+    )
+    desk.stop()
+    worker = DeliveryWorker(store, DeliveryConfig(retry_base_s=0.01, retry_cap_s=0.01))
+    worker.run_due()
+    [delivery] = store.deliveries_for(ticket.ticket_id)
+    assert (delivery.target, delivery.status, delivery.attempts) == ("callback", "pending", 1)
+    desk.start()
+    time.sleep(0.05)
+    worker.run_due()
+    [hit] = desk.posts("/callback")
+    assert (hit["raw"].decode(), hit["signature"]) == (body, "sha256=ab")
+    assert hit["key"] == f"{ticket.ticket_id}-reply-1-callback"
+    assert store.deliveries_for(ticket.ticket_id)[0].status == "delivered"
+
+
 def test_closing_without_an_address_sends_the_customer_no_mail(tmp_path):
     store = TicketStore(f"sqlite:///{tmp_path / 't.db'}")
     ticket = store.create("kunde-9", "rest", "Paket fehlt", None, None, [])
@@ -361,6 +394,7 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
                 "FAQBOT_SUPPORT_TOKEN": TOKEN,
                 "FAQBOT_RETRY_BASE_S": "0.3",
                 "FAQBOT_RETRY_CAP_S": "1",
+                "FAQBOT_REST_CALLBACK_URL_ENTWICKLUNG": desk.callback_url,
             },
         )
     ) as servers:
@@ -384,14 +418,18 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
         desk.start()
         wait_for(lambda: {d.status for d in store.deliveries_for(ticket_id)} == {"delivered"}, timeout=60)
         time.sleep(1.5)
-        check_support_api(f"{servers.url}/webhooks/support/tickets", ticket_id)
+        reply_number = check_support_api(f"{servers.url}/webhooks/support/tickets", ticket_id)
         # Closed by the support team: the customer was told, and the bot answers again.
         assert bot.send("kunde-crash", "Wie erhalte ich eine Rechnung?")[0]["text"].startswith("Rechnungen")
-        # The closure reaches the help desk (event closed), the support mailbox and the customer.
-        wait_for(lambda: len(desk.received) == 3 and len(mailbox.messages) == 5, timeout=30)
-    [closed] = [hit for hit in desk.received if hit["body"]["event"] == "closed"]
+        # The closure reaches the help desk (event closed), the support mailbox and the customer;
+        # the agent's reply and the closure reach the REST integration's callback URL.
+        wait_for(lambda: len(desk.posts("/tickets")) == 3 and len(mailbox.messages) == 5, timeout=30)
+        wait_for(lambda: len(desk.posts("/callback")) == 2, timeout=30)
+    check_callbacks(desk.posts("/callback"), ticket_id, reply_number, servers.rest_token)
+    webhook = desk.posts("/tickets")
+    [closed] = [hit for hit in webhook if hit["body"]["event"] == "closed"]
     assert closed["signature_ok"] and closed["body"]["resolution"] == RESOLUTION
-    created, added = sorted((hit for hit in desk.received if hit is not closed), key=lambda hit: hit["key"])
+    created, added = sorted((hit for hit in webhook if hit is not closed), key=lambda hit: hit["key"])
     number = added["body"]["number"]  # its position in the ticket's transcript
     assert store.get(ticket_id).transcript[number - 1]["text"] == "Meine Kundennummer ist 4711"
     assert [hit["key"] for hit in (created, added)] == [
@@ -426,7 +464,8 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
     assert RESOLUTION in to_customer[f"Ihre Anfrage {ticket_id} ist abgeschlossen"]
 
 
-def check_support_api(base: str, ticket_id: str) -> None:
+def check_support_api(base: str, ticket_id: str) -> int:
+    """Lists, reads, answers and closes the ticket as the help desk would; the reply's number."""
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert requests.post(f"{base}/{ticket_id}/close", timeout=10).status_code == 401
     assert requests.get(base, headers={"Authorization": "Bearer falsch"}, timeout=10).status_code == 401
@@ -440,26 +479,48 @@ def check_support_api(base: str, ticket_id: str) -> None:
         ("customer", "delivered"),  # the transcript the customer asked for
     }
     # An agent's reply to a REST customer: in the response, for the integration to forward.
-    agent_text = "Die Rechnung finden Sie im Kundenportal unter Abrechnung."
     assert requests.post(f"{base}/{ticket_id}/reply", headers=auth, json={}, timeout=10).status_code == 400
-    replied = requests.post(f"{base}/{ticket_id}/reply", headers=auth, json={"text": agent_text}, timeout=10).json()
-    assert (replied["in_chat"], replied["mailed"]) == (False, False)
+    replied = requests.post(f"{base}/{ticket_id}/reply", headers=auth, json={"text": AGENT_TEXT}, timeout=10).json()
+    assert (replied["in_chat"], replied["called_back"], replied["mailed"]) == (False, True, False)
     assert [m["text"] for m in replied["messages"]] == [
-        RESPONSES["utter_agent_reply"][0]["text"].format(ticket_id=ticket_id, text=agent_text)
+        RESPONSES["utter_agent_reply"][0]["text"].format(ticket_id=ticket_id, text=AGENT_TEXT)
     ]
     ticket = requests.get(f"{base}/{ticket_id}", headers=auth, timeout=10).json()
-    assert ticket["transcript"][-1] == {**ticket["transcript"][-1], "from": "support", "text": agent_text}
+    assert ticket["transcript"][-1] == {**ticket["transcript"][-1], "from": "support", "text": AGENT_TEXT}
     refused = requests.post(f"{base}/{ticket_id}/close", headers=auth, json={"resolution": 42}, timeout=10)
     assert refused.status_code == 400 and "resolution" in refused.json()["message"]
     closed = requests.post(f"{base}/{ticket_id}/close", headers=auth, json={"resolution": RESOLUTION}, timeout=10)
     closed = closed.json()
-    assert closed["status"] == "closed" and closed["customer_notified"] is True
+    assert closed["status"] == "closed" and closed["customer_notified"] is True and closed["called_back"] is True
     assert [m["text"] for m in closed["messages"]] == [
         RESPONSES["utter_ticket_closed"][0]["text"],
         RESPONSES["utter_ticket_resolution"][0]["text"].format(ticket_id=ticket_id, resolution=RESOLUTION),
     ]
     assert requests.get(base, headers=auth, timeout=10).json()["tickets"] == []
     assert requests.post(f"{base}/{ticket_id}/close", headers=auth, timeout=10).status_code == 404
+    return replied["number"]
+
+
+def check_callbacks(callbacks: list[dict], ticket_id: str, reply_number: int, integration_token: str) -> None:
+    """The agent's reply and the closure as the REST integration received them: signed with
+    its token, the bot's messages for the customer."""
+    reply, closed = sorted(callbacks, key=lambda hit: hit["body"]["created"])
+    for hit in (reply, closed):
+        expected = "sha256=" + hmac.new(integration_token.encode(), hit["raw"], hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(hit["signature"], expected)
+        assert (hit["body"]["ticket_id"], hit["body"]["recipient_id"]) == (ticket_id, "kunde-crash")
+    assert (reply["key"], closed["key"]) == (
+        f"{ticket_id}-reply-{reply_number}-callback",
+        f"{ticket_id}-closed-callback",
+    )
+    assert reply["body"]["event"] == "reply" and closed["body"]["event"] == "closed"
+    assert [m["text"] for m in reply["body"]["messages"]] == [
+        RESPONSES["utter_agent_reply"][0]["text"].format(ticket_id=ticket_id, text=AGENT_TEXT)
+    ]
+    assert [m["text"] for m in closed["body"]["messages"]] == [
+        RESPONSES["utter_ticket_closed"][0]["text"],
+        RESPONSES["utter_ticket_resolution"][0]["text"].format(ticket_id=ticket_id, resolution=RESOLUTION),
+    ]
 
 
 def test_support_api_without_configured_token_refuses(bot):

@@ -7,6 +7,9 @@ stand-in for Rasa's agent; the second part attacks the real servers as `make run
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import os
 import signal
 import socket
@@ -21,7 +24,7 @@ from conftest import bot_servers, running
 from helpers import texts
 from rasa.core.channels.channel import UserMessage
 
-from faqbot.server.channels.rest import NO_REPLY, RestInput
+from faqbot.server.channels.rest import NO_REPLY, RestInput, signed_callback
 from faqbot.server.channels.socketio import SocketIOInput, issue_session_id
 
 TOKEN = "rest-integration-token-for-the-security-tests-0123"
@@ -94,7 +97,42 @@ async def test_rest_refuses_customer_data_that_would_break_a_ticket(serve, monke
         valid = {"id": "K-4711", "email": "kunde@example.org"}
         async with post(http, url, {**body, "metadata": {"customer": valid}}) as reply:
             assert reply.status == 200
-    assert [message.metadata for message in received] == [{"customer": valid}]
+    assert [message.metadata for message in received] == [{"customer": valid, "integration": "helpdesk"}]
+
+
+async def test_rest_notes_the_integration_from_its_token_never_from_the_caller(serve, monkeypatch):
+    monkeypatch.setenv("FAQBOT_REST_TOKEN_HELPDESK", TOKEN)
+    monkeypatch.setenv("FAQBOT_REST_TOKEN_CRM", "crm-" + TOKEN)
+    received: list[UserMessage] = []
+
+    async def on_new_message(message: UserMessage) -> None:
+        received.append(message)
+        await greet(message)
+
+    async with serve(RestInput(), on_new_message) as url, aiohttp.ClientSession() as http:
+        # The support team's replies go to the integration's callback: a caller cannot redirect them.
+        body = {"sender": "kunde", "message": "Hallo", "metadata": {"integration": "crm", "seite": "/hilfe"}}
+        async with post(http, url, body) as reply:
+            assert reply.status == 200
+    assert [message.metadata for message in received] == [{"seite": "/hilfe", "integration": "helpdesk"}]
+
+
+def test_rest_callback_urls_are_checked_at_start_and_callbacks_signed_with_the_token(monkeypatch):
+    monkeypatch.setenv("FAQBOT_REST_TOKEN_HELPDESK", TOKEN)
+    monkeypatch.setenv("FAQBOT_REST_CALLBACK_URL_HELPDESK", "ftp://helpdesk.example/faqbot")
+    with pytest.raises(SystemExit, match="FAQBOT_REST_CALLBACK_URL_HELPDESK ist keine http"):
+        RestInput().blueprint(greet)
+    monkeypatch.setenv("FAQBOT_REST_CALLBACK_URL_HELPDESK", "https://helpdesk.example/faqbot")
+    monkeypatch.setenv("FAQBOT_REST_CALLBACK_URL_CRM", "https://crm.example/faqbot")  # no token of its own
+    with pytest.raises(SystemExit, match="FAQBOT_REST_TOKEN_CRM nicht"):
+        RestInput().blueprint(greet)
+    monkeypatch.delenv("FAQBOT_REST_CALLBACK_URL_CRM")
+    RestInput().blueprint(greet)
+    callback = signed_callback("helpdesk", {"event": "reply", "messages": [{"recipient_id": "k", "text": "Grüße"}]})
+    expected = "sha256=" + hmac.new(TOKEN.encode(), callback["body"].encode("utf-8"), hashlib.sha256).hexdigest()
+    assert callback["url"] == "https://helpdesk.example/faqbot" and callback["signature"] == expected
+    assert json.loads(callback["body"])["messages"][0]["text"] == "Grüße"
+    assert signed_callback("crm", {}) is None and signed_callback(None, {}) is None  # no callback URL: none
 
 
 async def test_rest_limits_requests_per_conversation_and_wrong_tokens_per_address(serve, monkeypatch):

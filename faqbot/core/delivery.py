@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 from faqbot.core.metrics import OUTBOX_BACKLOG, OUTBOX_FAILURES, OUTBOX_GIVEN_UP, OUTBOX_SENT
 from faqbot.core.support_config import read_support_config
-from faqbot.core.tickets import CUSTOMER_MAIL
+from faqbot.core.tickets import CALLBACK, CUSTOMER_MAIL
 
 logger = logging.getLogger(__name__)
 
@@ -125,10 +125,21 @@ def signature(body: bytes, secret: str) -> str:
 
 def send_webhook(payload: dict[str, Any], key: str, config: DeliveryConfig) -> None:
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    signed = signature(body, config.webhook_secret) if config.webhook_secret else None
+    _post(config.webhook_url, body, key, signed, config)
+
+
+def send_callback(payload: dict[str, Any], key: str, config: DeliveryConfig) -> None:
+    """A REST integration's callback: URL, body and signature as the Rasa server made them
+    (``faqbot.server.channels.rest.signed_callback``; it holds the integration's token)."""
+    _post(payload["url"], payload["body"].encode("utf-8"), key, payload["signature"], config)
+
+
+def _post(url: str, body: bytes, key: str, signed: str | None, config: DeliveryConfig) -> None:
     headers = {"Content-Type": "application/json; charset=utf-8", "Idempotency-Key": key}
-    if config.webhook_secret:
-        headers[SIGNATURE_HEADER] = signature(body, config.webhook_secret)
-    request = urllib.request.Request(config.webhook_url, data=body, headers=headers, method="POST")
+    if signed:
+        headers[SIGNATURE_HEADER] = signed
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     with urllib.request.urlopen(request, timeout=config.timeout_s) as response:  # non-2xx raises
         response.read()
 
@@ -320,7 +331,7 @@ def _smtp_send(message: EmailMessage, config: DeliveryConfig) -> None:
         smtp.send_message(message)
 
 
-SENDERS = {"webhook": send_webhook, "email": send_email, CUSTOMER_MAIL: send_customer_mail}
+SENDERS = {"webhook": send_webhook, "email": send_email, CUSTOMER_MAIL: send_customer_mail, CALLBACK: send_callback}
 
 
 class DeliveryWorker:

@@ -41,6 +41,8 @@ SCHEMA_LOCK = 0x7469636B657473  # "tickets"
 CLAIM_CANDIDATES = 10
 # The delivery target of the transcript e-mail to the customer (the others go to the support team).
 CUSTOMER_MAIL = "customer"
+# The delivery target of agents' replies and closures to a REST integration's callback URL.
+CALLBACK = "callback"
 # The encrypted columns (the names are the associated data of their values).
 QUESTION, TRANSCRIPT, CONTACT, RESOLUTION, PAYLOAD = (
     "tickets.question",
@@ -398,22 +400,7 @@ class TicketStore:
     def add_reply(self, ticket_id: str, text: str) -> tuple[Ticket, int]:
         """An agent's reply to an open ticket, added to its transcript (``from``: support);
         the ticket and the reply's position. LookupError if the ticket is not open."""
-        now = datetime.now(timezone.utc)
-        line = {"from": "support", "text": text, "time": now.isoformat()}
-        with write_transaction(self.engine) as connection:
-            row = connection.execute(
-                sa.select(tickets).where(tickets.c.ticket_id == ticket_id, tickets.c.status == "open").with_for_update()
-            ).first()
-            if row is None:
-                raise LookupError(f"no open ticket {ticket_id}")
-            ticket = self._ticket(row)
-            ticket.transcript.append(line)
-            connection.execute(
-                tickets.update()
-                .where(tickets.c.number == row.number)
-                .values(transcript=encrypt(json.dumps(ticket.transcript, ensure_ascii=False), TRANSCRIPT))
-            )
-        return ticket, len(ticket.transcript)
+        return self._append_line(ticket_id, "support", text)
 
     def mail_reply(self, ticket: Ticket, number: int) -> bool:
         """Queue the agent's reply at ``number`` for the customer's mail (they were not in
@@ -428,12 +415,24 @@ class TicketStore:
             )
         return True
 
+    def queue_callback(self, ticket_id: str, event: str, callback: dict[str, Any]) -> None:
+        """Queue a callback to the REST integration of the ticket's conversation (target
+        ``CALLBACK``; URL, body and signature made by the Rasa server, which holds the token)."""
+        with self.engine.begin() as connection:
+            self._queue(connection, ticket_id, event, callback, [CALLBACK], datetime.now(timezone.utc))
+
     def append_message(self, ticket_id: str, text: str, targets: Iterable[str] = ()) -> int:
         """Add a message the customer wrote after the handoff to the open ticket's
         transcript and queue it for delivery, in one transaction. Returns its position
         in the transcript (part of the delivery key, so it is delivered once)."""
+        return self._append_line(ticket_id, "kunde", text, targets)[1]
+
+    def _append_line(self, ticket_id: str, speaker: str, text: str, targets: Iterable[str] = ()) -> tuple[Ticket, int]:
+        """Add a line to the open ticket's transcript and queue it as ``message-<position>``
+        for ``targets``, in one transaction; the ticket and the line's position.
+        LookupError if the ticket is not open."""
         now = datetime.now(timezone.utc)
-        line = {"from": "kunde", "text": text, "time": now.isoformat()}
+        line = {"from": speaker, "text": text, "time": now.isoformat()}
         with write_transaction(self.engine) as connection:
             # The row locked (SQLite: the database), so that two servers cannot append to one transcript at once.
             row = connection.execute(
@@ -450,7 +449,7 @@ class TicketStore:
                 .values(transcript=encrypt(json.dumps(ticket.transcript, ensure_ascii=False), TRANSCRIPT))
             )
             self._queue(connection, ticket_id, f"message-{number}", ticket.message_payload(line, number), targets, now)
-        return number
+        return ticket, number
 
     @staticmethod
     def _queue(

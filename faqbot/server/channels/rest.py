@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import re
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import Any
@@ -45,7 +46,7 @@ from sanic import Blueprint, response
 from sanic.exceptions import InvalidUsage
 from sanic.request import Request
 
-from faqbot.core import shared_secrets
+from faqbot.core import delivery, shared_secrets
 from faqbot.core.rate_limit import RateLimiter, too_many_message
 from faqbot.core.text import clean_text
 from faqbot.server import failures, patches
@@ -59,6 +60,7 @@ def check_targets() -> None:
     require_version("rasa", patches.RASA_VERSION, PATCH)
     require_version("sanic", patches.SANIC_VERSION, PATCH)
     require_attribute(RasaRestInput, "_extract_message", PATCH)
+    require_attribute(RasaRestInput, "get_metadata", PATCH)
 
 
 check_targets()  # when Rasa loads the channel (credentials.yml), before it serves
@@ -120,6 +122,47 @@ def integration_tokens() -> dict[str, str]:
         if variable.startswith(TOKEN_PREFIX) and variable != TOKEN_PREFIX:
             tokens[shared_secrets.require(variable)] = variable[len(TOKEN_PREFIX) :].lower()
     return tokens
+
+
+CALLBACK_PREFIX = "FAQBOT_REST_CALLBACK_URL_"
+
+
+class CallbackMisconfigured(SystemExit):
+    """A callback URL that cannot work: the Rasa server does not start."""
+
+
+def callback_urls() -> dict[str, str]:
+    """Integration name -> its callback URL, from FAQBOT_REST_CALLBACK_URL_<NAME>: where the
+    support team's replies and closures are posted for the integration's customers. A URL
+    that is not http(s) or without the integration's token stops the start."""
+    urls = {}
+    for variable in sorted(os.environ):
+        if not variable.startswith(CALLBACK_PREFIX) or not os.environ[variable].strip():
+            continue
+        name = variable[len(CALLBACK_PREFIX) :]
+        url = os.environ[variable].strip()
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise CallbackMisconfigured(f"{variable} ist keine http(s)-URL: {url!r}.")
+        if not os.environ.get(TOKEN_PREFIX + name):
+            raise CallbackMisconfigured(
+                f"{variable} ist gesetzt, aber {TOKEN_PREFIX + name} nicht: Rückrufe werden mit dem Token der "
+                "Integration signiert."
+            )
+        urls[name.lower()] = url
+    return urls
+
+
+def signed_callback(integration: str | None, body: dict[str, Any]) -> dict[str, str] | None:
+    """The outbox row of a callback to ``integration`` (``faqbot.core.delivery.send_callback``):
+    its URL, the JSON body and its signature (HMAC-SHA256 with the integration's token, as
+    the webhook's); None when the integration has no callback URL."""
+    url = callback_urls().get(integration or "")
+    if url is None:
+        return None
+    text = json.dumps(body, ensure_ascii=False)
+    token = os.environ[TOKEN_PREFIX + integration.upper()]
+    return {"url": url, "body": text, "signature": delivery.signature(text.encode("utf-8"), token)}
 
 
 REQUEST_ID = re.compile(r"[0-9A-Za-z-]{16,64}")  # nginx's $request_id: 32 hex digits
@@ -287,6 +330,14 @@ class RestInput(RasaRestInput):
     def _extract_message(self, req: Request) -> str | None:
         return clean_text(super()._extract_message(req))
 
+    def get_metadata(self, request: Request) -> dict[str, Any] | None:
+        # The integration as its token says, never as the caller writes: the support team's
+        # replies go back through that integration's callback URL.
+        metadata = dict(super().get_metadata(request) or {})
+        metadata.pop("integration", None)
+        integration = getattr(request.ctx, "integration", None)
+        return {**metadata, "integration": integration} if integration else metadata or None
+
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         async def handle(message: UserMessage) -> None:
             request = _current_request.get()
@@ -304,6 +355,7 @@ class RestInput(RasaRestInput):
 
         webhook = super().blueprint(handle)
         tokens = integration_tokens()
+        callback_urls()  # a wrong callback URL stops the start
         if not tokens:
             logger.warning(
                 "REST-Kanal: keine Integration konfiguriert (FAQBOT_REST_TOKEN_<NAME>), jede Anfrage wird abgewiesen."
@@ -347,6 +399,7 @@ class RestInput(RasaRestInput):
             wait = per_integration.allow(integration)
             if wait:
                 return too_many_requests(wait)
+            request.ctx.integration = integration
             problem = request_problem(request)
             if problem is not None:
                 return problem

@@ -42,6 +42,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,8 @@ from rasa.core.agent import Agent
 from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, OutputChannel, UserMessage
 from rasa.core.lock_store import LockStore
 from rasa.core.processor import MessageProcessor
-from rasa.shared.core.events import BotUttered
+from rasa.shared.core.events import BotUttered, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 from socketio.base_manager import BaseManager
@@ -61,7 +63,7 @@ from faqbot.core.rate_limit import RateLimiter
 from faqbot.core.text import clean_text
 from faqbot.core.tickets import CUSTOMER_MAIL, TicketStore
 from faqbot.server import patches
-from faqbot.server.channels.rest import service_unavailable, too_many_requests
+from faqbot.server.channels.rest import service_unavailable, signed_callback, too_many_requests
 from faqbot.server.failures import ServiceUnavailable
 from faqbot.server.patches import require_attribute, require_version
 
@@ -200,35 +202,50 @@ def _ticket_json(ticket, store: TicketStore, full: bool = False, delivery: str |
     return data
 
 
-async def _end_handoff(request: Request, sender_id: str, ticket_id: str) -> list[dict[str, Any]] | None:
+def rest_integration(tracker: DialogueStateTracker) -> str | None:
+    """The REST integration of the conversation (the REST channel notes it from the token in
+    each message's metadata), if the customer's latest message came over REST."""
+    for event in reversed(tracker.events):
+        if isinstance(event, UserUttered) and event.input_channel in ("rest", "socketio"):
+            return (event.metadata or {}).get("integration") if event.input_channel == "rest" else None
+    return None
+
+
+async def _end_handoff(
+    request: Request, sender_id: str, ticket_id: str
+) -> tuple[list[dict[str, Any]] | None, str | None]:
     """Tell the customer that the ticket is closed, with the support team's resolution
     (through the channel they last used), and end the handoff if it still runs, by
     triggering ``back_to_bot`` as Rasa's own trigger_intent endpoint would. Returns the
-    bot's messages for channels that cannot push (REST), None if the conversation is gone."""
+    bot's messages for channels that cannot push (REST; None if the conversation is gone)
+    and the REST integration to call back."""
     agent = request.app.ctx.agent
     async with agent.lock_store.lock(sender_id):
         tracker = await agent.processor.fetch_tracker_and_update_session(sender_id)
         if not tracker.events:  # erased or expired: nobody to tell in the chat
-            return None
+            return None, None
+        integration = rest_integration(tracker)
         latest_channel = tracker.get_latest_input_channel()
         output: OutputChannel = CollectingOutputChannel()
         for channel in request.app.ctx.input_channels:
             if channel.name() == latest_channel and channel.get_output_channel():
                 output = channel.get_output_channel()  # socket.io: pushed to the widget
         await agent.trigger_intent("back_to_bot", [], output, tracker)
-    return output.messages if isinstance(output, CollectingOutputChannel) else []
+    return (output.messages if isinstance(output, CollectingOutputChannel) else []), integration
 
 
-async def _tell_in_chat(request: Request, sender_id: str, ticket_id: str, text: str) -> tuple[bool, list[dict]]:
+async def _tell_in_chat(
+    request: Request, sender_id: str, ticket_id: str, text: str
+) -> tuple[bool, list[dict], str | None]:
     """An agent's reply into the customer's conversation, as a bot message of its own
     (``utter_agent_reply``; stored in the conversation, the dialogue goes on as it was),
     pushed to the widget. (Whether a widget of the conversation is connected to this
-    instance, the messages for channels that cannot push: REST.)"""
+    instance, the messages for channels that cannot push: REST, and its integration.)"""
     agent = request.app.ctx.agent
     async with agent.lock_store.lock(sender_id):
         tracker = await agent.processor.fetch_tracker_and_update_session(sender_id)
         if not tracker.events:  # erased or expired
-            return False, []
+            return False, [], None
         channel = next(
             (c for c in request.app.ctx.input_channels if c.name() == tracker.get_latest_input_channel()), None
         )
@@ -239,11 +256,11 @@ async def _tell_in_chat(request: Request, sender_id: str, ticket_id: str, text: 
         tracker.update(BotUttered(message["text"], {"custom": {"support_reply": {"ticket_id": ticket_id}}}))
         await agent.tracker_store.save(tracker)
     if output is None or isinstance(output, CollectingOutputChannel):
-        return False, [{"recipient_id": sender_id, "text": message["text"]}]
+        return False, [{"recipient_id": sender_id, "text": message["text"]}], rest_integration(tracker)
     sio = getattr(channel, "sio", None)
     connected = bool(sio and any(True for _ in sio.manager.get_participants("/", sender_id)))
     await output.send_text_message(sender_id, message["text"])
-    return connected, []
+    return connected, [], None
 
 
 class SupportInput(InputChannel):
@@ -263,6 +280,26 @@ class SupportInput(InputChannel):
         if self._store is None:
             self._store = TicketStore()
         return self._store
+
+    def call_back(
+        self, ticket_id: str, key: str, event: str, integration: str | None, messages: list[dict[str, Any]]
+    ) -> bool:
+        """Queue the bot's messages for a REST customer to their integration's callback URL
+        (signed, through the outbox); False if the integration has none."""
+        if not messages:
+            return False
+        body = {
+            "event": event,
+            "ticket_id": ticket_id,
+            "recipient_id": messages[0]["recipient_id"],
+            "created": datetime.now(timezone.utc).isoformat(),
+            "messages": messages,
+        }
+        callback = signed_callback(integration, body)
+        if callback is None:
+            return False
+        self.store().queue_callback(ticket_id, key, callback)
+        return True
 
     def data_stores(self, app: Sanic) -> privacy.DataStores | None:
         store = conversation_store(app)
@@ -372,15 +409,17 @@ class SupportInput(InputChannel):
                     status=404,
                 )
             try:
-                messages = await _end_handoff(request, ticket.sender_id, ticket_id)
+                messages, integration = await _end_handoff(request, ticket.sender_id, ticket_id)
             except Exception:  # closed all the same: the customer's next message learns it
                 logger.exception("Handoff of %s not ended after closing %s", ticket.sender_id, ticket_id)
-                messages = None
+                messages, integration = None, None
+            called_back = self.call_back(ticket_id, "closed", "closed", integration, messages or [])
             return response.json(
                 {
                     "ticket_id": ticket_id,
                     "status": "closed",
                     "customer_notified": messages is not None,
+                    "called_back": called_back,
                     "messages": messages or [],
                 }
             )
@@ -398,18 +437,20 @@ class SupportInput(InputChannel):
                     status=404,
                 )
             try:
-                in_chat, messages = await _tell_in_chat(request, ticket.sender_id, ticket_id, text)
+                in_chat, messages, integration = await _tell_in_chat(request, ticket.sender_id, ticket_id, text)
             except Exception:  # stored all the same; the mail below still reaches the customer
                 logger.exception("Reply to %s not told in the chat", ticket_id)
-                in_chat, messages = False, []
+                in_chat, messages, integration = False, [], None
+            called_back = self.call_back(ticket_id, f"reply-{number}", "reply", integration, messages)
             mailed = False
-            if not in_chat and not messages and load_config().mails_customers:
+            if not in_chat and not called_back and load_config().mails_customers:
                 mailed = self.store().mail_reply(ticket, number)
             return response.json(
                 {
                     "ticket_id": ticket_id,
                     "number": number,
                     "in_chat": in_chat,
+                    "called_back": called_back,
                     "mailed": mailed,
                     "messages": messages,
                 }
