@@ -9,6 +9,7 @@ import hmac
 import json
 import logging
 import os
+import smtplib
 import subprocess
 import sys
 import threading
@@ -16,6 +17,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from email import message_from_bytes
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -36,6 +38,7 @@ CUSTOMER = "kunde.crash@beispiel.de"
 RESOLUTION = "Die Rechnung steht jetzt im Kundenportal; die doppelte Abbuchung erstatten wir bis Freitag."
 TOKEN = "support-token-456-for-the-tests-only-0123456789"
 AGENT_TEXT = "Die Rechnung finden Sie im Kundenportal unter Abrechnung."
+MAIL_ANSWER = "Guten Tag, wir haben Ihre Kundennummer gefunden und prüfen die Rechnung."
 
 
 class HelpDesk:
@@ -381,6 +384,7 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
     is back, the ticket arrives once at the webhook and once in the mailbox."""
     desk.stop()
     var_dir = tmp_path / "var"
+    inbound_port = free_port()
     with running(
         bot_servers(
             model_path,
@@ -395,6 +399,8 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
                 "FAQBOT_RETRY_BASE_S": "0.3",
                 "FAQBOT_RETRY_CAP_S": "1",
                 "FAQBOT_REST_CALLBACK_URL_ENTWICKLUNG": desk.callback_url,
+                "FAQBOT_INBOUND_ADDRESS": "antwort@bot.example",
+                "FAQBOT_INBOUND_PORT": str(inbound_port),
             },
         )
     ) as servers:
@@ -418,13 +424,22 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
         desk.start()
         wait_for(lambda: {d.status for d in store.deliveries_for(ticket_id)} == {"delivered"}, timeout=60)
         time.sleep(1.5)
+        # An agent answers the ticket mail: through the bot's mail receiver to the REST customer.
+        [first] = [mail for _, mail in mailbox.decoded() if mail["Subject"].startswith(f"[{ticket_id}] Neue")]
+        agent_mail = EmailMessage()
+        agent_mail["From"], agent_mail["To"] = "Petra Muster <petra@example.org>", first["Reply-To"]
+        agent_mail["Subject"], agent_mail["In-Reply-To"] = f"Re: {first['Subject']}", first["Message-ID"]
+        agent_mail.set_content(f"{MAIL_ANSWER}\n\nAm 28.11.2026 schrieb FAQ-Bot:\n> {first.get_content()[:200]}")
+        with smtplib.SMTP("127.0.0.1", inbound_port, timeout=30) as smtp:
+            smtp.send_message(agent_mail)
+        wait_for(lambda: len(desk.posts("/callback")) == 1, timeout=30)
         reply_number = check_support_api(f"{servers.url}/webhooks/support/tickets", ticket_id)
         # Closed by the support team: the customer was told, and the bot answers again.
         assert bot.send("kunde-crash", "Wie erhalte ich eine Rechnung?")[0]["text"].startswith("Rechnungen")
         # The closure reaches the help desk (event closed), the support mailbox and the customer;
         # the agent's reply and the closure reach the REST integration's callback URL.
         wait_for(lambda: len(desk.posts("/tickets")) == 3 and len(mailbox.messages) == 5, timeout=30)
-        wait_for(lambda: len(desk.posts("/callback")) == 2, timeout=30)
+        wait_for(lambda: len(desk.posts("/callback")) == 3, timeout=30)
     check_callbacks(desk.posts("/callback"), ticket_id, reply_number, servers.rest_token)
     webhook = desk.posts("/tickets")
     [closed] = [hit for hit in webhook if hit["body"]["event"] == "closed"]
@@ -454,7 +469,8 @@ def test_rest_escalation_arrives_exactly_once_across_an_action_server_crash(mode
         f"[{ticket_id}] Nachtrag des Kunden",
         f"[{ticket_id}] Neue Anfrage: Wie erhalte ich eine Rechnung?",
     ]
-    assert {mail["Reply-To"] for mail in to_support} == {"kunde.crash@beispiel.de"}
+    # „Antworten“ in the support mailbox goes to the ticket's signed reply address.
+    assert {mail["Reply-To"].split(".", 1)[0] for mail in to_support} == {f"antwort+{ticket_id}"}
     to_customer = {
         mail["Subject"]: mail.get_content() for recipients, mail in mailbox.decoded() if recipients == [CUSTOMER]
     }
@@ -504,8 +520,11 @@ def check_support_api(base: str, ticket_id: str) -> int:
 def check_callbacks(callbacks: list[dict], ticket_id: str, reply_number: int, integration_token: str) -> None:
     """The agent's reply and the closure as the REST integration received them: signed with
     its token, the bot's messages for the customer."""
-    reply, closed = sorted(callbacks, key=lambda hit: hit["body"]["created"])
-    for hit in (reply, closed):
+    by_mail, reply, closed = sorted(callbacks, key=lambda hit: hit["body"]["created"])
+    assert [m["text"] for m in by_mail["body"]["messages"]] == [
+        RESPONSES["utter_agent_reply"][0]["text"].format(ticket_id=ticket_id, text=MAIL_ANSWER)
+    ]
+    for hit in (by_mail, reply, closed):
         expected = "sha256=" + hmac.new(integration_token.encode(), hit["raw"], hashlib.sha256).hexdigest()
         assert hmac.compare_digest(hit["signature"], expected)
         assert (hit["body"]["ticket_id"], hit["body"]["recipient_id"]) == (ticket_id, "kunde-crash")

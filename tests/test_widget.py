@@ -19,8 +19,8 @@ from urllib.parse import urlparse
 import pytest
 import requests
 import socketio
-from conftest import bot_servers, free_port, running
-from helpers import read_table
+from conftest import Bot, bot_servers, free_port, running
+from helpers import customs, read_table
 from playwright.sync_api import Page, expect, sync_playwright
 from ruamel.yaml import YAML
 from test_data import read_nlu
@@ -213,7 +213,14 @@ def test_asking_for_a_person_asks_for_contact_and_shows_the_ticket_number(page, 
         json={"text": agent_text},
     ).json()
     assert (replied["in_chat"], replied["mailed"], replied["messages"]) == (True, False, [])
-    expect_reply(page, response_text("utter_agent_reply").format(ticket_id=ticket_id, text=agent_text))
+    agent_reply = response_text("utter_agent_reply").format(ticket_id=ticket_id, text=agent_text)
+    expect_reply(page, agent_reply)
+    page.reload()  # still there after a reload
+    expect(page.locator("#chat-window")).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    expect_reply(page, agent_reply)
+    # „Gibt es schon eine Antwort?“ gives the team's latest reply, and opens no ticket.
+    ask(page, "Gibt es schon eine Antwort auf mein Ticket?")
+    expect(page.locator(BOT_TEXT, has_text="Die letzte Antwort des Teams vom").last).to_contain_text(agent_text)
     page.locator(".chat-reply", has_text="Zurück zum Bot").last.click()
     expect_reply(page, response_text("utter_back_to_bot").format(ticket_id=ticket_id))
     ask(page, "Bitte doch wieder ein Mitarbeiter")  # the same open ticket, handed off again
@@ -666,3 +673,86 @@ def test_a_long_poll_whose_client_left_leaves_no_traceback_in_the_log(site):
     time.sleep(2)
     written = log.read_text(errors="replace")[seen:]
     assert "Traceback" not in written and "Exception occurred" not in written, written
+
+
+# Issue 15: the support team's ticket page (served by the Rasa server, token login).
+def agent_login(agent: Page, site: BotServers, token: str = SUPPORT_TOKEN) -> None:
+    agent.get_by_label("Zugangsschlüssel").fill(token)
+    agent.get_by_role("button", name="Anmelden").click()
+
+
+def test_the_agent_page_answers_and_closes_a_widget_customers_ticket(browser, page, site):
+    open_chat(page, site)
+    ask(page, "Ich möchte bitte mit einem Mitarbeiter sprechen")
+    expect_reply(page, response_text("utter_ask_problem_description"))
+    ask(page, "Mein Gutschein-Code wird nicht angenommen")
+    expect_reply(page, response_text("utter_ask_customer_email"))
+    ask(page, "gutschein.kunde@beispiel.de")
+    page.locator(".chat-reply", has_text="Ja, richtig").click()
+    confirmation = page.locator(BOT_TEXT, has_text=TICKET)
+    expect(confirmation).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    ticket_id = TICKET.search(confirmation.inner_text()).group()
+
+    context = browser.new_context(viewport={"width": 375, "height": 800}, locale="de-DE")  # a phone
+    agent = context.new_page()
+    problems: list[str] = []  # CSP violations and script errors show up here
+    agent.on("console", lambda message: message.type == "error" and problems.append(message.text))
+    agent.on("pageerror", lambda error: problems.append(str(error)))
+    try:
+        agent.goto(f"{site.url}/webhooks/support/agent")
+        agent_login(agent, site, token="falsch-" + "x" * 40)
+        expect(agent.locator("#status")).to_contain_text("Der Zugangsschlüssel ist falsch")
+        expect(agent.get_by_role("button", name="Anmelden")).to_be_visible()
+        problems.clear()  # the refused request's 401 is logged by the browser
+        agent_login(agent, site)
+        entry = agent.locator("#tickets li", has_text=ticket_id)
+        expect(entry).to_contain_text("Mein Gutschein-Code wird nicht angenommen")
+        expect(entry).to_contain_text("gutschein.kunde@beispiel.de")
+        entry.get_by_role("button", name=f"Ticket {ticket_id} öffnen").click()
+        expect(agent.locator("#transcript")).to_contain_text("Kunde")
+        expect(agent.locator("#transcript")).to_contain_text("Mein Gutschein-Code wird nicht angenommen")
+        # A reply: live in the customer's widget, then in the ticket's transcript on the page.
+        answer = "Bitte geben Sie den Code ohne Leerzeichen ein; er gilt bis Jahresende."
+        agent.get_by_label("Antwort an den Kunden").fill(answer)
+        agent.get_by_role("button", name="Antwort senden").click()
+        expect(agent.locator("#status")).to_have_text("Die Antwort ist im Chat des Kunden angekommen.")
+        expect(agent.locator("#transcript li.from-support")).to_contain_text(answer)
+        expect_reply(page, response_text("utter_agent_reply").format(ticket_id=ticket_id, text=answer))
+        # Closing with a resolution: the customer is told, the ticket leaves the list.
+        resolution = "Der Code ist jetzt freigeschaltet."
+        agent.get_by_label("Lösung für den Kunden (beim Abschließen)").fill(resolution)
+        agent.get_by_role("button", name="Ticket abschließen").click()
+        expect(agent.locator("#status")).to_contain_text(f"Ticket {ticket_id} ist abgeschlossen; der Kunde wurde")
+        expect(agent.locator("#tickets li", has_text=ticket_id)).to_have_count(0)
+        expect_reply(page, response_text("utter_ticket_resolution").format(ticket_id=ticket_id, resolution=resolution))
+        agent.screenshot(path=str(SCREENSHOTS / "agent_page_375.png"), full_page=True)
+        assert problems == []
+        headers = requests.get(f"{site.url}/webhooks/support/agent/", timeout=10).headers
+        assert "script-src 'self'" in headers["Content-Security-Policy"] and headers["Cache-Control"] == "no-store"
+        # Nothing of the API without the token: the page's requests carry it.
+        assert requests.get(f"{site.url}/webhooks/support/tickets", timeout=10).status_code == 401
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS, ids=["1280", "375"])
+def test_axe_finds_nothing_serious_on_the_agent_page(browser, site, viewport):
+    context = browser.new_context(viewport=viewport, locale="de-DE", bypass_csp=True)  # axe is injected
+    agent = context.new_page()
+    customer = Bot(site)  # a REST customer with an open ticket
+    sender = f"axe-{viewport['width']}"
+    for text in ("Ich möchte bitte mit einem Mitarbeiter sprechen", "Meine Rechnung fehlt", "axe@beispiel.de"):
+        customer.send(sender, text)
+    ticket_id = customs(customer.send(sender, "ja"))[0]["escalation"]["ticket_id"]
+    try:
+        agent.goto(f"{site.url}/webhooks/support/agent/")
+        assert serious_violations(agent) == [], "login"
+        agent_login(agent, site)
+        agent.get_by_role("button", name=f"Ticket {ticket_id} öffnen").click()
+        expect(agent.locator("#transcript")).to_contain_text("Meine Rechnung fehlt")
+        assert serious_violations(agent) == [], "ticket with transcript, reply and close"
+        agent.get_by_role("button", name="Zurück zur Liste").click()
+        expect(agent.get_by_role("heading", name="Offene Tickets")).to_be_visible()
+        assert serious_violations(agent) == [], "ticket list"
+    finally:
+        context.close()

@@ -20,6 +20,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import smtplib
 import threading
 import urllib.request
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from faqbot.core import shared_secrets
 from faqbot.core.metrics import OUTBOX_BACKLOG, OUTBOX_FAILURES, OUTBOX_GIVEN_UP, OUTBOX_SENT
 from faqbot.core.support_config import read_support_config
 from faqbot.core.tickets import CALLBACK, CUSTOMER_MAIL
@@ -55,6 +57,11 @@ class DeliveryConfig:
     smtp_from: str = "faqbot@localhost"
     support_email: str | None = None
     alert_email: str | None = None  # gets a mail when a delivery fails for good
+    # Agents answer a ticket mail into the chat: its Reply-To is a signed address of this
+    # one (``reply_address``), delivered to the bot's mail receiver (faqbot.server.inbound_mail).
+    inbound_address: str | None = None
+    inbound_port: int = 2525
+    inbound_agents: str | None = None  # who may answer that way: addresses, @domains (comma-separated)
     retry_base_s: float = 30.0
     retry_cap_s: float = 3600.0
     max_attempts: int = 50
@@ -86,17 +93,24 @@ _ENV = {
     "FAQBOT_SMTP_FROM": ("smtp_from", str),
     "FAQBOT_SUPPORT_EMAIL": ("support_email", str),
     "FAQBOT_ALERT_EMAIL": ("alert_email", str),
+    "FAQBOT_INBOUND_ADDRESS": ("inbound_address", str),
+    "FAQBOT_INBOUND_PORT": ("inbound_port", int),
+    "FAQBOT_INBOUND_AGENTS": ("inbound_agents", str),
     "FAQBOT_RETRY_BASE_S": ("retry_base_s", float),
     "FAQBOT_RETRY_CAP_S": ("retry_cap_s", float),
     "FAQBOT_RETRY_MAX_ATTEMPTS": ("max_attempts", int),
 }
 
 
-def load_config(path: Path | None = None) -> DeliveryConfig:
+def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> DeliveryConfig:
+    """support.yml with the environment's overrides (``environ``: another process's environment)."""
+    environ = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
-    data = read_support_config(path)
+    data = read_support_config(path or environ.get("FAQBOT_SUPPORT_CONFIG") or None)
     if data:
         webhook, smtp, retry = data.get("webhook") or {}, data.get("email") or {}, data.get("retry") or {}
+        inbound = smtp.get("inbound") or {}
+        agents = inbound.get("agents")
         raw = {
             "webhook_url": webhook.get("url"),
             "smtp_host": smtp.get("host"),
@@ -104,13 +118,16 @@ def load_config(path: Path | None = None) -> DeliveryConfig:
             "smtp_from": smtp.get("from"),
             "support_email": smtp.get("to"),
             "alert_email": smtp.get("alert_to"),
+            "inbound_address": inbound.get("address"),
+            "inbound_port": inbound.get("port"),
+            "inbound_agents": ", ".join(agents) if isinstance(agents, list) else agents,
             "retry_base_s": retry.get("base_seconds"),
             "retry_cap_s": retry.get("cap_seconds"),
             "max_attempts": retry.get("max_attempts"),
         }
     for variable, (field, kind) in _ENV.items():
-        if os.environ.get(variable):
-            raw[field] = kind(os.environ[variable])
+        if environ.get(variable):
+            raw[field] = kind(environ[variable])
     return DeliveryConfig(**{key: value for key, value in raw.items() if value is not None})
 
 
@@ -203,6 +220,37 @@ def email_text(payload: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+REPLY_ADDRESS = re.compile(
+    r"(?P<local>[^@+]+)\+(?P<ticket>T-\d{8}-\d{5,})\.(?P<signature>[0-9a-f]{20})@(?P<domain>.+)", re.IGNORECASE
+)
+
+
+def _reply_signature(ticket_id: str) -> str:
+    # The session secret, kept apart by its prefix: every server of the bot has it.
+    secret = shared_secrets.require("FAQBOT_SESSION_SECRET")
+    return hmac.new(secret.encode(), f"reply-address:{ticket_id}".encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def reply_address(ticket_id: str, config: DeliveryConfig) -> str:
+    """The Reply-To of a ticket's mails to the support team: ``antwort+T-….<signature>@…``.
+    An agent's answer to it reaches the customer in the chat; only who got the ticket mail
+    knows it (the signature), so nobody can write into another customer's chat."""
+    local, domain = config.inbound_address.rsplit("@", 1)
+    return f"{local}+{ticket_id}.{_reply_signature(ticket_id)}@{domain}"
+
+
+def ticket_of_reply_address(address: str, config: DeliveryConfig) -> str | None:
+    """The ticket a reply address belongs to; None if it is not one of ours or forged."""
+    found = REPLY_ADDRESS.fullmatch(address.strip().strip("<>"))
+    if not found or not config.inbound_address:
+        return None
+    local, domain = config.inbound_address.rsplit("@", 1)
+    ticket_id = found["ticket"].upper()
+    if found["local"].lower() != local.lower() or found["domain"].lower() != domain.lower():
+        return None
+    return ticket_id if hmac.compare_digest(found["signature"].lower(), _reply_signature(ticket_id)) else None
+
+
 def mail_id(key: str) -> str:
     """The Message-ID of a delivery's mail; the ticket's first mail is ``<ticket>-created-email``."""
     return f"<{key}@faqbot>"
@@ -228,7 +276,9 @@ def send_email(payload: dict[str, Any], key: str, config: DeliveryConfig) -> Non
     message["Date"] = email.utils.format_datetime(datetime.now(timezone.utc))
     message["Message-ID"] = mail_id(key)  # stable, so a resend can be recognised
     customer_email = (payload.get("customer") or {}).get("email")
-    if customer_email:  # "Antworten" in the support mailbox reaches the customer
+    if config.inbound_address:  # "Antworten" in the support mailbox reaches the customer's chat
+        message["Reply-To"] = reply_address(ticket_id, config)
+    elif customer_email:  # … or the customer's mailbox
         message["Reply-To"] = customer_email
     message.set_content(email_text(payload))
     _smtp_send(message, config)

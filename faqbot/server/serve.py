@@ -41,6 +41,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from faqbot.core import shared_secrets, spacy_model
+from faqbot.core.delivery import load_config
 from faqbot.core.models import model_path
 from faqbot.core.paths import PROJECT_DIR, VAR_DIR
 from faqbot.server.web import DEFAULT_PORT as DEFAULT_WEB_PORT
@@ -65,7 +66,7 @@ DRAIN_S = 10.0
 KILL_AFTER_DRAIN_S = 10.0
 # The servers the others call: stopped last, so the turns in flight can still reach them.
 BACK_ENDS = ("actions", "nlu")
-NAMES = {"actions": "Action-Server", "rasa": "Rasa-Server", "nlu": "NLU-Server"}
+NAMES = {"actions": "Action-Server", "rasa": "Rasa-Server", "nlu": "NLU-Server", "mail": "Mail-Empfang"}
 
 logger = logging.getLogger("faqbot.server.serve")  # also when run as __main__
 
@@ -293,6 +294,8 @@ class BotServers:
             ],
             nlu_env,
         )
+        if load_config(environ=self.env).inbound_address:  # agents answer ticket mails into the chat
+            self._spawn("mail", [sys.executable, "-m", "faqbot.server.inbound_mail", "--rasa-url", self.url])
         if self.web_port is not None:
             faq_file = self.env.get("FAQBOT_FAQ_FILE")
             self.web = HelpCentre(

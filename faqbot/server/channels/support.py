@@ -59,6 +59,7 @@ from socketio.base_manager import BaseManager
 
 from faqbot.core import privacy, review_store, shared_secrets, tickets
 from faqbot.core.delivery import load_config
+from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.rate_limit import RateLimiter
 from faqbot.core.text import clean_text
 from faqbot.core.tickets import CUSTOMER_MAIL, TicketStore
@@ -152,6 +153,37 @@ def privacy_lookup(request: Request) -> tuple[str, str] | response.HTTPResponse:
 
 
 MAX_RESOLUTION_CHARS = 4000
+
+# The support team's ticket page (web/agent/): read once at start, served without a token
+# (it holds no data; its requests to the API carry the token the agent types).
+AGENT_PAGE_PATH = "/webhooks/support/agent"
+AGENT_PAGE_FILES = {
+    name: (content_type, (PROJECT_DIR / "web" / "agent" / name).read_bytes())
+    for name, content_type in (
+        ("index.html", "text/html; charset=utf-8"),
+        ("agent.js", "text/javascript; charset=utf-8"),
+        ("agent.css", "text/css; charset=utf-8"),
+    )
+}
+
+
+def agent_file(name: str) -> response.HTTPResponse:
+    found = AGENT_PAGE_FILES.get(name)
+    if found is None:
+        return response.text("Diese Seite gibt es nicht.", status=404)
+    content_type, body = found
+    return response.raw(body, content_type=content_type)
+
+
+AGENT_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+        "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 def reply_text(request: Request) -> str | response.HTTPResponse:
@@ -368,7 +400,26 @@ class SupportInput(InputChannel):
 
         @api.middleware("request")
         async def authenticate(request: Request) -> response.HTTPResponse | None:
+            if request.path.startswith(AGENT_PAGE_PATH):  # the page holds no data: its requests need the token
+                return None
             return self._refusal(request)
+
+        @api.middleware("response")
+        async def page_headers(request: Request, reply: response.HTTPResponse) -> None:
+            if request.path.startswith(AGENT_PAGE_PATH):
+                reply.headers.update(AGENT_PAGE_HEADERS)
+
+        @api.route("/agent", methods=["GET"], strict_slashes=True)
+        async def agent_page_redirect(request: Request) -> response.HTTPResponse:
+            return response.redirect(f"{AGENT_PAGE_PATH}/")  # the page's links are relative to it
+
+        @api.route("/agent/", methods=["GET"], strict_slashes=True)
+        async def agent_page(request: Request) -> response.HTTPResponse:
+            return agent_file("index.html")
+
+        @api.route("/agent/<name>", methods=["GET"])
+        async def agent_page_file(request: Request, name: str) -> response.HTTPResponse:
+            return agent_file(name)
 
         @api.exception(ServiceUnavailable)
         async def unavailable(request: Request, error: ServiceUnavailable) -> response.HTTPResponse:
