@@ -247,7 +247,8 @@ def test_an_agents_reply_is_in_the_transcript_and_mailed_to_a_customer_not_in_th
     contact = {"id": "K-1001", "email": "anna@example.org"}
     ticket = store.create("kunde-10", "socketio", "Paket fehlt", None, None, [], contact=contact)
     text = "Wir haben das Paket neu verschickt."
-    replied, number = store.add_reply(ticket.ticket_id, text)
+    replied, number, added = store.add_reply(ticket.ticket_id, text, key="<antwort-1@mail.example>")
+    assert added and store.add_reply(ticket.ticket_id, text, key="<antwort-1@mail.example>")[1:] == (1, False)
     assert (number, replied.transcript[-1]["from"], replied.transcript[-1]["text"]) == (1, "support", text)
     assert store.get(ticket.ticket_id).transcript == replied.transcript
     assert store.mail_reply(replied, number) is True
@@ -260,7 +261,7 @@ def test_an_agents_reply_is_in_the_transcript_and_mailed_to_a_customer_not_in_th
     with pytest.raises(LookupError):
         store.add_reply(ticket.ticket_id, "zu spät")
     no_address = store.create("kunde-11", "rest", "Frage", None, None, [])
-    assert store.mail_reply(*store.add_reply(no_address.ticket_id, "Antwort")) is False
+    assert store.mail_reply(*store.add_reply(no_address.ticket_id, "Antwort")[:2]) is False
 
 
 def test_a_callback_goes_out_as_the_rasa_server_signed_it_and_is_retried(tmp_path, desk):

@@ -74,12 +74,14 @@ class SupportApi:
     def __init__(self) -> None:
         self.replies: list[tuple[str, str, str]] = []  # (path, authorization, text)
         self.status = 200
+        self.keys: list[str | None] = []  # the mails' Message-IDs: a mail delivered twice is one reply
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 api.replies.append((self.path, self.headers["Authorization"], body["text"]))
+                api.keys.append(body["key"])
                 answer = json.dumps({"message": "Dieses Ticket gibt es nicht oder es ist geschlossen."}).encode()
                 self.send_response(api.status)
                 self.send_header("Content-Length", str(len(answer)))
@@ -113,6 +115,7 @@ def inbound(api):
 def answer(port: int, to: str, sender: str = "Petra Muster <petra@example.org>", text: str = "Ist unterwegs.") -> None:
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = sender, to, f"Re: [{TICKET}] Neue Anfrage"
+    message["Message-ID"] = "<antwort-1@mail.example>"
     message.set_content(f"{text}\n\nAm 28.11.2026 um 10:14 schrieb FAQ-Bot:\n> Ticket: {TICKET}\n")
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
         smtp.send_message(message)
@@ -127,6 +130,11 @@ def test_an_agents_answer_goes_to_the_support_api_of_its_ticket(api, inbound):
             "Das Paket ist unterwegs, Sendungsnummer 123.",
         )
     ]
+
+
+def test_the_mails_message_id_is_the_replys_key(api, inbound):
+    answer(inbound.port, reply_address(TICKET, CONFIG))
+    assert api.keys == ["<antwort-1@mail.example>"]  # the support API adds a key's reply once
 
 
 def test_forged_addresses_and_strangers_are_refused(api, inbound):

@@ -397,10 +397,12 @@ class TicketStore:
         ticket.is_new = True
         return ticket
 
-    def add_reply(self, ticket_id: str, text: str) -> tuple[Ticket, int]:
+    def add_reply(self, ticket_id: str, text: str, key: str | None = None) -> tuple[Ticket, int, bool]:
         """An agent's reply to an open ticket, added to its transcript (``from``: support);
-        the ticket and the reply's position. LookupError if the ticket is not open."""
-        return self._append_line(ticket_id, "support", text)
+        the ticket, the reply's position and whether it is new: a reply with the ``key`` of
+        an earlier one (a mail delivered twice, a double click) is not added again.
+        LookupError if the ticket is not open."""
+        return self._append_line(ticket_id, "support", text, key=key)
 
     def mail_reply(self, ticket: Ticket, number: int) -> bool:
         """Queue the agent's reply at ``number`` for the customer's mail (they were not in
@@ -427,12 +429,15 @@ class TicketStore:
         in the transcript (part of the delivery key, so it is delivered once)."""
         return self._append_line(ticket_id, "kunde", text, targets)[1]
 
-    def _append_line(self, ticket_id: str, speaker: str, text: str, targets: Iterable[str] = ()) -> tuple[Ticket, int]:
+    def _append_line(
+        self, ticket_id: str, speaker: str, text: str, targets: Iterable[str] = (), key: str | None = None
+    ) -> tuple[Ticket, int, bool]:
         """Add a line to the open ticket's transcript and queue it as ``message-<position>``
-        for ``targets``, in one transaction; the ticket and the line's position.
-        LookupError if the ticket is not open."""
+        for ``targets``, in one transaction; the ticket, the line's position and whether it
+        was added (not when a line with this ``key`` is there already). LookupError if the
+        ticket is not open."""
         now = datetime.now(timezone.utc)
-        line = {"from": speaker, "text": text, "time": now.isoformat()}
+        line = {"from": speaker, "text": text, "time": now.isoformat(), **({"key": key} if key else {})}
         with write_transaction(self.engine) as connection:
             # The row locked (SQLite: the database), so that two servers cannot append to one transcript at once.
             row = connection.execute(
@@ -441,6 +446,9 @@ class TicketStore:
             if row is None:
                 raise LookupError(f"no open ticket {ticket_id}")
             ticket = self._ticket(row)
+            for number, earlier in enumerate(ticket.transcript, start=1):
+                if key and earlier.get("key") == key:
+                    return ticket, number, False
             ticket.transcript.append(line)
             number = len(ticket.transcript)
             connection.execute(
@@ -449,7 +457,7 @@ class TicketStore:
                 .values(transcript=encrypt(json.dumps(ticket.transcript, ensure_ascii=False), TRANSCRIPT))
             )
             self._queue(connection, ticket_id, f"message-{number}", ticket.message_payload(line, number), targets, now)
-        return ticket, number
+        return ticket, number, True
 
     @staticmethod
     def _queue(

@@ -104,7 +104,9 @@ class InboundMail:
         text = answer_text(message)
         if not text:
             return "550 5.6.0 Die Antwort enthaelt keinen eigenen Text"
-        status, reason = await asyncio.to_thread(self.post_reply, ticket_id, text)
+        # The mail's Message-ID as the reply's key: a mail delivered twice is one reply.
+        key = str(message.get("Message-ID", "")).strip() or None
+        status, reason = await asyncio.to_thread(self.post_reply, ticket_id, text, key)
         if status == 200:
             logger.info("Antwort per Mail auf %s an den Kunden weitergegeben", ticket_id)
             return "250 OK"
@@ -114,11 +116,11 @@ class InboundMail:
         logger.warning("Antwort per Mail auf %s nicht weitergegeben (%s), wird erneut zugestellt", ticket_id, status)
         return "451 4.3.0 Der Chat ist gerade nicht erreichbar, bitte spaeter erneut"
 
-    def post_reply(self, ticket_id: str, text: str) -> tuple[int, str]:
+    def post_reply(self, ticket_id: str, text: str, key: str | None) -> tuple[int, str]:
         """The support API's answer: status and its message (ASCII, for the SMTP reply)."""
         request = urllib.request.Request(
             f"{self.rasa_url}/webhooks/support/tickets/{ticket_id}/reply",
-            data=json.dumps({"text": text}, ensure_ascii=False).encode("utf-8"),
+            data=json.dumps({"text": text, "key": key}, ensure_ascii=False).encode("utf-8"),
             headers={"Authorization": f"Bearer {self.support_token}", "Content-Type": "application/json"},
             method="POST",
         )

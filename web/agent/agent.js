@@ -160,7 +160,11 @@
     event.preventDefault();
     var text = $("reply-text").value.trim();
     if (!text) { say("Bitte schreiben Sie zuerst Ihre Antwort.", true); return; }
-    api("/" + encodeURIComponent(current) + "/reply", { text: text }).then(function (result) {
+    // One key per answer written: a second click or a resend is the same reply.
+    var key = $("reply-text").dataset.key || (Date.now() + "-" + Math.random().toString(36).slice(2));
+    $("reply-text").dataset.key = key;
+    api("/" + encodeURIComponent(current) + "/reply", { text: text, key: key }).then(function (result) {
+      delete $("reply-text").dataset.key;
       $("reply-text").value = "";
       return openTicket(current).then(function () { say(replied(result)); });
     }).catch(fail);

@@ -186,19 +186,24 @@ AGENT_PAGE_HEADERS = {
 }
 
 
-def reply_text(request: Request) -> str | response.HTTPResponse:
-    """The ``text`` of an agent's reply (JSON body), cleaned; a German 400 if there is none."""
+MAX_KEY_CHARS = 200
+
+
+def reply_body(request: Request) -> tuple[str, str | None] | response.HTTPResponse:
+    """The ``text`` of an agent's reply (JSON body), cleaned, and its optional ``key`` (the
+    same key twice is one reply); a German 400 if there is no text."""
     try:
         body = request.json
     except Exception:
         body = None
     text = body.get("text") if isinstance(body, dict) else None
     text = clean_text(text).strip() if isinstance(text, str) else ""
-    if not text or len(text) > MAX_RESOLUTION_CHARS:
+    key = body.get("key") if isinstance(body, dict) else None
+    if not text or len(text) > MAX_RESOLUTION_CHARS or not (key is None or isinstance(key, str)):
         example = '{"text": "Ihre Antwort an den Kunden"}'
         message = f"Bitte senden Sie JSON wie {example} (1 bis {MAX_RESOLUTION_CHARS} Zeichen)."
         return response.json({"error": "invalid_body", "message": message}, status=400)
-    return text
+    return text, clean_text(key).strip()[:MAX_KEY_CHARS] or None if key else None
 
 
 def resolution_text(request: Request) -> str | None | response.HTTPResponse:
@@ -477,16 +482,19 @@ class SupportInput(InputChannel):
 
         @api.route("/tickets/<ticket_id>/reply", methods=["POST"])
         async def reply_to_ticket(request: Request, ticket_id: str) -> response.HTTPResponse:
-            text = reply_text(request)
-            if isinstance(text, response.HTTPResponse):
-                return text
+            body = reply_body(request)
+            if isinstance(body, response.HTTPResponse):
+                return body
+            text, key = body
             try:
-                ticket, number = self.store().add_reply(ticket_id, text)
+                ticket, number, added = self.store().add_reply(ticket_id, text, key)
             except LookupError:
                 return response.json(
                     {"error": "not_found_or_closed", "message": "Dieses Ticket gibt es nicht oder es ist geschlossen."},
                     status=404,
                 )
+            if not added:  # sent before (the same key): the customer has it already
+                return response.json({"ticket_id": ticket_id, "number": number, "duplicate": True})
             try:
                 in_chat, messages, integration = await _tell_in_chat(request, ticket.sender_id, ticket_id, text)
             except Exception:  # stored all the same; the mail below still reaches the customer
@@ -500,6 +508,7 @@ class SupportInput(InputChannel):
                 {
                     "ticket_id": ticket_id,
                     "number": number,
+                    "duplicate": False,
                     "in_chat": in_chat,
                     "called_back": called_back,
                     "mailed": mailed,
