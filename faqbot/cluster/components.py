@@ -100,6 +100,9 @@ class PostgreSQL(Component):
     def _run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess:
         if os.geteuid() == 0:  # initdb and postgres refuse root
             command = ("runuser", "-u", "postgres", "--", *command)
+            # Again before each command: another pytest run starting meanwhile sets its
+            # temp root back to 0700, and pg_ctl would no longer reach the data.
+            _let_others_pass(self.folder.parent)
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if check and result.returncode:
             raise RuntimeError(f"{' '.join(command)} fehlgeschlagen:\n{result.stdout}{result.stderr}")
