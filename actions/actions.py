@@ -284,7 +284,7 @@ class ActionTicketStatus(Action):
                     ticket_id=ticket.ticket_id,
                     created=created,
                     replied=local_date_time(replies[-1]["time"]),
-                    text=replies[-1]["text"],
+                    reply=replies[-1]["text"],  # not text=: that would replace the whole response
                 )
                 return []
             now = datetime.now(timezone.utc)

@@ -618,9 +618,10 @@ def test_the_status_gives_the_support_teams_latest_reply_and_the_resolution(tick
     store.add_reply(ticket.ticket_id, "Wir prüfen das mit dem Paketdienst.")
     store.add_reply(ticket.ticket_id, "Das Paket ist unterwegs, Sendungsnummer 123.")
     [message] = run(ActionTicketStatus(), status_question())[0]
-    assert (message["response"], message["text"]) == (
+    assert (message["response"], message["reply"], message["text"]) == (
         "utter_ticket_open_replied",
         "Das Paket ist unterwegs, Sendungsnummer 123.",
+        None,  # the response's own text, not the reply alone
     )
     assert " um " in message["replied"] and message["replied"].endswith(" Uhr")
     store.close(ticket.ticket_id, "Zugestellt am Montag.")

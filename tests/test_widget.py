@@ -718,6 +718,7 @@ def test_the_agent_page_answers_and_closes_a_widget_customers_ticket(browser, pa
         expect(agent.locator("#status")).to_have_text("Die Antwort ist im Chat des Kunden angekommen.")
         expect(agent.locator("#transcript li.from-support")).to_contain_text(answer)
         expect_reply(page, response_text("utter_agent_reply").format(ticket_id=ticket_id, text=answer))
+        agent.screenshot(path=str(SCREENSHOTS / "agent_page_ticket_375.png"), full_page=True)
         # Closing with a resolution: the customer is told, the ticket leaves the list.
         resolution = "Der Code ist jetzt freigeschaltet."
         agent.get_by_label("Lösung für den Kunden (beim Abschließen)").fill(resolution)
