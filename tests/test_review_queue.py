@@ -363,3 +363,114 @@ def test_a_locked_review_db_neither_delays_replies_nor_loses_entries(bot, queue)
         "declined",
     )
     assert only(queue, "rq-lock-fallback").text == "Mein Drucker macht seltsame Geräusche beim Import"
+
+
+# Issue 16: the costly misses, confident answers that were wrong, reach the queue too.
+def answer(faq_id: str) -> dict:
+    return {"event": "bot", "text": "Die Antwort.", "data": {"custom": {"faq_id": faq_id}}}
+
+
+def asked(text: str, faq_id: str, confidence: float = 0.96) -> list[dict]:
+    """A question answered with confidence."""
+    return [user(text, f"faq_{faq_id}", confidence), answer(faq_id), LISTEN]
+
+
+def folded(tmp_path, events: list[dict], sender: str = "teuer-1", by_priority: bool = False) -> list[tuple]:
+    """The entries a conversation's events give: (text, kind, outcome), as stored or in the trainers' order."""
+    broker = ReviewQueueBroker(tmp_path / "review.db")
+    for event in events:
+        broker.publish({"sender_id": sender, **event})
+    asyncio.run(broker.close())
+    store = ReviewStore(tmp_path / "review.db")
+    try:
+        return [(entry.text, entry.kind, entry.outcome) for entry in store.entries(None, by_priority=by_priority)]
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def no_sample(monkeypatch):
+    monkeypatch.setenv("FAQBOT_REVIEW_SAMPLE", "0")
+
+
+def test_a_confident_answer_followed_by_no_is_recorded(tmp_path, no_sample):
+    events = [*asked("schickt ihr die rechnung auch per brief", "erhalte_rechnung"), user("nein", "deny", 0.99), LISTEN]
+    assert folded(tmp_path, events) == [("schickt ihr die rechnung auch per brief", "contradicted", "said_no")]
+
+
+def test_a_confident_answer_asked_again_differently_is_recorded(tmp_path, no_sample):
+    events = [
+        *asked("schickt ihr die rechnung auch per brief", "erhalte_rechnung"),
+        *asked("ich will die rechnung per post, nicht digital", "erhalte_rechnung"),  # the same answer again
+        *asked("Wie kann ich bezahlen?", "zahlungsmethoden_akzeptieren"),  # another question: nothing
+    ]
+    assert folded(tmp_path, events) == [("schickt ihr die rechnung auch per brief", "contradicted", "rephrased")]
+
+
+def test_a_confident_answer_and_then_a_request_for_a_person_is_recorded(tmp_path, no_sample):
+    events = [
+        *asked("wo finde ich meine rechnung", "erhalte_rechnung"),
+        user("ich will einen mitarbeiter", "human_handoff", 0.98),
+        {"event": "active_loop", "name": "escalation_form"},
+        LISTEN,
+    ]
+    assert folded(tmp_path, events) == [("wo finde ich meine rechnung", "escalation", "asked_for_person")]
+    escalated = [
+        *events,
+        user("anna@example.org", "nlu_fallback", 0.5),
+        {"event": "active_loop", "name": None},
+        {"event": "bot", "text": "Ticket T-1", "data": {"custom": {"escalation": {"ticket_id": "T-1"}}}},
+        LISTEN,
+    ]
+    assert folded(tmp_path / "2", escalated) == [("wo finde ich meine rechnung", "escalation", "escalated")]
+
+
+def test_small_talk_worded_like_a_question_is_recorded_and_real_small_talk_is_not(tmp_path, no_sample):
+    events = [
+        user("gibts was günstiger für gründer", "greet", 0.93),
+        LISTEN,
+        user("komm nich mehr rein, pw vergessen", "deny", 0.81),
+        LISTEN,
+        user("Vielen Dank für die schnelle Hilfe", "thank", 0.99),
+        LISTEN,
+        user("Guten Tag!", "greet", 0.99),
+        LISTEN,
+        *fallback_turn("Mein Drucker macht Geräusche"),
+        user("nein, das möchte ich lieber nicht weitergeben", "deny", 0.9),  # an answer to the bot's offer
+        LISTEN,
+    ]
+    assert folded(tmp_path, events) == [
+        ("gibts was günstiger für gründer", "small_talk", None),
+        ("komm nich mehr rein, pw vergessen", "small_talk", None),
+        ("Mein Drucker macht Geräusche", "fallback", "declined"),
+    ]
+
+
+def test_a_sample_of_confident_answers_is_recorded_the_same_way_for_the_same_text(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAQBOT_REVIEW_SAMPLE", "1")
+    assert folded(tmp_path, asked("Wie kann ich bezahlen?", "zahlungsmethoden_akzeptieren")) == [
+        ("Wie kann ich bezahlen?", "sample", None)
+    ]
+    monkeypatch.setenv("FAQBOT_REVIEW_SAMPLE", "0.5")  # a hash of the text decides, not chance
+    texts = [f"Frage Nummer {number} zur Zahlung" for number in range(40)]
+    events = [event for text in texts for event in [*asked(text, "zahlungsmethoden_akzeptieren"), *THANKS]]
+    first = {entry[0] for entry in folded(tmp_path / "a", events)}
+    assert first == {entry[0] for entry in folded(tmp_path / "b", events, sender="teuer-2")}
+    assert 8 <= len(first) <= 32
+
+
+def test_trainers_see_the_costly_misses_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAQBOT_REVIEW_SAMPLE", "1")
+    events = [
+        *asked("Wie kann ich bezahlen?", "zahlungsmethoden_akzeptieren"),  # sample
+        *fallback_turn("Mein Drucker macht Geräusche"),  # fallback
+        *asked("schickt ihr die rechnung auch per brief", "erhalte_rechnung"),  # sample, then contradicted
+        user("nein", "deny", 0.99),
+        LISTEN,
+    ]
+    assert [kind for _, kind, _ in folded(tmp_path, events, by_priority=True)] == [
+        "contradicted",
+        "fallback",
+        "sample",
+        "sample",
+    ]

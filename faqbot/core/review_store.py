@@ -58,10 +58,33 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DB = VAR_DIR / "review.db"
 FILE_VARIABLE, URL_VARIABLE = "FAQBOT_REVIEW_DB", "FAQBOT_REVIEW_DB_URL"
-KINDS = ("clarification", "fallback", "out_of_scope", "escalation", "low_confidence", "unhelpful")
+KINDS = (
+    "clarification",
+    "fallback",
+    "out_of_scope",
+    "escalation",
+    "low_confidence",
+    "unhelpful",
+    "contradicted",  # answered with confidence, then „nein“ or asked again differently
+    "small_talk",  # read as small talk or yes/no, but worded like a question
+    "sample",  # a sample of confident answers: are they right?
+)
+# The order trainers see them in: the costly misses first (a wrong answer the customer noticed).
+PRIORITY = (
+    "unhelpful",
+    "contradicted",
+    "small_talk",
+    "escalation",
+    "fallback",
+    "clarification",
+    "out_of_scope",
+    "low_confidence",
+    "sample",
+)
 STATUSES = ("open", "assigned", "skipped", "new_question", "out_of_scope")
 # Outcomes: "faq:<id>" (clarification button picked), "none_of_these", "declined",
-# "escalated", "thanks", "unhelpful:<id>" (the answer of that FAQ rated „nicht hilfreich“);
+# "escalated", "thanks", "unhelpful:<id>" (the answer of that FAQ rated „nicht hilfreich“),
+# "said_no", "rephrased" (after a confident answer), "asked_for_person";
 # NULL = the customer left or did nothing of these.
 ESCALATED = "escalated"
 # Longer messages are cut when stored: a trainer reads them, a phrasing may have 500 characters.
@@ -428,8 +451,12 @@ class ReviewStore:
         kind: str | None = None,
         limit: int | None = None,
         since: datetime | None = None,
+        by_priority: bool = False,
     ) -> list[Entry]:
         query = sa.select(review).order_by(review.c.id)
+        if by_priority:  # the costly misses first, each kind oldest first
+            rank = sa.case({kind: rank for rank, kind in enumerate(PRIORITY)}, value=review.c.kind, else_=len(PRIORITY))
+            query = sa.select(review).order_by(rank, review.c.id)
         if status:
             query = query.where(review.c.status == status)
         if kind:

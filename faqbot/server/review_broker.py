@@ -33,9 +33,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import hashlib
 import logging
 import math
+import os
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -47,6 +51,8 @@ from rasa.core.brokers.broker import EventBroker
 
 from faqbot.core.intents import NOT_A_QUESTION, OUT_OF_SCOPE, faq_id_for
 from faqbot.core.masking import mask
+from faqbot.core.paths import PROJECT_DIR
+from faqbot.core.phrasings import read_examples
 from faqbot.core.review_store import (
     ESCALATED,
     MAX_TEXT,
@@ -81,6 +87,15 @@ WRITE_DELAY_S = 0.1
 # Events written, or folded, in one transaction at most.
 BATCH = 500
 JUDGED_ACTIONS = ("action_listen", "action_handle_fallback")
+# The costly misses are confident answers: a sample of them goes to the trainers as well
+# (share 0 to 1; FAQBOT_REVIEW_SAMPLE), chosen by the text, so that repeats agree.
+SAMPLE_VARIABLE, DEFAULT_SAMPLE = "FAQBOT_REVIEW_SAMPLE", 0.02
+# Small talk and yes/no outside a question: with this many words that small talk's training
+# examples never use, it probably was a question („gibts was günstiger für gründer“).
+QUESTION_LIKE_WORDS = 2
+SMALL_TALK = frozenset({"greet", "goodbye", "thank", "affirm", "deny", "bot_challenge"})
+# The next question shares this much of an answered question's words: asked again, differently.
+REPHRASED_OVERLAP = 0.5
 # Not a Rasa event: a customer's rating of an FAQ answer, published by the widget's channel
 # (faqbot.server.channels.socketio) with ``faq_id``, ``helpful`` and ``answered_at``.
 FEEDBACK_EVENT = "faqbot_feedback"
@@ -165,6 +180,9 @@ class _Turn:
 class _Conversation:
     last_row: int | None = None  # the recorded message the next reaction belongs to
     last_question: _Turn | None = None  # the latest question, recorded or not
+    # The latest question answered with confidence (not recorded): the next turn may show the answer was wrong.
+    confident: _Turn | None = None
+    bot_asked: bool = False  # the bot's latest turn asked something (buttons, an offer, a form)
     in_form: bool = False
     turn: _Turn | None = None
     # FAQ id -> the question its latest answer replied to (for the customer's rating), oldest first
@@ -178,9 +196,54 @@ class _Conversation:
     def from_state(cls, state: dict[str, Any] | None) -> _Conversation:
         if not state:
             return cls()
-        turns = {key: _Turn(**state[key]) if state.get(key) else None for key in ("last_question", "turn")}
+        turns = {key: _Turn(**state[key]) if state.get(key) else None for key in ("last_question", "turn", "confident")}
         answers = {faq_id: _Turn(**turn) for faq_id, turn in (state.get("answers") or {}).items()}
-        return cls(last_row=state.get("last_row"), in_form=bool(state.get("in_form")), answers=answers, **turns)
+        return cls(
+            last_row=state.get("last_row"),
+            in_form=bool(state.get("in_form")),
+            bot_asked=bool(state.get("bot_asked")),
+            answers=answers,
+            **turns,
+        )
+
+
+def _words(text: str) -> set[str]:
+    return {word for word in re.findall(r"\w{3,}", text.lower()) if not word.isdigit()}
+
+
+def rephrased(earlier: _Turn, later: _Turn) -> bool:
+    """Whether ``later`` asks ``earlier`` again: answered with the same FAQ, or most of the
+    earlier question's words again."""
+    if earlier.answered and later.answered == earlier.answered:
+        return True
+    words = _words(earlier.text)
+    return bool(words) and len(words & _words(later.text)) >= REPHRASED_OVERLAP * len(words)
+
+
+@functools.cache
+def small_talk_words() -> frozenset[str]:
+    """The words of the small-talk intents' training examples (data/nlu/general.yml)."""
+    examples = read_examples(PROJECT_DIR / "data" / "nlu" / "general.yml")
+    return frozenset(word for intent in SMALL_TALK for example in examples.get(intent, ()) for word in _words(example))
+
+
+def question_like(turn: _Turn) -> bool:
+    """Worded like a question, not like small talk: words small talk does not use."""
+    return len(_words(turn.text) - small_talk_words()) >= QUESTION_LIKE_WORDS
+
+
+def sample_share() -> float:
+    try:
+        share = float(os.environ.get(SAMPLE_VARIABLE, DEFAULT_SAMPLE))
+    except ValueError:
+        logger.error("%s ist keine Zahl: Stichprobe von %s", SAMPLE_VARIABLE, DEFAULT_SAMPLE)
+        return DEFAULT_SAMPLE
+    return min(1.0, max(0.0, share))
+
+
+def sampled(text: str, share: float) -> bool:
+    """The same text always in or always out (a hash, not chance): repeats do not pile up."""
+    return int(hashlib.sha256(text.lower().encode("utf-8")).hexdigest()[:8], 16) < share * 0x100000000
 
 
 class ReviewQueue:
@@ -193,6 +256,8 @@ class ReviewQueue:
     def __init__(self, batch: Consumption) -> None:
         self.batch = batch
         self._conversations: dict[str, _Conversation] = {}
+        self.sample = sample_share()
+        small_talk_words()  # read once, here: a missing data/nlu/general.yml shows at the first fold
 
     def _conversation(self, sender: str) -> _Conversation:
         if sender not in self._conversations:
@@ -252,6 +317,7 @@ class ReviewQueue:
             self._judge_question(sender, conversation, turn)
         else:
             self._judge_reaction(sender, conversation, turn)
+        conversation.bot_asked = turn.clarified or turn.fallback or conversation.in_form
 
     def _judge_question(self, sender: str, conversation: _Conversation, turn: _Turn) -> None:
         kind = None
@@ -263,11 +329,32 @@ class ReviewQueue:
             kind = "escalation"
         elif turn.answered_faq and (turn.confidence or 0) < LOW_CONFIDENCE:
             kind = "low_confidence"
+        elif turn.answered_faq and sampled(turn.text, self.sample):
+            kind = "sample"
+        earlier = conversation.confident
+        if earlier is not None and rephrased(earlier, turn):  # the confident answer did not help
+            self._record(sender, earlier, "contradicted", "rephrased")
+        conversation.confident = turn if turn.answered_faq and kind in (None, "sample") else None
         conversation.last_question = turn
         # A new question: later reactions belong to it, even if it was answered well.
         conversation.last_row = self._record(sender, turn, kind) if kind else None
 
     def _judge_reaction(self, sender: str, conversation: _Conversation, turn: _Turn) -> None:
+        confident, conversation.confident = conversation.confident, None
+        typed = not turn.payload and not turn.in_form
+        after_answer = confident is not None and typed and not conversation.bot_asked
+        if after_answer and turn.intent == "deny":  # „nein“ to a confident answer
+            conversation.last_row = self._record(sender, confident, "contradicted", "said_no")
+        # Small talk or yes/no (not as an answer to the bot) worded like a question.
+        answering = turn.intent in ("affirm", "deny") and conversation.bot_asked
+        if typed and turn.intent in SMALL_TALK and not answering and question_like(turn):
+            self._record(sender, turn, "small_talk")
+        if after_answer and turn.intent in ("deny", *SMALL_TALK):
+            return
+        if after_answer and turn.intent == "human_handoff" and not turn.escalated:  # a form asks for details first
+            conversation.last_question = confident
+            conversation.last_row = self._record(sender, confident, "escalation", "asked_for_person")
+            return
         if (
             turn.intent == "human_handoff"
             and not turn.payload

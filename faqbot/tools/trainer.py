@@ -47,6 +47,9 @@ KIND_NAMES = {
     "escalation": "an den Support weitergegeben",
     "low_confidence": "beantwortet, aber unsicher",
     "unhelpful": "Antwort als nicht hilfreich bewertet",
+    "contradicted": "sicher beantwortet, aber der Kunde widersprach",
+    "small_talk": "als Smalltalk verstanden, klingt aber nach einer Frage",
+    "sample": "Stichprobe: sicher beantwortet – stimmt die Antwort?",
 }
 # Fewer phrasings than this and the new question is hardly recognised at all.
 MIN_NEW_FAQ_PHRASINGS = 3
@@ -82,6 +85,9 @@ def _outcome_text(outcome: str | None, faqs: dict[str, FaqEntry]) -> str:
         "declined": "lehnte die Weitergabe ab",
         "escalated": "wurde an den Support weitergegeben",
         "thanks": "bedankte sich",
+        "said_no": "antwortete „nein“ auf die Antwort",
+        "rephrased": "fragte danach noch einmal anders",
+        "asked_for_person": "wollte danach einen Mitarbeiter sprechen",
     }.get(outcome, outcome)
 
 
@@ -118,7 +124,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
     store = ReviewStore(args.datei or location())
     since = datetime.now(timezone.utc) - timedelta(days=args.tage) if args.tage else None
-    entries = store.entries(status="open", kind=args.art, limit=args.hoechstens, since=since)
+    entries = store.entries(status="open", kind=args.art, limit=args.hoechstens, since=since, by_priority=True)
     if not entries:
         print("Keine offenen Nachrichten in der Review-Warteschlange.")
         return 0
@@ -163,6 +169,9 @@ def _review_entry(entry, store, faqs, numbered, project: Path, done: dict[str, i
     suggestion = entry.picked_faq if entry.picked_faq in faqs else None
     if suggestion:
         print(f"      Vorschlag (vom Kunden gewählt): {suggestion} – Enter übernimmt")
+    elif entry.kind == "sample" and entry.guess in faqs:  # confirming a right answer is one key
+        suggestion = entry.guess
+        print(f"      Vorschlag (die Antwort des Bots): {suggestion} – Enter übernimmt, wenn sie stimmt")
     while True:
         answer = input("      Zuordnen [Nr./ID, o, n, s, q]: ").strip()
         if answer == "" and suggestion:
