@@ -86,7 +86,7 @@ bench-cluster: train components  ## Benchmark: make run gegen make cluster (zwei
 import-faq: install  ## FAQ-Seite neu einlesen: make import-faq PAGE=data/faq_seite.txt
 	$(PY) -m faqbot.tools.importer $(or $(PAGE),data/faq_seite.txt)
 
-trainer: install  ## Trainer-Werkzeug: make trainer ARGS="review" (Schritte: make trainer ARGS=--help)
+trainer: install  ## Trainer-Werkzeug: make trainer ARGS='add-phrasing 16 "geht apple pay"' (Schritte: make trainer ARGS=--help)
 	$(PY) -m faqbot.tools.trainer $(or $(ARGS),--help)
 
 datenschutz: install  ## Auskunft, Löschung, Aufbewahrung: make datenschutz ARGS="auskunft --email kunde@example.org"

@@ -431,3 +431,70 @@ def test_english_flags_are_refused(step, english, capsys):
         trainer_cli.main([*step, *english])
     assert refused.value.code == 2
     assert english[0] in capsys.readouterr().err
+
+
+# Issue 16: the command line mended.
+def test_add_phrasing_takes_faq_numbers_and_unquoted_words_and_warns_when_vague(project):
+    numbered = list(load(project / "data" / "faq.yml"))
+    number = numbered.index("zahlungsmethoden_akzeptieren") + 1
+    # `make trainer ARGS="add-phrasing … "geht apple pay""` loses the inner quotes: the words still make one phrasing.
+    added = trainer(project, "add-phrasing", str(number), "geht", "apple", "pay", "mit", "dem", "handy")
+    assert added.returncode == 0, added.stderr
+    assert "Hinzugefügt zu faq_zahlungsmethoden_akzeptieren: „geht apple pay mit dem handy“" in added.stdout
+    assert "sehr allgemein" not in added.stdout
+    examples = read_examples(project / "data" / "nlu" / "faq.yml")["faq_zahlungsmethoden_akzeptieren"]
+    assert "geht apple pay mit dem handy" in examples
+    vague = trainer(project, "add-phrasing", "erhalte_rechnung", "ich habe eine frage zur rechnung")
+    assert vague.returncode == 0 and "Die Formulierung ist sehr allgemein" in vague.stdout
+    unknown = trainer(project, "add-phrasing", str(len(numbered) + 1), "geht apple pay")
+    assert unknown.returncode == 1 and "Unbekannte FAQ" in unknown.stderr
+
+
+def test_list_shows_the_changes_since_the_last_training_and_undo_takes_them_back(project, tmp_path):
+    assert "Keine Änderungen" in trainer(project, "list").stdout
+    trainer(project, "add-phrasing", "erhalte_rechnung", "rechnung als pdf herunterladen geht wo")
+    trainer(project, "add-phrasing", "zahlungsmethoden_akzeptieren", "zahlt man bei euch auch mit klarna")
+    listed = trainer(project, "list").stdout
+    assert "Ihre Änderungen bisher:" in listed  # no model trained in this project yet
+    assert "hinzugefügt zu faq_erhalte_rechnung: „rechnung als pdf herunterladen geht wo“" in listed
+    assert "hinzugefügt zu faq_zahlungsmethoden_akzeptieren: „zahlt man bei euch auch mit klarna“" in listed
+    undone = trainer(project, "undo")  # the last one
+    assert undone.returncode == 0 and "Entfernt aus faq_zahlungsmethoden_akzeptieren" in undone.stdout
+    examples = read_examples(project / "data" / "nlu" / "faq.yml")
+    assert "zahlt man bei euch auch mit klarna" not in examples["faq_zahlungsmethoden_akzeptieren"]
+    assert "rechnung als pdf herunterladen geht wo" in examples["faq_erhalte_rechnung"]
+    assert "entfernt aus faq_zahlungsmethoden_akzeptieren" in trainer(project, "list").stdout
+    undone = trainer(project, "undo", "1")
+    assert undone.returncode == 0 and "Entfernt aus faq_erhalte_rechnung" in undone.stdout
+    assert (
+        "rechnung als pdf herunterladen geht wo"
+        not in read_examples(project / "data" / "nlu" / "faq.yml")["faq_erhalte_rechnung"]
+    )
+    again = trainer(project, "undo", "1")  # nothing left to take back
+    assert again.returncode == 1 and "nicht (mehr) in den Trainingsdaten" in again.stderr
+    # After a training only the changes since then are listed.
+    (project / "models").mkdir()
+    (project / "models" / "faq-bot-0.tar.gz").write_bytes(b"")
+    assert "Keine Änderungen seit dem letzten Training" in trainer(project, "list").stdout
+    journal = (project / "var" / "trainer" / "aenderungen.jsonl").read_text(encoding="utf-8")
+    assert "klarna" not in journal and "pdf" not in journal  # hashes only, no phrasing text
+
+
+def test_undo_of_a_reviewed_message_opens_it_again_and_new_questions_can_be_listed(project, tmp_path):
+    store = ReviewStore(tmp_path / "review.db")
+    missed = store.record(
+        "kommt die rechnung auch mit der post zu mir", "a", "contradicted", "faq_erhalte_rechnung", 0.96, [], "said_no"
+    )
+    wish = store.record("ich wünsche mir eine dunkle ansicht", "b", "fallback", "nlu_fallback", 0.6, [])
+    store.close()
+    queue = str(tmp_path / "review.db")
+    reviewed = trainer(project, "review", "--datei", queue, stdin="erhalte_rechnung\nn\n")
+    assert reviewed.returncode == 0, reviewed.stderr
+    listed = trainer(project, "list", "--neue-fragen", "--datei", queue).stdout
+    assert f"#{wish}" in listed and "„ich wünsche mir eine dunkle ansicht“" in listed
+    assert f"(review #{missed})" in trainer(project, "list").stdout
+    undone = trainer(project, "undo", "--datei", queue)
+    assert undone.returncode == 0 and f"Die Nachricht #{missed} ist wieder offen" in undone.stdout
+    store = ReviewStore(tmp_path / "review.db")
+    assert [entry.id for entry in store.entries(status="open")] == [missed]
+    store.close()

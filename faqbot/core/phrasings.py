@@ -96,6 +96,39 @@ def read_examples(path: Path) -> dict[str, list[str]]:
     return examples
 
 
+# A phrasing whose every word is used by at least this many FAQ questions' examples names
+# nothing that tells them apart („ich habe eine frage zur rechnung“).
+VAGUE_SPREAD = 3
+
+
+def vagueness_notice(phrasing: str, project: Path = PROJECT_DIR) -> str:
+    """What to tell the trainer when a phrasing is too vague to teach the bot anything, else ""."""
+    faq_examples = {
+        intent: examples
+        for path in nlu_files(project)
+        for intent, examples in read_examples(path).items()
+        if faq_id_for(intent)
+    }
+    spread: dict[str, set[str]] = {}
+    for intent, examples in faq_examples.items():
+        for example in examples:
+            for word in _words(example):
+                spread.setdefault(word, set()).add(intent)
+    words = _words(_without_markers(phrasing))
+    if not words or any(len(spread.get(word, ())) < VAGUE_SPREAD for word in words):
+        return ""
+    return (
+        f"Hinweis: Die Formulierung ist sehr allgemein: Jedes ihrer Wörter kommt bei mindestens {VAGUE_SPREAD} "
+        "FAQ-Fragen vor. Solche Sätze können den Bot bei anderen Fragen verwirren; besser ist eine Formulierung, "
+        "die sagt, worum es genau geht (z. B. „Rechnung per Post statt per E-Mail“). Mit `undo` nehmen Sie sie "
+        "wieder heraus."
+    )
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w{2,}", text.lower()))
+
+
 def resolve_intent(name: str, project: Path = PROJECT_DIR) -> tuple[str, Path]:
     """The intent name and its file for an FAQ id, an FAQ intent or another intent."""
     name = name.strip()

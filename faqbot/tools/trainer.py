@@ -6,7 +6,8 @@ So wird der Bot besser, in vier Schritten:
                    musste, nicht helfen konnte oder an den Support weitergab, und sie der
                    richtigen FAQ zuordnen (oder „nicht in den FAQ“, „neue Frage“, überspringen).
   2. add-phrasing  einzelne Formulierungen von Kunden einer FAQ hinzufügen
-                   (add-faq / import: eine ganz neue FAQ-Frage anlegen).
+                   (add-faq / import: eine ganz neue FAQ-Frage anlegen;
+                   list: Ihre Änderungen seit dem letzten Training; undo: zurücknehmen).
   3. train         den Bot neu trainieren (nur wenn sich die Daten geändert haben).
   4. evaluate      auswerten und den Bericht (HTML) lesen: Was ist besser, was schlechter?
 
@@ -25,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from faqbot.core import trainer_journal
 from faqbot.core.intents import OUT_OF_SCOPE, intent_for
 from faqbot.core.knowledge import FaqEntry, load
 from faqbot.core.paths import PROJECT_DIR
@@ -37,6 +39,7 @@ from faqbot.core.phrasings import (
     masking_notice,
     normalise,
     remove_phrasing,
+    vagueness_notice,
 )
 
 LOCAL_TIME = ZoneInfo("Europe/Berlin")  # the support team's time, as in support.yml
@@ -211,9 +214,12 @@ def _review_entry(entry, store, faqs, numbered, project: Path, done: dict[str, i
                     "Bitte versuchen Sie es gleich noch einmal."
                 )
                 continue
+            trainer_journal.record(project, "added", added.intent, added.phrasing, f"review #{entry.id}", entry.id)
             print(f"      Hinzugefügt zu {intent}.")
             if added.masked:
                 print(f"      {masking_notice(entry.text, added.phrasing)}")
+            if intent != OUT_OF_SCOPE and (notice := vagueness_notice(added.phrasing, project)):
+                print(f"      {notice}")
         if intent == OUT_OF_SCOPE:
             store.set_status(entry.id, "out_of_scope", intent)
             done["nicht in den FAQ"] += 1
@@ -224,18 +230,106 @@ def _review_entry(entry, store, faqs, numbered, project: Path, done: dict[str, i
 
 
 def cmd_add_phrasing(args: argparse.Namespace) -> int:
+    # Unquoted words are the phrasing too: `add-phrasing 16 geht apple pay`.
+    text = " ".join(args.text)
+    numbered = list(knowledge(args.projekt).values())
+    faq = numbered[int(args.faq) - 1].id if args.faq.isdigit() and 1 <= int(args.faq) <= len(numbered) else args.faq
     try:
-        added = add_phrasing_as_written(args.faq, args.text, args.projekt)
+        added = add_phrasing_as_written(faq, text, args.projekt)
     except AlreadyPresent as refusal:
         print(f"Nichts zu tun: {refusal}")
         return 0
     except PhrasingRefused as refusal:
         print(f"Nicht hinzugefügt: {refusal}", file=sys.stderr)
         return 1
-    print(f"Hinzugefügt zu {added.intent}. Danach: `faqbot-trainer train`.")
+    trainer_journal.record(args.projekt, "added", added.intent, added.phrasing, "add-phrasing")
+    print(f"Hinzugefügt zu {added.intent}: „{added.phrasing}“. Danach: `faqbot-trainer train`.")
     if added.masked:
-        print(masking_notice(args.text, added.phrasing))
+        print(masking_notice(text, added.phrasing))
+    if notice := vagueness_notice(added.phrasing, args.projekt):
+        print(notice)
     return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """The trainer's changes since the last training (or all), numbered for `undo`."""
+    if args.neue_fragen:
+        return _list_new_questions(args)
+    since = None if args.alle else trainer_journal.last_training(args.projekt)
+    changes = trainer_journal.changes(args.projekt, since)
+    when = f"seit dem letzten Training ({_local(since)})" if since else "bisher"
+    if not changes:
+        print(f"Keine Änderungen {when}.")
+        return 0
+    present = trainer_journal.present_phrasings(args.projekt)
+    print(f"Ihre Änderungen {when}:")
+    for number, change in enumerate(changes, start=1):
+        intent, phrasing = present.get(change.phrasing_hash, (change.intent, None))
+        shown = f"„{phrasing}“" if phrasing else "(nicht mehr in den Trainingsdaten)"
+        what = "hinzugefügt zu" if change.action == "added" else "entfernt aus"
+        print(f"  {number:3d}  {_local(change.time)}  {what} {intent}: {shown}  ({change.source})")
+    print("Zurücknehmen: `faqbot-trainer undo` (die letzte) oder `faqbot-trainer undo NUMMER`.")
+    return 0
+
+
+def _list_new_questions(args: argparse.Namespace) -> int:
+    from faqbot.core.review_store import ReviewStore, location
+
+    store = ReviewStore(args.datei or location())
+    try:
+        entries = store.entries(status="new_question")
+    finally:
+        store.close()
+    if not entries:
+        print("Keine Nachrichten als neue Frage vorgemerkt.")
+        return 0
+    print(f"{len(entries)} als neue Frage vorgemerkte Nachrichten (für `add-faq`):")
+    for entry in entries:
+        print(f"  #{entry.id}  {_local(entry.created)}  „{entry.text}“")
+    return 0
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    """Take an added phrasing out again: the last one, or number N of `list`."""
+    since = None if args.nummer is None else trainer_journal.last_training(args.projekt)
+    changes = trainer_journal.changes(args.projekt, since)
+    present = trainer_journal.present_phrasings(args.projekt)
+    if args.nummer is not None:
+        if not 1 <= args.nummer <= len(changes):
+            print(f"Eine Änderung Nummer {args.nummer} gibt es nicht (siehe `faqbot-trainer list`).", file=sys.stderr)
+            return 1
+        change = changes[args.nummer - 1]
+    else:
+        change = next((c for c in reversed(changes) if c.action == "added" and c.phrasing_hash in present), None)
+        if change is None:
+            print("Es gibt keine hinzugefügte Formulierung, die noch zurückzunehmen wäre.")
+            return 0
+    if change.action != "added" or change.phrasing_hash not in present:
+        print("Diese Formulierung ist nicht (mehr) in den Trainingsdaten: nichts zurückzunehmen.", file=sys.stderr)
+        return 1
+    intent, phrasing = present[change.phrasing_hash]
+    try:
+        remove_phrasing(intent, phrasing, args.projekt)
+    except PhrasingRefused as refusal:
+        print(f"Nicht entfernt: {refusal}", file=sys.stderr)
+        return 1
+    trainer_journal.record(args.projekt, "removed", intent, phrasing, "undo", change.review_entry)
+    print(f"Entfernt aus {intent}: „{phrasing}“. Danach: `faqbot-trainer train`.")
+    if change.review_entry is not None:  # the message is open again in the review queue
+        from faqbot.core.review_store import ReviewStore, location
+
+        store = ReviewStore(args.datei or location())
+        try:
+            store.set_status(change.review_entry, "open")
+        finally:
+            store.close()
+        print(f"Die Nachricht #{change.review_entry} ist wieder offen in `faqbot-trainer review`.")
+    return 0
+
+
+def _local(moment: datetime | str) -> str:
+    moment = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return moment.astimezone(LOCAL_TIME).strftime("%d.%m.%Y %H:%M")
 
 
 def cmd_add_faq(args: argparse.Namespace) -> int:
@@ -405,9 +499,32 @@ def parser() -> argparse.ArgumentParser:
         "vorher maskiert. Abgelehnt wird sie, wenn sie leer oder zu lang ist, schon dazugehört, schon zu "
         "einer anderen FAQ gehört (mit Angabe, zu welcher) oder im Testsatz steht.",
     )
-    step.add_argument("faq", help="FAQ-ID (z. B. erhalte_rechnung, siehe `faqs`) oder Intent-Name")
-    step.add_argument("text", help="die Formulierung, in Anführungszeichen")
+    step.add_argument("faq", help="FAQ-Nummer oder -ID (z. B. 16 oder erhalte_rechnung, siehe `faqs`) oder Intent-Name")
+    step.add_argument("text", nargs="+", help="die Formulierung (am besten in Anführungszeichen)")
     step.set_defaults(func=cmd_add_phrasing)
+
+    step = steps.add_parser(
+        "list",
+        help="Ihre Änderungen seit dem letzten Training (oder die vorgemerkten neuen Fragen)",
+        description="Listet die Formulierungen, die Sie seit dem letzten Training hinzugefügt oder entfernt "
+        "haben, nummeriert für `undo`.",
+    )
+    step.add_argument("--alle", action="store_true", help="alle Änderungen, nicht nur seit dem letzten Training")
+    step.add_argument(
+        "--neue-fragen", action="store_true", help="die in review mit n als neue Frage vorgemerkten Nachrichten"
+    )
+    step.add_argument("--datei", type=Path, help="Datei der Warteschlange (Standard: wie bei review)")
+    step.set_defaults(func=cmd_list)
+
+    step = steps.add_parser(
+        "undo",
+        help="eine hinzugefügte Formulierung wieder herausnehmen",
+        description="Nimmt die zuletzt hinzugefügte Formulierung wieder heraus, oder die mit der Nummer aus "
+        "`list`. Kam sie aus review, ist die Nachricht dort wieder offen.",
+    )
+    step.add_argument("nummer", nargs="?", type=int, help="Nummer aus `faqbot-trainer list` (Standard: die letzte)")
+    step.add_argument("--datei", type=Path, help="Datei der Warteschlange (Standard: wie bei review)")
+    step.set_defaults(func=cmd_undo)
 
     step = steps.add_parser(
         "add-faq",

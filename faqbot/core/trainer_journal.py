@@ -1,0 +1,79 @@
+"""What the trainers changed in the training data: phrasings added and removed, in order.
+
+``faqbot-trainer list`` shows the changes since the last training, ``undo`` takes an added
+phrasing out again, and the report starts with them („Ihre Änderungen“). One JSON line per
+change in ``var/trainer/aenderungen.jsonl`` of the project. The phrasing itself is not
+kept, only a hash of it (an erased phrasing leaves no text here); its text is looked up in
+the training data while it is there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from faqbot.core.phrasings import nlu_files, read_examples
+
+
+@dataclass(frozen=True)
+class Change:
+    time: str  # ISO, UTC
+    action: str  # "added" or "removed"
+    intent: str
+    phrasing_hash: str
+    source: str  # "add-phrasing", "review #12", "undo"
+    review_entry: int | None = None  # the review queue's entry it came from
+
+
+def journal_file(project: Path) -> Path:
+    return project / "var" / "trainer" / "aenderungen.jsonl"
+
+
+def phrasing_hash(intent: str, phrasing: str) -> str:
+    return hashlib.sha256(f"{intent}\n{phrasing}".encode()).hexdigest()[:24]
+
+
+def record(
+    project: Path, action: str, intent: str, phrasing: str, source: str, review_entry: int | None = None
+) -> None:
+    path = journal_file(project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    change = Change(
+        datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        action,
+        intent,
+        phrasing_hash(intent, phrasing),
+        source,
+        review_entry,
+    )
+    with path.open("a", encoding="utf-8") as journal:
+        journal.write(json.dumps(asdict(change), ensure_ascii=False) + "\n")
+
+
+def changes(project: Path, since: datetime | None = None) -> list[Change]:
+    path = journal_file(project)
+    if not path.exists():
+        return []
+    found = [Change(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [change for change in found if since is None or datetime.fromisoformat(change.time) > since]
+
+
+def present_phrasings(project: Path) -> dict[str, tuple[str, str]]:
+    """Hash -> (intent, phrasing) of every example in the training data now."""
+    return {
+        phrasing_hash(intent, phrasing): (intent, phrasing)
+        for path in nlu_files(project)
+        for intent, examples in read_examples(path).items()
+        for phrasing in examples
+    }
+
+
+def last_training(project: Path) -> datetime | None:
+    """When the newest model in models/ was trained (its file's time)."""
+    models = list((project / "models").glob("faq-bot-*.tar.gz"))
+    if not models:
+        return None
+    return datetime.fromtimestamp(max(model.stat().st_mtime for model in models), timezone.utc)
