@@ -228,3 +228,25 @@ def test_cross_validation_trains_each_fold_and_tests_every_phrasing_once(model_p
     html = (out / report.REPORT_FILE).read_text(encoding="utf-8")
     assert "Kreuzvalidierung (2 Teile)" in html
     assert (out / "verwechslungsmatrix_kreuzvalidierung.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_report_starts_with_the_trainers_changes(tmp_path):
+    from test_trainer import copy_project
+
+    from faqbot.core import trainer_journal
+    from faqbot.core.phrasings import add_phrasing_as_written, remove_phrasing
+
+    project = copy_project(tmp_path)
+    added = add_phrasing_as_written("erhalte_rechnung", "rechnung als pdf wo finde ich die", project)
+    trainer_journal.record(project, "added", added.intent, added.phrasing, "review #7", 7)
+    gone = add_phrasing_as_written("erhalte_rechnung", "rechnung per post bitte schicken", project)
+    trainer_journal.record(project, "added", gone.intent, gone.phrasing, "add-phrasing")
+    remove_phrasing(gone.intent, gone.phrasing, project)
+    trainer_journal.record(project, "removed", gone.intent, gone.phrasing, "undo")
+    rows = report.trainer_changes(None, project)
+    assert [(row["what"], row["phrasing"], row["source"]) for row in rows] == [
+        ("hinzugefügt", "rechnung als pdf wo finde ich die", "review #7"),
+        ("hinzugefügt", "(nicht mehr in den Trainingsdaten)", "add-phrasing"),
+        ("entfernt", "(nicht mehr in den Trainingsdaten)", "undo"),
+    ]
+    assert report.trainer_changes({"zeit": "31.12.2099 23:59:59"}, project) == []  # none since a later run

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from faqbot.core import knowledge, spacy_model
+from faqbot.core import knowledge, spacy_model, trainer_journal
 from faqbot.core.intents import GENERAL_INTENTS, faq_id_for
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.tools.evaluate import DEFAULT_TEST_SET, Evaluation, best_intent, classify, read_examples, score
@@ -367,6 +367,25 @@ def source_section(source: Source, metrics: dict, previous: dict | None, image: 
     }
 
 
+def trainer_changes(previous: dict | None, project: Path = PROJECT_DIR) -> list[dict[str, str]]:
+    """„Ihre Änderungen“: the phrasings trainers added or removed since the previous run (all
+    of them without one), as the report starts with them."""
+    since = datetime.strptime(previous["zeit"], "%d.%m.%Y %H:%M:%S").astimezone() if previous else None
+    present = trainer_journal.present_phrasings(project)
+    rows = []
+    for change in trainer_journal.changes(project, since):
+        intent, phrasing = present.get(change.phrasing_hash, (change.intent, None))
+        rows.append(
+            {
+                "what": "hinzugefügt" if change.action == "added" else "entfernt",
+                "intent": intent,
+                "phrasing": phrasing or "(nicht mehr in den Trainingsdaten)",
+                "source": change.source,
+            }
+        )
+    return rows
+
+
 def render(
     sources: list[Source], metrics: dict[str, dict], run: dict, previous: dict | None, images: dict[str, str]
 ) -> str:
@@ -386,6 +405,7 @@ def render(
         standin=spacy_model.is_standin(),
         head=head,
         previous=previous,
+        your_changes=trainer_changes(previous),
         summary=summary(sources, previous),
         changes=changes(sources, metrics, previous, intent) if previous else [],
         sources=[source_section(s, metrics[s.key], previous, images[s.key], intent) for s in sources],
