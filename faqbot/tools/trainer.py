@@ -24,10 +24,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from faqbot.core import trainer_journal
-from faqbot.core.intents import OUT_OF_SCOPE, intent_for
+from faqbot.core import review_decisions, trainer_journal
+from faqbot.core.intents import OUT_OF_SCOPE
 from faqbot.core.knowledge import FaqEntry, load
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.phrasings import (
@@ -38,7 +36,6 @@ from faqbot.core.phrasings import (
     check,
     masking_notice,
     normalise,
-    remove_phrasing,
     vagueness_notice,
 )
 
@@ -193,39 +190,12 @@ def _review_entry(entry, store, faqs, numbered, project: Path, done: dict[str, i
         if answer != "o" and faq_id is None:
             print("      Bitte eine FAQ-Nummer oder -ID angeben, oder o, n, s, q.")
             continue
-        intent = intent_for(faq_id) if faq_id else OUT_OF_SCOPE
-        try:
-            added = add_phrasing_as_written(intent, entry.text, project)
-        except AlreadyPresent as refusal:
-            print(f"      {refusal} Als erledigt markiert.")
-        except PhrasingRefused as refusal:
-            print(f"      Nicht übernommen: {refusal} Die Nachricht bleibt offen.")
+        decision = review_decisions.assign(store, entry, faq_id, project)
+        for message in decision.messages:
+            print(f"      {message}")
+        if not decision.settled:
             continue
-        else:
-            # Which phrasing came from this message, so that an erasure request can remove it
-            # again: a phrasing that cannot be recorded does not stay in the training data.
-            try:
-                store.set_added_phrasing(entry.id, added.intent, added.phrasing)
-            except SQLAlchemyError as error:
-                remove_phrasing(added.intent, added.phrasing, project)
-                print(
-                    f"      Nicht übernommen: Die Review-Warteschlange ist gerade nicht beschreibbar "
-                    f"({getattr(error, 'orig', error)}). "
-                    "Bitte versuchen Sie es gleich noch einmal."
-                )
-                continue
-            trainer_journal.record(project, "added", added.intent, added.phrasing, f"review #{entry.id}", entry.id)
-            print(f"      Hinzugefügt zu {intent}.")
-            if added.masked:
-                print(f"      {masking_notice(entry.text, added.phrasing)}")
-            if intent != OUT_OF_SCOPE and (notice := vagueness_notice(added.phrasing, project)):
-                print(f"      {notice}")
-        if intent == OUT_OF_SCOPE:
-            store.set_status(entry.id, "out_of_scope", intent)
-            done["nicht in den FAQ"] += 1
-        else:
-            store.set_status(entry.id, "assigned", intent)
-            done["zugeordnet"] += 1
+        done["nicht in den FAQ" if decision.intent == OUT_OF_SCOPE else "zugeordnet"] += 1
         return True
 
 
@@ -291,39 +261,22 @@ def _list_new_questions(args: argparse.Namespace) -> int:
 
 def cmd_undo(args: argparse.Namespace) -> int:
     """Take an added phrasing out again: the last one, or number N of `list`."""
-    since = None if args.nummer is None else trainer_journal.last_training(args.projekt)
-    changes = trainer_journal.changes(args.projekt, since)
-    present = trainer_journal.present_phrasings(args.projekt)
-    if args.nummer is not None:
-        if not 1 <= args.nummer <= len(changes):
-            print(f"Eine Änderung Nummer {args.nummer} gibt es nicht (siehe `faqbot-trainer list`).", file=sys.stderr)
-            return 1
-        change = changes[args.nummer - 1]
-    else:
-        change = next((c for c in reversed(changes) if c.action == "added" and c.phrasing_hash in present), None)
-        if change is None:
-            print("Es gibt keine hinzugefügte Formulierung, die noch zurückzunehmen wäre.")
-            return 0
-    if change.action != "added" or change.phrasing_hash not in present:
-        print("Diese Formulierung ist nicht (mehr) in den Trainingsdaten: nichts zurückzunehmen.", file=sys.stderr)
-        return 1
-    intent, phrasing = present[change.phrasing_hash]
-    try:
-        remove_phrasing(intent, phrasing, args.projekt)
-    except PhrasingRefused as refusal:
-        print(f"Nicht entfernt: {refusal}", file=sys.stderr)
-        return 1
-    trainer_journal.record(args.projekt, "removed", intent, phrasing, "undo", change.review_entry)
-    print(f"Entfernt aus {intent}: „{phrasing}“. Danach: `faqbot-trainer train`.")
-    if change.review_entry is not None:  # the message is open again in the review queue
-        from faqbot.core.review_store import ReviewStore, location
+    from faqbot.core.review_store import ReviewStore, location
 
+    def reopen(entry_id: int) -> None:  # the message is open again in the review queue
         store = ReviewStore(args.datei or location())
         try:
-            store.set_status(change.review_entry, "open")
+            store.set_status(entry_id, "open")
         finally:
             store.close()
-        print(f"Die Nachricht #{change.review_entry} ist wieder offen in `faqbot-trainer review`.")
+
+    try:
+        messages = review_decisions.undo(args.projekt, args.nummer, reopen)
+    except review_decisions.NothingToUndo as nothing:
+        print(nothing, file=sys.stderr if args.nummer is not None else sys.stdout)
+        return 1 if args.nummer is not None else 0
+    for message in messages:
+        print(message)
     return 0
 
 

@@ -1,0 +1,97 @@
+"""What a trainer decides about a message of the review queue, for the command line and the
+web inbox alike: assign it to an FAQ (or "not in the FAQ"), and take an added phrasing back.
+Messages for the trainer are German, in the Sie-form."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from faqbot.core import trainer_journal
+from faqbot.core.intents import OUT_OF_SCOPE, intent_for
+from faqbot.core.phrasings import (
+    AlreadyPresent,
+    PhrasingRefused,
+    add_phrasing_as_written,
+    masking_notice,
+    remove_phrasing,
+    vagueness_notice,
+)
+
+
+@dataclass
+class Decision:
+    settled: bool  # the message is done (assigned or not in the FAQ); else it stays open
+    intent: str | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+def assign(store, entry, faq_id: str | None, project: Path) -> Decision:
+    """The message as a phrasing of the FAQ (``None``: not in the FAQ), recorded in the queue
+    and the trainers' journal; refused with the reason, the message then stays open."""
+    intent = intent_for(faq_id) if faq_id else OUT_OF_SCOPE
+    messages = []
+    try:
+        added = add_phrasing_as_written(intent, entry.text, project)
+    except AlreadyPresent as refusal:
+        messages.append(f"{refusal} Als erledigt markiert.")
+    except PhrasingRefused as refusal:
+        return Decision(False, intent, [f"Nicht übernommen: {refusal} Die Nachricht bleibt offen."])
+    else:
+        # Which phrasing came from this message, so that an erasure request can remove it
+        # again: a phrasing that cannot be recorded does not stay in the training data.
+        try:
+            store.set_added_phrasing(entry.id, added.intent, added.phrasing)
+        except SQLAlchemyError as error:
+            remove_phrasing(added.intent, added.phrasing, project)
+            return Decision(
+                False,
+                intent,
+                [
+                    "Nicht übernommen: Die Review-Warteschlange ist gerade nicht beschreibbar "
+                    f"({getattr(error, 'orig', error)}). Bitte versuchen Sie es gleich noch einmal."
+                ],
+            )
+        trainer_journal.record(project, "added", added.intent, added.phrasing, f"review #{entry.id}", entry.id)
+        messages.append(f"Hinzugefügt zu {intent}.")
+        if added.masked:
+            messages.append(masking_notice(entry.text, added.phrasing))
+        if intent != OUT_OF_SCOPE and (notice := vagueness_notice(added.phrasing, project)):
+            messages.append(notice)
+    store.set_status(entry.id, "out_of_scope" if intent == OUT_OF_SCOPE else "assigned", intent)
+    return Decision(True, intent, messages)
+
+
+class NothingToUndo(Exception):
+    """Nothing (more) to take back; the message says why, in German."""
+
+
+def undo(project: Path, number: int | None, reopen) -> list[str]:
+    """Take an added phrasing out again: the last one still there, or number ``number`` of the
+    changes since the last training (``faqbot-trainer list``). ``reopen(entry_id)`` opens the
+    review message it came from again. The trainer's messages."""
+    changes = trainer_journal.changes(project, trainer_journal.last_training(project) if number else None)
+    present = trainer_journal.present_phrasings(project)
+    if number is not None:
+        if not 1 <= number <= len(changes):
+            raise NothingToUndo(f"Eine Änderung Nummer {number} gibt es nicht (siehe `faqbot-trainer list`).")
+        change = changes[number - 1]
+    else:
+        change = next((c for c in reversed(changes) if c.action == "added" and c.phrasing_hash in present), None)
+        if change is None:
+            raise NothingToUndo("Es gibt keine hinzugefügte Formulierung, die noch zurückzunehmen wäre.")
+    if change.action != "added" or change.phrasing_hash not in present:
+        raise NothingToUndo("Diese Formulierung ist nicht (mehr) in den Trainingsdaten: nichts zurückzunehmen.")
+    intent, phrasing = present[change.phrasing_hash]
+    try:
+        remove_phrasing(intent, phrasing, project)
+    except PhrasingRefused as refusal:
+        raise NothingToUndo(f"Nicht entfernt: {refusal}") from refusal
+    trainer_journal.record(project, "removed", intent, phrasing, "undo", change.review_entry)
+    messages = [f"Entfernt aus {intent}: „{phrasing}“. Danach: `faqbot-trainer train`."]
+    if change.review_entry is not None:
+        reopen(change.review_entry)
+        messages.append(f"Die Nachricht #{change.review_entry} ist wieder offen in `faqbot-trainer review`.")
+    return messages
