@@ -89,6 +89,9 @@ import-faq: install  ## FAQ-Seite neu einlesen: make import-faq PAGE=data/faq_se
 trainer: install  ## Trainer-Werkzeug: make trainer ARGS='add-phrasing 16 "geht apple pay"' (Schritte: make trainer ARGS=--help)
 	$(PY) -m faqbot.tools.trainer $(or $(ARGS),--help)
 
+inbox: install  ## Posteingang der Trainer im Browser: http://127.0.0.1:5007/ (FAQBOT_TRAINER_TOKEN setzen)
+	$(PY) -m faqbot.server.trainer_inbox
+
 datenschutz: install  ## Auskunft, Löschung, Aufbewahrung: make datenschutz ARGS="auskunft --email kunde@example.org"
 	$(PY) -m faqbot.tools.datenschutz $(or $(ARGS),--help)
 
@@ -96,4 +99,4 @@ clean:  ## Modelle, Laufzeitdaten und Ergebnisse löschen (nicht .venv)
 	rm -rf models results .pytest_cache
 	find var -mindepth 1 ! -name .gitkeep -delete
 
-.PHONY: help install browser components spacy-official train validate run cluster lint format test-unit test bench bench-cluster import-faq trainer datenschutz clean
+.PHONY: help install browser components spacy-official train validate run cluster lint format test-unit test bench bench-cluster import-faq trainer inbox datenschutz clean

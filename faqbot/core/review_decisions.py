@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from faqbot.core import trainer_journal
 from faqbot.core.intents import OUT_OF_SCOPE, intent_for
+from faqbot.core.knowledge import FaqEntry
 from faqbot.core.phrasings import (
     AlreadyPresent,
     PhrasingRefused,
@@ -19,6 +20,40 @@ from faqbot.core.phrasings import (
     remove_phrasing,
     vagueness_notice,
 )
+
+# What kind of miss a queued message is, for the trainer.
+KIND_NAMES = {
+    "clarification": "Rückfrage „Meinten Sie …?“",
+    "fallback": "nicht verstanden",
+    "out_of_scope": "nicht in den FAQ",
+    "escalation": "an den Support weitergegeben",
+    "low_confidence": "beantwortet, aber unsicher",
+    "unhelpful": "Antwort als nicht hilfreich bewertet",
+    "contradicted": "sicher beantwortet, aber der Kunde widersprach",
+    "small_talk": "als Smalltalk verstanden, klingt aber nach einer Frage",
+    "sample": "Stichprobe: sicher beantwortet – stimmt die Antwort?",
+}
+
+
+def outcome_text(outcome: str | None, faqs: dict[str, FaqEntry]) -> str:
+    """How the conversation went on after the message, for the trainer."""
+    if not outcome:
+        return "keine weitere Reaktion"
+    if outcome.startswith("faq:"):
+        entry = faqs.get(outcome[4:])
+        return f"wählte die Schaltfläche „{entry.question if entry else outcome[4:]}“"
+    if outcome.startswith("unhelpful:"):
+        entry = faqs.get(outcome[10:])
+        return f"fand die Antwort auf „{entry.question if entry else outcome[10:]}“ nicht hilfreich"
+    return {
+        "none_of_these": "wählte „Keine davon“",
+        "declined": "lehnte die Weitergabe ab",
+        "escalated": "wurde an den Support weitergegeben",
+        "thanks": "bedankte sich",
+        "said_no": "antwortete „nein“ auf die Antwort",
+        "rephrased": "fragte danach noch einmal anders",
+        "asked_for_person": "wollte danach einen Mitarbeiter sprechen",
+    }.get(outcome, outcome)
 
 
 @dataclass

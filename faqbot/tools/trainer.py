@@ -40,17 +40,6 @@ from faqbot.core.phrasings import (
 )
 
 LOCAL_TIME = ZoneInfo("Europe/Berlin")  # the support team's time, as in support.yml
-KIND_NAMES = {
-    "clarification": "Rückfrage „Meinten Sie …?“",
-    "fallback": "nicht verstanden",
-    "out_of_scope": "nicht in den FAQ",
-    "escalation": "an den Support weitergegeben",
-    "low_confidence": "beantwortet, aber unsicher",
-    "unhelpful": "Antwort als nicht hilfreich bewertet",
-    "contradicted": "sicher beantwortet, aber der Kunde widersprach",
-    "small_talk": "als Smalltalk verstanden, klingt aber nach einer Frage",
-    "sample": "Stichprobe: sicher beantwortet – stimmt die Antwort?",
-}
 # Fewer phrasings than this and the new question is hardly recognised at all.
 MIN_NEW_FAQ_PHRASINGS = 3
 # tests/test_data.py: every FAQ intent needs its question plus at least 12 phrasings.
@@ -69,26 +58,6 @@ def cmd_faqs(args: argparse.Namespace) -> int:
             print(f"\n{category}")
         print(f"  {number:2d}  {entry.id:<48} {entry.question}")
     return 0
-
-
-def _outcome_text(outcome: str | None, faqs: dict[str, FaqEntry]) -> str:
-    if not outcome:
-        return "keine weitere Reaktion"
-    if outcome.startswith("faq:"):
-        entry = faqs.get(outcome[4:])
-        return f"wählte die Schaltfläche „{entry.question if entry else outcome[4:]}“"
-    if outcome.startswith("unhelpful:"):
-        entry = faqs.get(outcome[10:])
-        return f"fand die Antwort auf „{entry.question if entry else outcome[10:]}“ nicht hilfreich"
-    return {
-        "none_of_these": "wählte „Keine davon“",
-        "declined": "lehnte die Weitergabe ab",
-        "escalated": "wurde an den Support weitergegeben",
-        "thanks": "bedankte sich",
-        "said_no": "antwortete „nein“ auf die Antwort",
-        "rephrased": "fragte danach noch einmal anders",
-        "asked_for_person": "wollte danach einen Mitarbeiter sprechen",
-    }.get(outcome, outcome)
 
 
 def _choose_faq(answer: str, numbered: list[FaqEntry], faqs: dict[str, FaqEntry]) -> str | None:
@@ -162,9 +131,9 @@ def _review_entry(entry, store, faqs, numbered, project: Path, done: dict[str, i
     when = datetime.fromisoformat(entry.created).astimezone(LOCAL_TIME).strftime("%d.%m.%Y %H:%M")
     print(f"\n  #{entry.id}  „{entry.text}“")
     print(
-        f"      {KIND_NAMES.get(entry.kind, entry.kind)} · Sicherheit "
+        f"      {review_decisions.KIND_NAMES.get(entry.kind, entry.kind)} · Sicherheit "
         f"{'–' if confidence is None else f'{confidence:.2f}'} · am {when} · "
-        f"Kunde {_outcome_text(entry.outcome, faqs)}"
+        f"Kunde {review_decisions.outcome_text(entry.outcome, faqs)}"
     )
     suggestion = entry.picked_faq if entry.picked_faq in faqs else None
     if suggestion:
@@ -418,8 +387,8 @@ def parser() -> argparse.ArgumentParser:
     )
     step.add_argument(
         "--art",
-        choices=sorted(KIND_NAMES),
-        help="nur diese Art: " + ", ".join(f"{k} = {v}" for k, v in KIND_NAMES.items()),
+        choices=sorted(review_decisions.KIND_NAMES),
+        help="nur diese Art: " + ", ".join(f"{k} = {v}" for k, v in review_decisions.KIND_NAMES.items()),
     )
     step.add_argument(
         "--datei",

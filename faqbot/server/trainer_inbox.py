@@ -1,0 +1,314 @@
+"""The trainers' review inbox in the browser: what `faqbot-trainer review`, `list` and `undo`
+do, without a terminal.
+
+    python -m faqbot.server.trainer_inbox [--port 5007]     (make inbox)
+
+then http://127.0.0.1:5007/ . It runs where the project's training data are (it edits
+``data/nlu/*.yml`` like the command line) and listens on loopback only. Login with
+``FAQBOT_TRAINER_TOKEN`` (at least 32 characters; without it the inbox refuses everything,
+503); after 10 wrong tokens per minute an address waits (429).
+
+    GET  /api/queue          open messages, costly misses first, grouped by the bot's guess,
+                             each with its top three guesses and what the customer did next
+    POST /api/assign         {"ids": [..], "faq": "<FAQ id>" | "out_of_scope"}
+    POST /api/skip           {"ids": [..]}
+    POST /api/new-question   {"ids": [..]}
+    GET  /api/changes        the phrasings added and removed since the last training
+    POST /api/undo           {"number": n} or {} for the last added phrasing
+    GET  /api/new-questions  the messages marked as a new question
+
+Decisions go through ``faqbot.core.review_decisions`` (masking, refusals with the reason,
+the journal), one at a time: the data files are edited by one writer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from faqbot.core import review_decisions, shared_secrets, trainer_journal
+from faqbot.core.intents import GENERAL_INTENTS, OUT_OF_SCOPE, faq_id_for
+from faqbot.core.knowledge import load
+from faqbot.core.paths import PROJECT_DIR
+from faqbot.core.rate_limit import RateLimiter
+from faqbot.core.review_store import ReviewStore, location
+
+logger = logging.getLogger(__name__)
+
+TOKEN_VARIABLE = "FAQBOT_TRAINER_TOKEN"
+DEFAULT_PORT = 5007
+PAGE_DIR = PROJECT_DIR / "web" / "trainer"
+PAGE_FILES = {
+    "index.html": "text/html",
+    "trainer.js": "text/javascript",
+    "trainer.css": "text/css",
+}
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+        "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+MAX_IDS = 200  # a bulk action at most
+
+
+def refusal(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"message": message}, status=status, headers=headers or None)
+
+
+class Inbox:
+    def __init__(self, project: Path = PROJECT_DIR, queue: Path | str | None = None) -> None:
+        self.project, self.queue = project, queue or location()
+        self.token = os.environ.get(TOKEN_VARIABLE) or None
+        if self.token:
+            shared_secrets.require(TOKEN_VARIABLE)  # a short token stops the start
+        self.failed_logins = RateLimiter.from_environment("FAILED_AUTH")
+        self.writing = asyncio.Lock()  # one decision at a time: the data files have one writer
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.authenticate], client_max_size=64 * 1024)
+        app.add_routes(
+            [
+                web.get("/", lambda request: web.HTTPFound("/inbox/")),
+                web.get("/inbox/", self.page),
+                web.get("/inbox/{name}", self.page),
+                web.get("/api/queue", self.queue_view),
+                web.post("/api/assign", self.assign),
+                web.post("/api/skip", self.mark("skipped")),
+                web.post("/api/new-question", self.mark("new_question")),
+                web.get("/api/changes", self.changes),
+                web.post("/api/undo", self.undo),
+                web.get("/api/new-questions", self.new_questions),
+            ]
+        )
+        return app
+
+    @web.middleware
+    async def authenticate(self, request: web.Request, handler) -> web.StreamResponse:
+        if not request.path.startswith("/api/"):  # the page holds no data
+            return await handler(request)
+        if not self.token:
+            return refusal(503, f"{TOKEN_VARIABLE} ist nicht gesetzt: Der Posteingang ist abgeschaltet.")
+        address = request.remote or "?"
+        wait = self.failed_logins.waiting(address)
+        if wait:
+            return refusal(
+                429, f"Zu viele falsche Anmeldungen. Bitte warten Sie {wait} Sekunden.", **{"Retry-After": str(wait)}
+            )
+        given = shared_secrets.bearer_token(request.headers.get("Authorization"))
+        if not shared_secrets.matches(given, self.token):
+            logger.warning("Trainer-Posteingang: ungültiger Token von %s", address)
+            self.failed_logins.allow(address)
+            return refusal(401, "Der Zugangsschlüssel fehlt oder ist falsch.")
+        return await handler(request)
+
+    async def page(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info.get("name") or "index.html"
+        if name not in PAGE_FILES:
+            return web.Response(text="Diese Seite gibt es nicht.", status=404)
+        body = (PAGE_DIR / name).read_bytes()
+        return web.Response(body=body, content_type=PAGE_FILES[name], charset="utf-8", headers=PAGE_HEADERS)
+
+    def store(self) -> ReviewStore:
+        return ReviewStore(self.queue)
+
+    def faqs(self) -> dict:
+        return load(self.project / "data" / "faq.yml")
+
+    async def queue_view(self, request: web.Request) -> web.Response:
+        return web.json_response(await asyncio.to_thread(self._queue))
+
+    def _queue(self) -> dict[str, Any]:
+        faqs = self.faqs()
+        questions = {entry.intent: entry.question for entry in faqs.values()}
+
+        def guess(name: str | None, confidence: float | None) -> dict[str, Any] | None:
+            faq_id = faq_id_for(name or "")
+            if faq_id not in faqs and name != OUT_OF_SCOPE:
+                return None
+            return {
+                "faq": faq_id or OUT_OF_SCOPE,
+                "question": questions.get(name) or GENERAL_INTENTS[OUT_OF_SCOPE],
+                "percent": round(100 * (confidence or 0)),
+            }
+
+        store = self.store()
+        try:
+            entries = store.entries(status="open", by_priority=True)
+        finally:
+            store.close()
+        groups: dict[str | None, dict[str, Any]] = {}
+        for entry in entries:
+            group = groups.setdefault(
+                entry.guess,
+                {
+                    "guess": entry.guess,
+                    "question": faqs[entry.guess].question if entry.guess in faqs else None,
+                    "entries": [],
+                },
+            )
+            guesses = [g for item in entry.ranking if (g := guess(item.get("name"), item.get("confidence")))]
+            suggestion = entry.picked_faq if entry.picked_faq in faqs else None
+            group["entries"].append(
+                {
+                    "id": entry.id,
+                    "text": entry.text,
+                    "kind": review_decisions.KIND_NAMES.get(entry.kind, entry.kind),
+                    "created": entry.created,
+                    "confidence": entry.guess_confidence,
+                    "next": review_decisions.outcome_text(entry.outcome, faqs),
+                    "guesses": guesses[:3],
+                    "suggestion": suggestion or (guesses[0]["faq"] if guesses else None),
+                }
+            )
+        numbered = [
+            {"number": number, "faq": entry.id, "question": entry.question}
+            for number, entry in enumerate(faqs.values(), start=1)
+        ]
+        return {"count": len(entries), "groups": list(groups.values()), "faqs": numbered}
+
+    async def ids(self, request: web.Request) -> list[int] | web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        ids = body.get("ids") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or not ids or len(ids) > MAX_IDS or not all(isinstance(i, int) for i in ids):
+            return refusal(400, f'Bitte senden Sie JSON wie {{"ids": [12, 13]}} (1 bis {MAX_IDS} Nachrichten).')
+        return ids
+
+    async def assign(self, request: web.Request) -> web.Response:
+        ids = await self.ids(request)
+        if isinstance(ids, web.Response):
+            return ids
+        faq = (await request.json()).get("faq")
+        faqs = self.faqs()
+        if faq != OUT_OF_SCOPE and faq not in faqs:
+            return refusal(400, "Bitte wählen Sie eine FAQ-Frage oder „Nicht in den FAQ“.")
+        async with self.writing:
+            results = await asyncio.to_thread(self._assign, ids, None if faq == OUT_OF_SCOPE else faq)
+        return web.json_response({"results": results})
+
+    def _assign(self, ids: list[int], faq_id: str | None) -> list[dict[str, Any]]:
+        store = self.store()
+        try:
+            entries = {entry.id: entry for entry in store.entries(status="open")}
+            results = []
+            for entry_id in ids:
+                entry = entries.get(entry_id)
+                if entry is None:
+                    results.append(
+                        {"id": entry_id, "settled": False, "messages": ["Diese Nachricht ist nicht mehr offen."]}
+                    )
+                    continue
+                decision = review_decisions.assign(store, entry, faq_id, self.project)
+                results.append({"id": entry_id, "settled": decision.settled, "messages": decision.messages})
+            return results
+        finally:
+            store.close()
+
+    def mark(self, status: str):
+        async def handler(request: web.Request) -> web.Response:
+            ids = await self.ids(request)
+            if isinstance(ids, web.Response):
+                return ids
+
+            def write() -> None:
+                store = self.store()
+                try:
+                    for entry_id in ids:
+                        store.set_status(entry_id, status)
+                finally:
+                    store.close()
+
+            await asyncio.to_thread(write)
+            return web.json_response({"marked": ids, "status": status})
+
+        return handler
+
+    async def changes(self, request: web.Request) -> web.Response:
+        def read() -> dict[str, Any]:
+            since = trainer_journal.last_training(self.project)
+            present = trainer_journal.present_phrasings(self.project)
+            rows = []
+            for number, change in enumerate(trainer_journal.changes(self.project, since), start=1):
+                intent, phrasing = present.get(change.phrasing_hash, (change.intent, None))
+                rows.append(
+                    {
+                        "number": number,
+                        "action": change.action,
+                        "intent": intent,
+                        "phrasing": phrasing,
+                        "source": change.source,
+                        "time": change.time,
+                        "undoable": change.action == "added" and phrasing is not None,
+                    }
+                )
+            return {"since": since.isoformat() if since else None, "changes": rows}
+
+        return web.json_response(await asyncio.to_thread(read))
+
+    async def undo(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        number = body.get("number") if isinstance(body, dict) else None
+        if number is not None and not isinstance(number, int):
+            return refusal(400, 'Bitte senden Sie JSON wie {"number": 3} oder {}.')
+
+        def reopen(entry_id: int) -> None:
+            store = self.store()
+            try:
+                store.set_status(entry_id, "open")
+            finally:
+                store.close()
+
+        async with self.writing:
+            try:
+                messages = await asyncio.to_thread(review_decisions.undo, self.project, number, reopen)
+            except review_decisions.NothingToUndo as nothing:
+                return refusal(409, str(nothing))
+        return web.json_response({"messages": messages})
+
+    async def new_questions(self, request: web.Request) -> web.Response:
+        def read() -> list[dict[str, Any]]:
+            store = self.store()
+            try:
+                return [
+                    {"id": entry.id, "text": entry.text, "created": entry.created}
+                    for entry in store.entries(status="new_question")
+                ]
+            finally:
+                store.close()
+
+        return web.json_response({"entries": await asyncio.to_thread(read)})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Der Posteingang der Trainerinnen und Trainer im Browser.")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"Port auf 127.0.0.1 (Standard: {DEFAULT_PORT})")
+    parser.add_argument("--datei", help="Datei der Review-Warteschlange (Standard: wie faqbot-trainer review)")
+    parser.add_argument("--projekt", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    inbox = Inbox(args.projekt, queue=args.datei)
+    if not inbox.token:
+        raise SystemExit(
+            f"Bitte setzen Sie {TOKEN_VARIABLE} (mindestens 32 Zeichen): ohne ihn bleibt der Posteingang zu."
+        )
+    print(f"Posteingang: http://127.0.0.1:{args.port}/ (Zugangsschlüssel: {TOKEN_VARIABLE})", flush=True)
+    web.run_app(inbox.app(), host="127.0.0.1", port=args.port, print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
