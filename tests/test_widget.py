@@ -143,6 +143,20 @@ def expect_reply(page: Page, text: str) -> None:
     expect(page.locator(BOT_TEXT, has_text=text).last).to_be_visible(timeout=REPLY_TIMEOUT_MS)
 
 
+def escalate(page: Page, problem: str, email: str) -> str:
+    """Ask for a person in the open widget, describe the problem, give and confirm the
+    address: the ticket number the widget shows."""
+    ask(page, "Ich möchte bitte mit einem Mitarbeiter sprechen")
+    expect_reply(page, response_text("utter_ask_problem_description"))
+    ask(page, problem)
+    expect_reply(page, response_text("utter_ask_customer_email"))
+    ask(page, email)
+    page.locator(".chat-reply", has_text="Ja, richtig").click()
+    confirmation = page.locator(BOT_TEXT, has_text=TICKET)
+    expect(confirmation).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    return TICKET.search(confirmation.inner_text()).group()
+
+
 def responses(page: Page):
     """The bot's messages as a customer reads them (without the screen-reader prefix)."""
     return [" ".join(t.split()).removeprefix("Assistent: ") for t in page.locator(BOT_TEXT).all_inner_texts()]
@@ -604,15 +618,8 @@ def test_when_the_bot_goes_down_the_conversation_stays_with_the_contacts_and_the
         page = context.new_page()
         try:
             open_chat(page, servers)
-            ask(page, "Ich möchte bitte mit einem Mitarbeiter sprechen")
-            expect_reply(page, response_text("utter_ask_problem_description"))
-            ask(page, "Meine Lieferung kam beschädigt an")
-            expect_reply(page, response_text("utter_ask_customer_email"))
-            ask(page, "widget.kunde@beispiel.de")
-            page.locator(".chat-reply", has_text="Ja, richtig").click()
+            ticket_id = escalate(page, "Meine Lieferung kam beschädigt an", "widget.kunde@beispiel.de")
             confirmation = page.locator(BOT_TEXT, has_text=TICKET)
-            expect(confirmation).to_be_visible(timeout=REPLY_TIMEOUT_MS)
-            ticket_id = TICKET.search(confirmation.inner_text()).group()
             ticket = confirmation.locator(".chat-ticket")
             assert ticket.inner_text() == ticket_id
             assert ticket.bounding_box()["height"] < 30  # on one line, never „T-“ / „2026…“
@@ -683,15 +690,7 @@ def agent_login(agent: Page, site: BotServers, token: str = SUPPORT_TOKEN) -> No
 
 def test_the_agent_page_answers_and_closes_a_widget_customers_ticket(browser, page, site):
     open_chat(page, site)
-    ask(page, "Ich möchte bitte mit einem Mitarbeiter sprechen")
-    expect_reply(page, response_text("utter_ask_problem_description"))
-    ask(page, "Mein Gutschein-Code wird nicht angenommen")
-    expect_reply(page, response_text("utter_ask_customer_email"))
-    ask(page, "gutschein.kunde@beispiel.de")
-    page.locator(".chat-reply", has_text="Ja, richtig").click()
-    confirmation = page.locator(BOT_TEXT, has_text=TICKET)
-    expect(confirmation).to_be_visible(timeout=REPLY_TIMEOUT_MS)
-    ticket_id = TICKET.search(confirmation.inner_text()).group()
+    ticket_id = escalate(page, "Mein Gutschein-Code wird nicht angenommen", "gutschein.kunde@beispiel.de")
 
     context = browser.new_context(viewport={"width": 375, "height": 800}, locale="de-DE")  # a phone
     agent = context.new_page()

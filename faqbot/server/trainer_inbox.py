@@ -38,6 +38,7 @@ from faqbot.core.knowledge import load
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.rate_limit import RateLimiter
 from faqbot.core.review_store import ReviewStore, location
+from faqbot.server.web import STAFF_PAGE_HEADERS
 
 logger = logging.getLogger(__name__)
 
@@ -48,15 +49,6 @@ PAGE_FILES = {
     "index.html": "text/html",
     "trainer.js": "text/javascript",
     "trainer.css": "text/css",
-}
-PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
-        "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
 }
 MAX_IDS = 200  # a bulk action at most
 
@@ -116,7 +108,7 @@ class Inbox:
         if name not in PAGE_FILES:
             return web.Response(text="Diese Seite gibt es nicht.", status=404)
         body = (PAGE_DIR / name).read_bytes()
-        return web.Response(body=body, content_type=PAGE_FILES[name], charset="utf-8", headers=PAGE_HEADERS)
+        return web.Response(body=body, content_type=PAGE_FILES[name], charset="utf-8", headers=STAFF_PAGE_HEADERS)
 
     def store(self) -> ReviewStore:
         return ReviewStore(self.queue)

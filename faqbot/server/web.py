@@ -41,6 +41,18 @@ from faqbot.core.knowledge import KnowledgeError, load
 from faqbot.core.paths import PROJECT_DIR, WEBSITE_CONFIG_FILE
 from faqbot.core.privacy import DEFAULT_RETENTION_DAYS, retention_days
 
+# The staff's own pages (the support team's ticket page, the trainers' inbox): scripts and
+# styles only from their own server, no inline code, never framed, nothing cached.
+STAFF_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+        "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
 WEB_DIR = PROJECT_DIR / "web"
 SOCKET_IO_CLIENT = WEB_DIR / "node_modules" / "socket.io-client" / "dist" / "socket.io.min.js"
 DEFAULT_PORT = 8080

@@ -67,6 +67,7 @@ from faqbot.server import patches
 from faqbot.server.channels.rest import service_unavailable, signed_callback, too_many_requests
 from faqbot.server.failures import ServiceUnavailable
 from faqbot.server.patches import require_attribute, require_version
+from faqbot.server.web import STAFF_PAGE_HEADERS
 
 logger = logging.getLogger(__name__)
 
@@ -173,17 +174,6 @@ def agent_file(name: str) -> response.HTTPResponse:
         return response.text("Diese Seite gibt es nicht.", status=404)
     content_type, body = found
     return response.raw(body, content_type=content_type)
-
-
-AGENT_PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
-        "form-action 'none'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
 
 
 MAX_KEY_CHARS = 200
@@ -412,7 +402,7 @@ class SupportInput(InputChannel):
         @api.middleware("response")
         async def page_headers(request: Request, reply: response.HTTPResponse) -> None:
             if request.path.startswith(AGENT_PAGE_PATH):
-                reply.headers.update(AGENT_PAGE_HEADERS)
+                reply.headers.update(STAFF_PAGE_HEADERS)
 
         @api.route("/agent", methods=["GET"], strict_slashes=True)
         async def agent_page_redirect(request: Request) -> response.HTTPResponse:
