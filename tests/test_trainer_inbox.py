@@ -26,6 +26,7 @@ TOKEN = "trainer-token-for-the-inbox-tests-0123456789"
 
 @pytest.fixture
 def inbox(tmp_path):
+    (tmp_path / "projekt").mkdir()
     project = copy_project(tmp_path / "projekt")
     queue = tmp_path / "review.db"
     store = ReviewStore(queue)
@@ -107,6 +108,7 @@ def test_the_inbox_assigns_undoes_skips_and_lists_new_questions(inbox):
             expect(first).to_contain_text("sicher beantwortet, aber der Kunde widersprach")
             expect(first).to_contain_text("antwortete „nein“ auf die Antwort")
             assert serious_violations(page) == []
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
             page.screenshot(path=str(SCREENSHOTS / "trainer_inbox_375.png"), full_page=True)
             # One click on a guess assigns the message to that FAQ.
             first.get_by_role("button", name="„Welche Zahlungsmethoden akzeptieren Sie?“ (2 %)").click()
@@ -121,8 +123,8 @@ def test_the_inbox_assigns_undoes_skips_and_lists_new_questions(inbox):
             assert "kommt die rechnung auch mit der post zu mir" not in examples["faq_zahlungsmethoden_akzeptieren"]
             expect(page.locator(".entry").first).to_contain_text("kommt die rechnung auch mit der post zu mir")
             # Bulk: two selected, skipped at once; one marked as a new question.
-            page.get_by_label("„hallo? jemand da und so weiter“").check()
-            page.get_by_label("„kann man bei euch ein pferd mieten“").check()
+            page.get_by_role("checkbox", name="„hallo? jemand da und so weiter“").check()
+            page.get_by_role("checkbox", name="„kann man bei euch ein pferd mieten“").check()
             page.get_by_role("button", name="Überspringen", exact=True).first.click()
             expect(page.locator("#status")).to_have_text("2 Nachricht(en) übersprungen.")
             wish = page.locator(".entry", has_text="ich wünsche mir eine dunkle ansicht")

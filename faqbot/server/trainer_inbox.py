@@ -70,7 +70,7 @@ class Inbox:
         app = web.Application(middlewares=[self.authenticate], client_max_size=64 * 1024)
         app.add_routes(
             [
-                web.get("/", lambda request: web.HTTPFound("/inbox/")),
+                web.get("/", self.start),
                 web.get("/inbox/", self.page),
                 web.get("/inbox/{name}", self.page),
                 web.get("/api/queue", self.queue_view),
@@ -102,6 +102,9 @@ class Inbox:
             self.failed_logins.allow(address)
             return refusal(401, "Der Zugangsschlüssel fehlt oder ist falsch.")
         return await handler(request)
+
+    async def start(self, request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound("/inbox/")  # the page's links are relative to it
 
     async def page(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info.get("name") or "index.html"

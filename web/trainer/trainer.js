@@ -59,6 +59,11 @@
 
   function faqOptions(select, chosen) {
     select.replaceChildren();
+    var prompt = element("option", "FAQ-Frage wählen …");
+    prompt.value = "";
+    prompt.disabled = true;
+    prompt.selected = true;
+    select.appendChild(prompt);
     faqs.forEach(function (faq) {
       var option = element("option", faq.number + ". " + faq.question);
       option.value = faq.faq;
@@ -163,6 +168,7 @@
   }
 
   function assign(ids, faq) {
+    if (!faq) { say("Bitte wählen Sie zuerst eine FAQ-Frage.", true); return; }
     api("assign", { ids: ids, faq: faq }).then(function (result) {
       var settled = result.results.filter(function (r) { return r.settled; }).length;
       var notes = [];
