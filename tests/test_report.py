@@ -250,3 +250,40 @@ def test_the_report_starts_with_the_trainers_changes(tmp_path):
         ("entfernt", "(nicht mehr in den Trainingsdaten)", "undo"),
     ]
     assert report.trainer_changes({"zeit": "31.12.2099 23:59:59"}, project) == []  # none since a later run
+
+
+def faq_row(right: int, count: int, wrongly: int = 0) -> dict:
+    precision = right / (right + wrongly) if right + wrongly else 0.0
+    recall = right / count
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"f1": f1, "praezision": precision, "trefferquote": recall, "anzahl": count}
+
+
+def test_only_changes_beyond_noise_are_better_or_worse():
+    assert report.verdict(None, faq_row(15, 15)) == "neu"
+    assert report.verdict(faq_row(14, 15), faq_row(15, 15)) == "unverändert"  # one message: noise
+    assert report.verdict(faq_row(13, 15), faq_row(15, 15)) == "besser"
+    assert report.verdict(faq_row(15, 15), faq_row(15, 15, wrongly=1)) == "unverändert"
+    assert report.verdict(faq_row(15, 15), faq_row(14, 15, wrongly=1)) == "schlechter"  # one missed, one wrongly
+
+
+def test_messages_recognised_differently_are_counted():
+    source = report.Source(
+        "testdaten",
+        "Testdaten",
+        [("a", "faq_x"), ("b", "faq_x"), ("c", "faq_y"), ("d", "faq_y"), ("neu", "faq_y")],
+        [
+            {"intent_ranking": [{"name": name, "confidence": 0.9}]}
+            for name in ("faq_x", "faq_y", "faq_y", "faq_z", "faq_y")
+        ],
+        "",
+    )
+    before = {"a": "faq_y", "b": "faq_x", "c": "faq_y", "d": "faq_x"}
+    found = report.recognised_differently(source, before)
+    assert [(row["text"], row["what"]) for row in found["rows"]] == [
+        ("b", "jetzt falsch"),
+        ("d", "anders falsch"),
+        ("a", "jetzt richtig"),
+    ]
+    assert found["tally"] == {"jetzt richtig": 1, "jetzt falsch": 1, "anders falsch": 1}
+    assert report.recognised_differently(source, None) == {"compared": False, "rows": [], "tally": {}}

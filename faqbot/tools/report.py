@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -41,6 +42,10 @@ HISTORY_FILE = "verlauf.json"  # figures of every run, so the next run can compa
 NO_INTENT = "(keiner)"
 # F1 changes smaller than this are rounding noise, not "besser"/"schlechter".
 TOLERANCE = 0.01
+# Fewer messages of an FAQ coming out differently than this are noise of retraining.
+NOISE_MESSAGES = 2
+# The held-out source: its messages' recognised intents are kept, for „Jetzt anders erkannt“.
+HELD_OUT = "testdaten"
 TOP_PAIRS = 10
 # Every FAQ question has at least 12 phrasings (tests/test_data.py); more folds would leave
 # some intents out of some folds, and each fold costs a minute of training.
@@ -228,14 +233,37 @@ def figures(evaluation: Evaluation) -> dict[str, float]:
     return {METRIC_KEYS[key]: value for key, value in asdict(evaluation).items() if key != "confusions"}
 
 
-def verdict(before: float | None, after: float) -> str:
-    if before is None:
+def _counts(row: dict) -> tuple[int, int, int]:
+    """(right, wrongly this FAQ, missed) messages of one FAQ's row."""
+    right = round(row.get("trefferquote", 0) * row.get("anzahl", 0))
+    wrongly = round(right / row["praezision"] - right) if row.get("praezision") else 0
+    return right, wrongly, row.get("anzahl", 0) - right
+
+
+def verdict(before: dict | None, after: dict) -> str:
+    """„besser“/„schlechter“ only beyond noise: the F1 moved and at least NOISE_MESSAGES
+    messages of this FAQ came out differently (a retrained model shifts a message here and there)."""
+    if before is None or "f1" not in before:
         return "neu"
-    if after - before > TOLERANCE:
-        return "besser"
-    if before - after > TOLERANCE:
-        return "schlechter"
-    return "unverändert"
+    (right, wrongly, missed), (right_before, wrongly_before, missed_before) = _counts(after), _counts(before)
+    # A message now right is one right more and one missed less: it counts once.
+    moved = max(abs(right - right_before), abs(missed - missed_before)) + abs(wrongly - wrongly_before)
+    if abs(after["f1"] - before["f1"]) <= TOLERANCE or moved < NOISE_MESSAGES:
+        return "unverändert"
+    return "besser" if after["f1"] > before["f1"] else "schlechter"
+
+
+def recognised_differently(source: Source, before: dict[str, str] | None) -> dict[str, Any]:
+    """„Jetzt anders erkannt“: the messages (in both runs) whose best intent changed, counted."""
+    rows = []
+    for text, expected, best in source.pairs:
+        old = (before or {}).get(text)
+        if old is None or old == best:
+            continue
+        what = "jetzt richtig" if best == expected else "jetzt falsch" if old == expected else "anders falsch"
+        rows.append({"text": text, "before": short(old), "now": short(best), "expected": short(expected), "what": what})
+    rows.sort(key=lambda row: (["jetzt falsch", "anders falsch", "jetzt richtig"].index(row["what"]), row["text"]))
+    return {"compared": before is not None, "rows": rows, "tally": Counter(row["what"] for row in rows)}
 
 
 # --- History ----------------------------------------------------------------------------
@@ -317,11 +345,11 @@ def changes(sources: list[Source], metrics: dict[str, dict], previous: dict, int
             change["other_data"] = str(before.get("datei"))
         rows = []
         for name, now in metrics[source.key]["je_intent"].items():
-            old = before["je_intent"].get(name, {}).get("f1")
-            word = verdict(old, now["f1"])
+            old = before["je_intent"].get(name)
+            word = verdict(old, now)
             change["tally"][word] += 1
             if word != "unverändert":
-                rows.append((word, name, old, now["f1"]))
+                rows.append((word, name, (old or {}).get("f1"), now["f1"]))
         order = {"schlechter": 0, "besser": 1, "neu": 2}
         rows.sort(key=lambda row: (order[row[0]], row[1]))
         change["rows"] = [{"verdict": w, "intent": intent(n), "before": o, "now": f} for w, n, o, f in rows]
@@ -333,7 +361,7 @@ def source_section(source: Source, metrics: dict, previous: dict | None, image: 
     before = (previous or {}).get("quellen", {}).get(source.key, {}).get("je_intent", {})
     rows = []
     for name, m in metrics["je_intent"].items():
-        old = before.get(name, {}).get("f1")
+        old = before.get(name)
         rows.append(
             {
                 "intent": intent(name),
@@ -342,8 +370,8 @@ def source_section(source: Source, metrics: dict, previous: dict | None, image: 
                 "f1": m["f1"],
                 "support": m["anzahl"],
                 "weak": m["f1"] < WEAK_F1,
-                "before": old,
-                "verdict": verdict(old, m["f1"]),
+                "before": (old or {}).get("f1"),
+                "verdict": verdict(old, m),
             }
         )
     pairs = [
@@ -401,11 +429,17 @@ def render(
     ]
     head += [(s.title, metrics[s.key]["datei"]) for s in sources]
     head.append(("Vorheriger Lauf", previous["zeit"] if previous else "kein vorheriger Lauf"))
+    earlier = (previous or {}).get("quellen", {})
     return TEMPLATES.get_template("bericht.html").render(
         standin=spacy_model.is_standin(),
         head=head,
         previous=previous,
         your_changes=trainer_changes(previous),
+        differently=[
+            {"title": s.title, **recognised_differently(s, earlier.get(s.key, {}).get("erkannt"))}
+            for s in sources
+            if s.key == HELD_OUT
+        ],
         summary=summary(sources, previous),
         changes=changes(sources, metrics, previous, intent) if previous else [],
         sources=[source_section(s, metrics[s.key], previous, images[s.key], intent) for s in sources],
@@ -444,6 +478,8 @@ def write_report(
             "kennzahlen": figures(source.evaluation),
             "je_intent": per_intent(source),
         }
+        if source.key == HELD_OUT:  # test-set texts, no customer's: kept to compare the next run
+            run["quellen"][source.key]["erkannt"] = {text: best for text, _, best in source.pairs}
         images[source.key] = f"verwechslungsmatrix_{source.key}.png"
         confusion_png(source, out_dir / images[source.key])
     report = out_dir / REPORT_FILE
@@ -468,7 +504,7 @@ def terminal_summary(sources: list[Source], run: dict, previous: dict | None) ->
         if before:
             changes = defaultdict(list)
             for intent, m in now["je_intent"].items():
-                changes[verdict(before["je_intent"].get(intent, {}).get("f1"), m["f1"])].append(short(intent))
+                changes[verdict(before["je_intent"].get(intent), m)].append(short(intent))
             worse = f" ({', '.join(changes['schlechter'])})" if changes["schlechter"] else ""
             lines.append(
                 f"  je Frage: {len(changes['besser'])} besser, {len(changes['schlechter'])} "
