@@ -81,6 +81,9 @@ def test_report_has_per_faq_table_matrix_image_and_no_previous_run(two_runs):
     for intent in STABLE:
         assert any(f">{intent[len('faq_') :]}<br>" in row for row in table), intent
     assert "Präzision" in first and "Trefferquote" in first and "Anzahl" in first
+    # An FAQ question without messages in these test data (as a new one would be) is listed too.
+    [missing] = [row for row in table if ">erhalte_rechnung<br>" in row]
+    assert missing.startswith(" class='schwach'>") and "<td class='zahl'>0</td>" in missing
     assert "kein vorheriger lauf" in first.lower()
     assert "OFFLINE" in first or "offizielles spaCy-Modell" in first  # which spaCy model made the figures
     images = re.findall(r"<img src='([^']+)'", first)
@@ -98,6 +101,9 @@ def test_second_run_shows_better_and_worse_per_faq(two_runs):
     worse = [row for row in changes if ">flexibel_vertraege_laufzeiten<" in row]
     assert better and "besser" in better[0] and "→" in better[0]
     assert worse and "schlechter" in worse[0]
+    [missing] = [row for row in rows_of(second, "testdaten") if ">erhalte_rechnung<br>" in row]
+    assert "keine Nachrichten" in missing
+    assert "Keine Nachricht wird jetzt anders erkannt" in second  # the same model, the same texts
     history = json.loads((out / report.HISTORY_FILE).read_text(encoding="utf-8"))["laeufe"]
     assert len(history) == 2
     f1 = [run["quellen"]["testdaten"]["je_intent"][STABLE[0]]["f1"] for run in history]

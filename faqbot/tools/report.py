@@ -356,8 +356,11 @@ def changes(sources: list[Source], metrics: dict[str, dict], previous: dict, int
     return result
 
 
-def source_section(source: Source, metrics: dict, previous: dict | None, image: str, intent: Describe) -> dict:
-    """The figures per FAQ question and the confusions of one source."""
+def source_section(
+    source: Source, metrics: dict, previous: dict | None, image: str, intent: Describe, faq_intents: list[str]
+) -> dict:
+    """The figures per FAQ question and the confusions of one source; an FAQ question without
+    messages in the source (a new one) is listed too, highlighted."""
     before = (previous or {}).get("quellen", {}).get(source.key, {}).get("je_intent", {})
     rows = []
     for name, m in metrics["je_intent"].items():
@@ -374,6 +377,20 @@ def source_section(source: Source, metrics: dict, previous: dict | None, image: 
                 "verdict": verdict(old, m),
             }
         )
+    rows += [
+        {
+            "intent": intent(name),
+            "precision": None,
+            "recall": None,
+            "f1": None,
+            "support": 0,
+            "weak": True,
+            "before": None,
+            "verdict": "keine Nachrichten",
+        }
+        for name in faq_intents
+        if name not in metrics["je_intent"]
+    ]
     pairs = [
         {
             "first": intent(first),
@@ -442,7 +459,7 @@ def render(
         ],
         summary=summary(sources, previous),
         changes=changes(sources, metrics, previous, intent) if previous else [],
-        sources=[source_section(s, metrics[s.key], previous, images[s.key], intent) for s in sources],
+        sources=[source_section(s, metrics[s.key], previous, images[s.key], intent, list(questions)) for s in sources],
         weak_f1=WEAK_F1,
     )
 
