@@ -7,21 +7,52 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
-from conftest import free_port
+from conftest import Bot, bot_servers, free_port, running
+from helpers import customs
 from playwright.sync_api import expect, sync_playwright
-from test_trainer import copy_project
+from test_trainer import MISSED, MISSED_FAQ, copy_project
 from test_widget import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, serious_violations
 
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.phrasings import read_examples
 from faqbot.core.review_store import ReviewStore
+from faqbot.server.trainer_inbox import missed_targets
 
 pytestmark = pytest.mark.browser
 
 TOKEN = "trainer-token-for-the-inbox-tests-0123456789"
+
+
+@contextmanager
+def inbox_server(project: Path, queue: Path, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """The inbox as `make inbox` starts it, on a copy of the project: its URL."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "faqbot.server.trainer_inbox", "--port", str(port), "--datei", str(queue),
+         "--projekt", str(project), *extra],
+        cwd=PROJECT_DIR,
+        env={**os.environ, "FAQBOT_TRAINER_TOKEN": TOKEN, **(env or {})},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                requests.get(url + "/inbox/", timeout=1)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and process.poll() is None, "inbox did not start"
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture
@@ -32,19 +63,11 @@ def inbox(tmp_path):
     store = ReviewStore(queue)
     ids = {
         "fallback": store.record(
-            "kann man bei euch ein pferd mieten",
-            "a",
-            "out_of_scope",
-            "out_of_scope",
-            0.9,
+            "kann man bei euch ein pferd mieten", "a", "out_of_scope", "out_of_scope", 0.9,
             [{"name": "out_of_scope", "confidence": 0.9}],
         ),
         "costly": store.record(
-            "kommt die rechnung auch mit der post zu mir",
-            "b",
-            "contradicted",
-            "faq_erhalte_rechnung",
-            0.96,
+            "kommt die rechnung auch mit der post zu mir", "b", "contradicted", "faq_erhalte_rechnung", 0.96,
             [
                 {"name": "faq_erhalte_rechnung", "confidence": 0.96},
                 {"name": "faq_zahlungsmethoden_akzeptieren", "confidence": 0.02},
@@ -53,36 +76,10 @@ def inbox(tmp_path):
         ),
         "wish": store.record("ich wünsche mir eine dunkle ansicht", "c", "fallback", "nlu_fallback", 0.5, []),
         "skip": store.record("hallo? jemand da und so weiter", "d", "small_talk", "greet", 0.9, []),
-    }
+    }  # fmt: skip
     store.close()
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "faqbot.server.trainer_inbox",
-            "--port",
-            str(port),
-            "--datei",
-            str(queue),
-            "--projekt",
-            str(project),
-        ],
-        cwd=PROJECT_DIR,
-        env={**os.environ, "FAQBOT_TRAINER_TOKEN": TOKEN},
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            requests.get(url + "/inbox/", timeout=1)
-            break
-        except requests.ConnectionError:
-            assert time.monotonic() < deadline and process.poll() is None, "inbox did not start"
-            time.sleep(0.2)
-    yield url, project, queue, ids
-    process.terminate()
-    process.wait(timeout=10)
+    with inbox_server(project, queue) as url:
+        yield url, project, queue, ids
 
 
 def login(page, token: str = TOKEN) -> None:
@@ -143,3 +140,46 @@ def test_the_inbox_assigns_undoes_skips_and_lists_new_questions(inbox):
         ids["wish"]: "new_question",
         ids["skip"]: "skipped",
     }
+
+
+def test_retraining_from_the_inbox_reaches_the_running_bot_without_a_restart(model_path, tmp_path):
+    """A message the bot missed, assigned in the inbox; „Neu trainieren“ trains, checks the
+    held-out targets and loads the model into the running NLU server: the same bot, not
+    restarted, now answers that message with the right FAQ."""
+    (tmp_path / "projekt").mkdir()
+    project = copy_project(tmp_path / "projekt")
+    queue = tmp_path / "review.db"
+    store = ReviewStore(queue)
+    store.record(MISSED, "a", "out_of_scope", "out_of_scope", 0.9, [{"name": "out_of_scope", "confidence": 0.9}])
+    store.close()
+    with running(bot_servers(model_path, tmp_path / "var")) as servers:
+        bot = Bot(servers)
+        assert MISSED_FAQ not in [custom.get("faq_id") for custom in customs(bot.send("vorher", MISSED))]
+        nlu = ("--nlu-url", servers.nlu_url)
+        with inbox_server(project, queue, *nlu, env={"FAQBOT_NLU_TOKEN": servers.env["FAQBOT_NLU_TOKEN"]}) as url:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(locale="de-DE")
+                try:
+                    page.goto(url)
+                    login(page)
+                    page.get_by_label(f"FAQ-Frage für „{MISSED}“").select_option(MISSED_FAQ)
+                    page.locator(".entry", has_text=MISSED).get_by_role("button", name="Zuordnen").click()
+                    expect(page.locator("#status")).to_contain_text("1 von 1 zugeordnet.")
+                    page.get_by_role("button", name="Neu trainieren").click()
+                    expect(page.locator("#training")).to_contain_text("neu trainiert")
+                    expect(page.locator("#training")).to_have_text(
+                        "Fertig: Der Bot antwortet jetzt mit dem neuen Modell.", timeout=600_000
+                    )
+                    page.screenshot(path=str(SCREENSHOTS / "trainer_inbox_trained.png"), full_page=True)
+                finally:
+                    browser.close()
+        assert bot.alive()  # the same processes: nothing was restarted
+        answered = customs(bot.send("nachher", MISSED))
+        assert MISSED_FAQ in [custom.get("faq_id") for custom in answered], answered
+
+
+def test_a_model_below_the_targets_is_not_loaded():
+    figures = {"faq_answered_right": 0.96, "faq_wrong_answer": 0.02, "faq_resolved": 0.995, "other_got_faq_answer": 0.0}
+    assert missed_targets(figures) == ["FAQ falsch beantwortet: 2.0 % (Ziel: höchstens 1 %)"]
+    assert missed_targets({**figures, "faq_wrong_answer": 0.01}) == []

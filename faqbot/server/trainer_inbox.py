@@ -16,6 +16,14 @@ then http://127.0.0.1:5007/ . It runs where the project's training data are (it 
     GET  /api/changes        the phrasings added and removed since the last training
     POST /api/undo           {"number": n} or {} for the last added phrasing
     GET  /api/new-questions  the messages marked as a new question
+    POST /api/train          retrain in the background; GET /api/train: how far it is
+
+„Neu trainieren“ trains on the project's data (``faqbot.tools.train``, in its own process),
+checks the new model against the held-out targets (``faqbot.tools.evaluate``, the README's
+four figures) and only then loads it into the running NLU server (Rasa's ``PUT /model`` with
+``FAQBOT_NLU_TOKEN``, ``--nlu-url``): the bot answers with it at once, without a restart. A
+model below the targets is not loaded; the trainer reads which figure missed. (A new FAQ
+question also changes the dialogue: that needs a restart of the Rasa server.)
 
 Decisions go through ``faqbot.core.review_decisions`` (masking, refusals with the reason,
 the journal), one at a time: the data files are edited by one writer.
@@ -25,11 +33,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from faqbot.core import review_decisions, shared_secrets, trainer_journal
@@ -57,9 +68,46 @@ def refusal(status: int, message: str, **headers: str) -> web.Response:
     return web.json_response({"message": message}, status=status, headers=headers or None)
 
 
+# What the trainer reads while and after the bot is retrained.
+TRAINING_STATES = {
+    "idle": "Noch nicht neu trainiert.",
+    "training": "Der Bot wird neu trainiert (etwa zwei Minuten) …",
+    "checking": "Das neue Modell wird mit den Testdaten geprüft …",
+    "loading": "Das neue Modell wird in den laufenden Bot geladen …",
+    "active": "Fertig: Der Bot antwortet jetzt mit dem neuen Modell.",
+    "rejected": "Das neue Modell erreicht die Qualitätsziele nicht und wurde nicht geladen; der Bot "
+    "antwortet weiter mit dem bisherigen.",
+    "failed": "Das Neutrainieren ist fehlgeschlagen; der Bot antwortet weiter mit dem bisherigen Modell.",
+}
+MEASURE_NAMES = {
+    "faq_answered_right": "FAQ sofort richtig beantwortet",
+    "faq_wrong_answer": "FAQ falsch beantwortet",
+    "faq_resolved": "FAQ sofort oder über „Meinten Sie …?“ richtig",
+    "other_got_faq_answer": "Nicht-FAQ mit einer FAQ-Antwort beantwortet",
+}
+
+
+def missed_targets(figures: dict[str, float]) -> list[str]:
+    """The held-out targets (faqbot.tools.evaluate.TARGETS) a model's figures miss, in German."""
+    from faqbot.tools.evaluate import TARGETS
+
+    missed = []
+    for measure, (how, bar) in TARGETS.items():
+        value = round(figures[measure], 6)
+        if not (value >= bar if how == ">=" else value <= bar):
+            sign = "mindestens" if how == ">=" else "höchstens"
+            missed.append(f"{MEASURE_NAMES[measure]}: {100 * value:.1f} % (Ziel: {sign} {100 * bar:g} %)")
+    return missed
+
+
 class Inbox:
-    def __init__(self, project: Path = PROJECT_DIR, queue: Path | str | None = None) -> None:
+    def __init__(
+        self, project: Path = PROJECT_DIR, queue: Path | str | None = None, nlu_url: str | None = None
+    ) -> None:
         self.project, self.queue = project, queue or location()
+        self.nlu_url = (nlu_url or os.environ.get("FAQBOT_NLU_URL") or "http://127.0.0.1:5006").rstrip("/")
+        self.training: dict[str, Any] = {"state": "idle", "message": TRAINING_STATES["idle"], "details": []}
+        self.training_task: asyncio.Task | None = None
         self.token = os.environ.get(TOKEN_VARIABLE) or None
         if self.token:
             shared_secrets.require(TOKEN_VARIABLE)  # a short token stops the start
@@ -80,6 +128,8 @@ class Inbox:
                 web.get("/api/changes", self.changes),
                 web.post("/api/undo", self.undo),
                 web.get("/api/new-questions", self.new_questions),
+                web.post("/api/train", self.start_training),
+                web.get("/api/train", self.training_state),
             ]
         )
         return app
@@ -288,15 +338,79 @@ class Inbox:
 
         return web.json_response({"entries": await asyncio.to_thread(read)})
 
+    async def training_state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.training)
+
+    async def start_training(self, request: web.Request) -> web.Response:
+        if self.training_task is not None and not self.training_task.done():
+            return refusal(409, "Der Bot wird gerade schon neu trainiert.")
+        self.training_task = asyncio.create_task(self.retrain())
+        return web.json_response(self.training, status=202)
+
+    def _set(self, state: str, details: list[str] | None = None) -> None:
+        self.training = {"state": state, "message": TRAINING_STATES[state], "details": details or []}
+        logger.info("Neu trainieren: %s", state)
+
+    async def retrain(self) -> None:
+        """Train, check against the held-out targets, load into the running NLU server."""
+        from faqbot.tools import train
+
+        try:
+            self._set("training")
+            async with self.writing:  # no phrasing changes halfway through reading the data
+                model = await asyncio.to_thread(train.train, False, self.project, self.project / "models")
+            self._set("checking")
+            figures = await self.evaluate(model)
+            missed = missed_targets(figures)
+            if missed:
+                self._set("rejected", missed)
+                return
+            self._set("loading")
+            await self.load_into_bot(model)
+            self._set("active", [f"Modell {model.name}"])
+        except Exception as error:
+            logger.exception("Neu trainieren fehlgeschlagen")
+            self._set("failed", [str(error)[:300]])
+
+    async def evaluate(self, model: Path) -> dict[str, float]:
+        """The held-out figures of ``model``, measured in a process of its own."""
+        out = self.project / "var" / "trainer" / "pruefung.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable, "-m", "faqbot.tools.evaluate", "--model", str(model),
+            "--nlu", str(self.project / "tests" / "nlu_heldout.yml"), "--json", str(out),
+        ]  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        _, errors = await process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"Prüfung mit den Testdaten fehlgeschlagen: {errors.decode(errors='replace')[-300:]}")
+        return json.loads(out.read_text(encoding="utf-8"))
+
+    async def load_into_bot(self, model: Path) -> None:
+        """Rasa's ``PUT /model`` on the NLU server: the running bot parses with the new model."""
+        token = os.environ.get("FAQBOT_NLU_TOKEN", "")
+        async with aiohttp.ClientSession() as http:
+            async with http.put(
+                f"{self.nlu_url}/model",
+                json={"model_file": str(model.resolve())},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=aiohttp.ClientTimeout(total=300),
+            ) as reply:
+                if reply.status >= 300:
+                    raise RuntimeError(f"Der NLU-Server hat das Modell nicht geladen ({reply.status}).")
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Der Posteingang der Trainerinnen und Trainer im Browser.")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"Port auf 127.0.0.1 (Standard: {DEFAULT_PORT})")
     parser.add_argument("--datei", help="Datei der Review-Warteschlange (Standard: wie faqbot-trainer review)")
     parser.add_argument("--projekt", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
+    parser.add_argument("--nlu-url", help="der NLU-Server des laufenden Bots (Standard: FAQBOT_NLU_URL, sonst :5006)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    inbox = Inbox(args.projekt, queue=args.datei)
+    inbox = Inbox(args.projekt, queue=args.datei, nlu_url=args.nlu_url)
     if not inbox.token:
         raise SystemExit(
             f"Bitte setzen Sie {TOKEN_VARIABLE} (mindestens 32 Zeichen): ohne ihn bleibt der Posteingang zu."

@@ -197,7 +197,7 @@
     if (!token) { say("Bitte geben Sie den Zugangsschlüssel ein.", true); return; }
     sessionStorage.setItem(KEY, token);
     $("token").value = "";
-    load().then(function () { say("Angemeldet."); }).catch(fail);
+    load().then(function () { say("Angemeldet."); return api("train"); }).then(showTraining).catch(fail);
   });
   $("logout").addEventListener("click", function () {
     sessionStorage.removeItem(KEY);
@@ -216,5 +216,21 @@
     mark("skip", ids, "übersprungen");
   });
 
-  if (sessionStorage.getItem(KEY)) { load().catch(fail); } else { show(false); }
+  var RUNNING = ["training", "checking", "loading"];
+  function showTraining(training) {
+    $("training").textContent = training.message;
+    var details = $("training-details");
+    details.replaceChildren();
+    training.details.forEach(function (line) { details.appendChild(element("li", line)); });
+    var running = RUNNING.indexOf(training.state) >= 0;
+    $("train").disabled = running;
+    if (running) { setTimeout(function () { api("train").then(showTraining).catch(fail); }, 2000); }
+    else if (training.state === "active") { load().catch(fail); }
+  }
+  $("train").addEventListener("click", function () {
+    api("train", {}).then(showTraining).catch(fail);
+  });
+
+  if (sessionStorage.getItem(KEY)) { load().then(function () { return api("train"); }).then(showTraining).catch(fail); }
+  else { show(false); }
 })();
