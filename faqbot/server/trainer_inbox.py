@@ -239,6 +239,8 @@ class Inbox:
         faqs = self.faqs()
         if faq != OUT_OF_SCOPE and faq not in faqs:
             return refusal(400, "Bitte wählen Sie eine FAQ-Frage oder „Nicht in den FAQ“.")
+        if self.writing.locked() and self.training["state"] == "training":
+            return refusal(409, "Der Bot wird gerade neu trainiert. Bitte ordnen Sie danach weiter zu.")
         async with self.writing:
             results = await asyncio.to_thread(self._assign, ids, None if faq == OUT_OF_SCOPE else faq)
         return web.json_response({"results": results})
@@ -318,6 +320,8 @@ class Inbox:
             finally:
                 store.close()
 
+        if self.writing.locked() and self.training["state"] == "training":
+            return refusal(409, "Der Bot wird gerade neu trainiert. Bitte nehmen Sie danach zurück.")
         async with self.writing:
             try:
                 messages = await asyncio.to_thread(review_decisions.undo, self.project, number, reopen)
