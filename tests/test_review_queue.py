@@ -217,7 +217,7 @@ def test_stored_text_is_masked_without_control_characters_and_cut(tmp_path):
 # Three conversations, each recorded and then given an outcome by the next turn.
 LOCKED_CONVERSATIONS = {
     "lock-oos": [
-        user("Wie wird das Wetter morgen?", "out_of_scope", 0.91),
+        user("Wie wird das Wetter morgen in Kiel?", "out_of_scope", 0.91),
         {"event": "action", "name": "action_handle_fallback"},
         {"event": "bot", "text": "Dazu kann ich nichts sagen.", "data": {"buttons": [{"payload": "/deny"}]}},
         LISTEN,
@@ -242,7 +242,7 @@ LOCKED_CONVERSATIONS = {
     ],
 }
 LOCKED_EXPECTED = [
-    ("Wie wird das Wetter morgen?", "out_of_scope", "declined"),
+    ("Wie wird das Wetter morgen in Kiel?", "out_of_scope", "declined"),
     ("geht das offline", "clarification", "faq:offline"),
     ("rechnung zahlung", "low_confidence", "escalated"),
 ]
@@ -474,3 +474,14 @@ def test_trainers_see_the_costly_misses_first(tmp_path, monkeypatch):
         "sample",
         "sample",
     ]
+
+
+def test_an_out_of_scope_question_the_trainers_already_decided_is_not_queued_again(tmp_path, no_sample):
+    refused = [{"event": "action", "name": "action_handle_fallback"}, LISTEN]
+    events = [
+        user("Wie wird das Wetter morgen?", "out_of_scope", 0.97),  # an out_of_scope example of the training data
+        *refused,
+        user("Wie wird das Wetter morgen in Kiel?", "out_of_scope", 0.91),  # not one: for the trainers
+        *refused,
+    ]
+    assert folded(tmp_path, events) == [("Wie wird das Wetter morgen in Kiel?", "out_of_scope", None)]

@@ -83,7 +83,7 @@ ESCALATION = {"event": "bot", "text": "Ticket T-1", "data": {"custom": {"escalat
 # Per conversation its turns; turn 1 reaches the first instance, turn 2 the second, and so on.
 CONVERSATIONS = {
     "oos": [
-        [user("Wie wird das Wetter morgen?", "out_of_scope", 0.91), FALLBACK, LISTEN],
+        [user("Wie wird das Wetter morgen in Kiel?", "out_of_scope", 0.91), FALLBACK, LISTEN],
         [user("Nein, danke", "deny", 0.95), LISTEN],
     ],
     "clarify": [
@@ -132,7 +132,7 @@ CONVERSATIONS = {
     ],
 }
 EXPECTED = {
-    "oos": [("Wie wird das Wetter morgen?", "out_of_scope", "declined")],
+    "oos": [("Wie wird das Wetter morgen in Kiel?", "out_of_scope", "declined")],
     "clarify": [("geht das offline", "clarification", "faq:offline")],
     "low": [("rechnung zahlung", "low_confidence", "escalated")],
     "form": [("Ich will mit einem Menschen reden", "escalation", "escalated")],
@@ -212,8 +212,10 @@ def test_privacy_and_the_trainer_work_on_the_shared_queue(postgres_url, monkeypa
     asyncio.run(broker.close())
     store = ReviewStore(postgres_url)
     entries, waiting = store.export([sender_hash("oos")])
-    assert [entry["text"] for entry in entries] == ["Wie wird das Wetter morgen?"] and "sender" not in entries[0]
-    assert waiting == ["Wie wird das Wetter morgen?", "Und morgen früh?"]  # held for the next turn
+    assert [entry["text"] for entry in entries] == ["Wie wird das Wetter morgen in Kiel?"] and "sender" not in entries[
+        0
+    ]
+    assert waiting == ["Wie wird das Wetter morgen in Kiel?", "Und morgen früh?"]  # held for the next turn
     # The trainer reads the same database (FAQBOT_REVIEW_DB_URL), not a file of its host.
     trainer = subprocess.run(
         [sys.executable, "-m", "faqbot.tools.trainer", "review"],
@@ -224,7 +226,7 @@ def test_privacy_and_the_trainer_work_on_the_shared_queue(postgres_url, monkeypa
         env={**os.environ, "FAQBOT_REVIEW_DB_URL": postgres_url, "FAQBOT_REVIEW_DB": "/nicht/da.db"},
         timeout=120,
     )
-    assert trainer.returncode == 0 and "„Wie wird das Wetter morgen?“" in trainer.stdout, trainer.stderr
+    assert trainer.returncode == 0 and "„Wie wird das Wetter morgen in Kiel?“" in trainer.stdout, trainer.stderr
     assert store.erase([sender_hash("oos")]) == (1, [])
     assert store.export([sender_hash("oos")]) == ([], [])
     store.close()

@@ -52,7 +52,7 @@ from rasa.core.brokers.broker import EventBroker
 from faqbot.core.intents import NOT_A_QUESTION, OUT_OF_SCOPE, faq_id_for
 from faqbot.core.masking import mask
 from faqbot.core.paths import PROJECT_DIR
-from faqbot.core.phrasings import read_examples
+from faqbot.core.phrasings import normalise, read_examples
 from faqbot.core.review_store import (
     ESCALATED,
     MAX_TEXT,
@@ -227,6 +227,13 @@ def small_talk_words() -> frozenset[str]:
     return frozenset(word for intent in SMALL_TALK for example in examples.get(intent, ()) for word in _words(example))
 
 
+@functools.cache
+def known_out_of_scope() -> frozenset[str]:
+    """The out_of_scope examples of the training data, normalised: a trainer decided these."""
+    examples = read_examples(PROJECT_DIR / "data" / "nlu" / "general.yml").get(OUT_OF_SCOPE, ())
+    return frozenset(normalise(example) for example in examples)
+
+
 def question_like(turn: _Turn) -> bool:
     """Worded like a question, not like small talk: words small talk does not use."""
     return len(_words(turn.text) - small_talk_words()) >= QUESTION_LIKE_WORDS
@@ -257,7 +264,7 @@ class ReviewQueue:
         self.batch = batch
         self._conversations: dict[str, _Conversation] = {}
         self.sample = sample_share()
-        small_talk_words()  # read once, here: a missing data/nlu/general.yml shows at the first fold
+        small_talk_words(), known_out_of_scope()  # read once: a missing general.yml shows at the first fold
 
     def _conversation(self, sender: str) -> _Conversation:
         if sender not in self._conversations:
@@ -323,8 +330,11 @@ class ReviewQueue:
         kind = None
         if turn.clarified:
             kind = "clarification"
+        elif turn.fallback and turn.intent == OUT_OF_SCOPE:
+            # Refused as the trainers decided (their example): nothing to review again.
+            kind = None if normalise(turn.text) in known_out_of_scope() else "out_of_scope"
         elif turn.fallback:
-            kind = "out_of_scope" if turn.intent == OUT_OF_SCOPE else "fallback"
+            kind = "fallback"
         elif turn.escalated:
             kind = "escalation"
         elif turn.answered_faq and (turn.confidence or 0) < LOW_CONFIDENCE:
