@@ -112,6 +112,7 @@ def test_the_inbox_assigns_undoes_skips_and_lists_new_questions(inbox):
             expect(first).to_contain_text("kommt die rechnung auch mit der post zu mir")
             expect(first).to_contain_text("sicher beantwortet, aber der Kunde widersprach")
             expect(first).to_contain_text("antwortete „nein“ auf die Antwort")
+            expect(first).to_contain_text("Der Bot antwortete mit der FAQ „Wie erhalte ich eine Rechnung?“")
             assert serious_violations(page) == []
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
             page.screenshot(path=str(SCREENSHOTS / "trainer_inbox_375.png"), full_page=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from faqbot.core import trainer_journal
-from faqbot.core.intents import OUT_OF_SCOPE, intent_for
+from faqbot.core.intents import GENERAL_INTENTS, OUT_OF_SCOPE, faq_id_for, intent_for
 from faqbot.core.knowledge import FaqEntry
 from faqbot.core.phrasings import (
     AlreadyPresent,
@@ -54,6 +54,20 @@ def outcome_text(outcome: str | None, faqs: dict[str, FaqEntry]) -> str:
         "rephrased": "fragte danach noch einmal anders",
         "asked_for_person": "wollte danach einen Mitarbeiter sprechen",
     }.get(outcome, outcome)
+
+
+def answer_text(entry, faqs: dict[str, FaqEntry]) -> str:
+    """What the bot answered to the message, for the trainer."""
+    faq = faqs.get(faq_id_for(entry.intent or "") or "")
+    if entry.kind == "clarification":
+        return "fragte „Meinten Sie …?“ mit Vorschlägen"
+    if entry.kind in ("fallback", "out_of_scope"):
+        return "fand keine passende FAQ-Frage und bot das Support-Team an"
+    if faq is not None:
+        return f"antwortete mit der FAQ „{faq.question}“"
+    if entry.intent in GENERAL_INTENTS:
+        return f"antwortete wie auf: {GENERAL_INTENTS[entry.intent]}"
+    return "gab an das Support-Team weiter" if entry.kind == "escalation" else "–"
 
 
 @dataclass

@@ -210,6 +210,7 @@ class Inbox:
                     "kind": review_decisions.KIND_NAMES.get(entry.kind, entry.kind),
                     "created": entry.created,
                     "confidence": entry.guess_confidence,
+                    "answer": review_decisions.answer_text(entry, faqs),
                     "next": review_decisions.outcome_text(entry.outcome, faqs),
                     "guesses": guesses[:3],
                     "suggestion": suggestion or (guesses[0]["faq"] if guesses else None),

@@ -135,6 +135,7 @@ def _review_entry(entry, store, faqs, numbered, project: Path, done: dict[str, i
         f"{'–' if confidence is None else f'{confidence:.2f}'} · am {when} · "
         f"Kunde {review_decisions.outcome_text(entry.outcome, faqs)}"
     )
+    print(f"      Der Bot {review_decisions.answer_text(entry, faqs)}.")
     suggestion = entry.picked_faq if entry.picked_faq in faqs else None
     if suggestion:
         print(f"      Vorschlag (vom Kunden gewählt): {suggestion} – Enter übernimmt")

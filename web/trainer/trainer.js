@@ -91,7 +91,7 @@
     item.appendChild(head);
     var confidence = entry.confidence === null ? "–" : Math.round(entry.confidence * 100) + " %";
     item.appendChild(element("p", entry.kind + " · Sicherheit " + confidence + " · " + when(entry.created), "meta"));
-    item.appendChild(element("p", "Danach: Kunde " + entry.next, "meta"));
+    item.appendChild(element("p", "Der Bot " + entry.answer + ". Danach: Kunde " + entry.next + ".", "meta"));
     var guesses = element("div", "", "guesses");
     guesses.setAttribute("role", "group");
     guesses.setAttribute("aria-label", "Vorschläge des Bots für „" + entry.text + "“");
