@@ -55,11 +55,12 @@ logger = logging.getLogger(__name__)
 
 TOKEN_VARIABLE = "FAQBOT_TRAINER_TOKEN"
 DEFAULT_PORT = 5007
-PAGE_DIR = PROJECT_DIR / "web" / "trainer"
 PAGE_FILES = {
-    "index.html": "text/html",
-    "trainer.js": "text/javascript",
-    "trainer.css": "text/css",
+    "index.html": (PROJECT_DIR / "web" / "trainer" / "index.html", "text/html"),
+    "trainer.js": (PROJECT_DIR / "web" / "trainer" / "trainer.js", "text/javascript"),
+    "trainer.css": (PROJECT_DIR / "web" / "trainer" / "trainer.css", "text/css"),
+    "staff.js": (PROJECT_DIR / "web" / "staff" / "staff.js", "text/javascript"),  # shared with the ticket page
+    "staff.css": (PROJECT_DIR / "web" / "staff" / "staff.css", "text/css"),
 }
 MAX_IDS = 200  # a bulk action at most
 
@@ -160,8 +161,10 @@ class Inbox:
         name = request.match_info.get("name") or "index.html"
         if name not in PAGE_FILES:
             return web.Response(text="Diese Seite gibt es nicht.", status=404)
-        body = (PAGE_DIR / name).read_bytes()
-        return web.Response(body=body, content_type=PAGE_FILES[name], charset="utf-8", headers=STAFF_PAGE_HEADERS)
+        path, content_type = PAGE_FILES[name]
+        return web.Response(
+            body=path.read_bytes(), content_type=content_type, charset="utf-8", headers=STAFF_PAGE_HEADERS
+        )
 
     def store(self) -> ReviewStore:
         return ReviewStore(self.queue)

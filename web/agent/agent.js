@@ -13,56 +13,17 @@
   var $ = function (id) { return document.getElementById(id); };
   var current = null;  // the ticket id shown in the detail view
 
-  function when(iso) {
-    return new Date(iso).toLocaleString("de-DE", {
-      timeZone: "Europe/Berlin", day: "2-digit", month: "2-digit", year: "numeric", hour: "2-digit", minute: "2-digit",
-    }) + " Uhr";
-  }
-
-  function say(text, isError) {
-    var status = $("status");
-    status.textContent = text;
-    status.classList.toggle("error", Boolean(isError));
-  }
+  function when(iso) { return Staff.when(iso) + " Uhr"; }
 
   function show(view) {
     ["login", "list", "detail"].forEach(function (name) { $(name).hidden = name !== view; });
     $("logout").hidden = view === "login";
   }
 
-  async function api(path, body) {
-    var response;
-    try {
-      response = await fetch(API + path, {
-        method: body === undefined ? "GET" : "POST",
-        headers: Object.assign(
-          { Authorization: "Bearer " + sessionStorage.getItem(KEY) },
-          body === undefined ? {} : { "Content-Type": "application/json" }
-        ),
-        body: body === undefined ? undefined : JSON.stringify(body),
-        cache: "no-store",
-      });
-    } catch (error) {
-      throw new Error("Der Server ist nicht erreichbar. Bitte versuchen Sie es gleich noch einmal.");
-    }
-    var data = await response.json().catch(function () { return {}; });
-    if (response.status === 401) {
-      sessionStorage.removeItem(KEY);
-      show("login");
-      throw new Error("Der Zugangsschlüssel ist falsch oder abgelaufen. Bitte melden Sie sich erneut an.");
-    }
-    if (!response.ok) {
-      throw new Error(data.message || "Das hat nicht geklappt (Fehler " + response.status + ").");
-    }
-    return data;
-  }
+  var api = Staff.client(API, KEY, function () { show("login"); });
+  var say = Staff.say;
 
-  function cell(tag, text, className) {
-    var element = document.createElement(tag);
-    element.textContent = text;
-    if (className) { element.className = className; }
-    return element;
-  }
+  var cell = Staff.element;
 
   async function loadList() {
     var data = await api("");

@@ -8,10 +8,7 @@
   var $ = function (id) { return document.getElementById(id); };
   var faqs = [];
 
-  function say(text, isError) {
-    $("status").textContent = text;
-    $("status").classList.toggle("error", Boolean(isError));
-  }
+  var say = Staff.say;
 
   function show(loggedIn) {
     $("login").hidden = loggedIn;
@@ -19,43 +16,11 @@
     $("logout").hidden = !loggedIn;
   }
 
-  async function api(path, body) {
-    var response;
-    try {
-      response = await fetch("/api/" + path, {
-        method: body === undefined ? "GET" : "POST",
-        headers: Object.assign(
-          { Authorization: "Bearer " + sessionStorage.getItem(KEY) },
-          body === undefined ? {} : { "Content-Type": "application/json" }
-        ),
-        body: body === undefined ? undefined : JSON.stringify(body),
-        cache: "no-store",
-      });
-    } catch (error) {
-      throw new Error("Der Posteingang ist nicht erreichbar. Bitte versuchen Sie es gleich noch einmal.");
-    }
-    var data = await response.json().catch(function () { return {}; });
-    if (response.status === 401) {
-      sessionStorage.removeItem(KEY);
-      show(false);
-      throw new Error("Der Zugangsschlüssel ist falsch. Bitte melden Sie sich erneut an.");
-    }
-    if (!response.ok) { throw new Error(data.message || "Das hat nicht geklappt (Fehler " + response.status + ")."); }
-    return data;
-  }
+  var api = Staff.client("/api/", KEY, function () { show(false); });
 
-  function element(tag, text, className) {
-    var node = document.createElement(tag);
-    if (text) { node.textContent = text; }
-    if (className) { node.className = className; }
-    return node;
-  }
+  var element = Staff.element;
 
-  function when(iso) {
-    return new Date(iso).toLocaleString("de-DE", {
-      timeZone: "Europe/Berlin", day: "2-digit", month: "2-digit", year: "numeric", hour: "2-digit", minute: "2-digit",
-    });
-  }
+  var when = Staff.when;
 
   function faqOptions(select, chosen) {
     select.replaceChildren();

@@ -159,11 +159,13 @@ MAX_RESOLUTION_CHARS = 4000
 # (it holds no data; its requests to the API carry the token the agent types).
 AGENT_PAGE_PATH = "/webhooks/support/agent"
 AGENT_PAGE_FILES = {
-    name: (content_type, (PROJECT_DIR / "web" / "agent" / name).read_bytes())
-    for name, content_type in (
-        ("index.html", "text/html; charset=utf-8"),
-        ("agent.js", "text/javascript; charset=utf-8"),
-        ("agent.css", "text/css; charset=utf-8"),
+    path.name: (content_type, path.read_bytes())
+    for path, content_type in (
+        (PROJECT_DIR / "web" / "agent" / "index.html", "text/html; charset=utf-8"),
+        (PROJECT_DIR / "web" / "agent" / "agent.js", "text/javascript; charset=utf-8"),
+        (PROJECT_DIR / "web" / "agent" / "agent.css", "text/css; charset=utf-8"),
+        (PROJECT_DIR / "web" / "staff" / "staff.js", "text/javascript; charset=utf-8"),  # shared with the inbox
+        (PROJECT_DIR / "web" / "staff" / "staff.css", "text/css; charset=utf-8"),
     )
 }
 
