@@ -92,12 +92,7 @@
     return "Die Antwort steht im Verlauf; der Kunde liest sie, wenn er den Chat wieder öffnet.";
   }
 
-  $("login").addEventListener("submit", function (event) {
-    event.preventDefault();
-    var token = $("token").value.trim();
-    if (!token) { say("Bitte geben Sie den Zugangsschlüssel ein.", true); return; }
-    sessionStorage.setItem(KEY, token);
-    $("token").value = "";
+  Staff.login(KEY, function () {
     loadList().then(function () { say("Angemeldet."); }).catch(fail);
   });
 

@@ -51,5 +51,18 @@ window.Staff = (function () {
     status.classList.toggle("error", Boolean(isError));
   }
 
-  return { client: client, element: element, when: when, say: say };
+  // The login form (#login with #token): the token kept in this tab, then start().
+  function login(key, start) {
+    document.getElementById("login").addEventListener("submit", function (event) {
+      event.preventDefault();
+      var field = document.getElementById("token");
+      var token = field.value.trim();
+      if (!token) { say("Bitte geben Sie den Zugangsschlüssel ein.", true); return; }
+      sessionStorage.setItem(key, token);
+      field.value = "";
+      start();
+    });
+  }
+
+  return { client: client, element: element, when: when, say: say, login: login };
 })();

@@ -156,12 +156,7 @@
     }).catch(fail);
   }
 
-  $("login").addEventListener("submit", function (event) {
-    event.preventDefault();
-    var token = $("token").value.trim();
-    if (!token) { say("Bitte geben Sie den Zugangsschlüssel ein.", true); return; }
-    sessionStorage.setItem(KEY, token);
-    $("token").value = "";
+  Staff.login(KEY, function () {
     load().then(function () { say("Angemeldet."); return api("train"); }).then(showTraining).catch(fail);
   });
   $("logout").addEventListener("click", function () {
