@@ -90,7 +90,7 @@ trainer: install  ## Trainer-Werkzeug: make trainer ARGS='add-phrasing 16 "geht 
 	$(PY) -m faqbot.tools.trainer $(or $(ARGS),--help)
 
 inbox: install  ## Posteingang der Trainer im Browser: http://127.0.0.1:5007/ (FAQBOT_TRAINER_TOKEN setzen)
-	$(PY) -m faqbot.server.trainer_inbox
+	$(PY) -m faqbot.tools.trainer_inbox
 
 datenschutz: install  ## Auskunft, Löschung, Aufbewahrung: make datenschutz ARGS="auskunft --email kunde@example.org"
 	$(PY) -m faqbot.tools.datenschutz $(or $(ARGS),--help)

@@ -22,7 +22,7 @@ from test_widget import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, serious_violations
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.phrasings import read_examples
 from faqbot.core.review_store import ReviewStore
-from faqbot.server.trainer_inbox import missed_targets
+from faqbot.tools.trainer_inbox import missed_targets
 
 pytestmark = pytest.mark.browser
 
@@ -34,7 +34,7 @@ def inbox_server(project: Path, queue: Path, *extra: str, env: dict[str, str] | 
     """The inbox as `make inbox` starts it, on a copy of the project: its URL."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "faqbot.server.trainer_inbox", "--port", str(port), "--datei", str(queue),
+        [sys.executable, "-m", "faqbot.tools.trainer_inbox", "--port", str(port), "--datei", str(queue),
          "--projekt", str(project), *extra],
         cwd=PROJECT_DIR,
         env={**os.environ, "FAQBOT_TRAINER_TOKEN": TOKEN, **(env or {})},

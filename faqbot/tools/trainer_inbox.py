@@ -1,7 +1,7 @@
 """The trainers' review inbox in the browser: what `faqbot-trainer review`, `list` and `undo`
 do, without a terminal.
 
-    python -m faqbot.server.trainer_inbox [--port 5007]     (make inbox)
+    python -m faqbot.tools.trainer_inbox [--port 5007]     (make inbox)
 
 then http://127.0.0.1:5007/ . It runs where the project's training data are (it edits
 ``data/nlu/*.yml`` like the command line) and listens on loopback only. Login with
