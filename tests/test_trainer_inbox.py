@@ -178,7 +178,8 @@ def test_retraining_from_the_inbox_reaches_the_running_bot_without_a_restart(mod
                     page.locator(".entry", has_text=MISSED).get_by_role("button", name="Zuordnen").click()
                     expect(page.locator("#status")).to_contain_text("1 von 1 zugeordnet.")
                     page.get_by_role("button", name="Neu trainieren").click()
-                    expect(page.locator("#training")).to_contain_text("neu trainiert")
+                    expect(page.locator("#training")).to_have_text("Der Bot wird neu trainiert (etwa zwei Minuten) …")
+                    expect(page.get_by_role("button", name="Neu trainieren")).to_be_disabled()
                     expect(page.locator("#training")).to_have_text(
                         "Fertig: Der Bot antwortet jetzt mit dem neuen Modell.", timeout=600_000
                     )

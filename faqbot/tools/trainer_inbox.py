@@ -352,6 +352,7 @@ class Inbox:
     async def start_training(self, request: web.Request) -> web.Response:
         if self.training_task is not None and not self.training_task.done():
             return refusal(409, "Der Bot wird gerade schon neu trainiert.")
+        self._set("training")  # already in the answer: the page polls while it runs
         self.training_task = asyncio.create_task(self.retrain())
         return web.json_response(self.training, status=202)
 
@@ -364,7 +365,6 @@ class Inbox:
         from faqbot.tools import train
 
         try:
-            self._set("training")
             async with self.writing:  # no phrasing changes halfway through reading the data
                 model = await asyncio.to_thread(train.train, False, self.project, self.project / "models")
             self._set("checking")
