@@ -272,12 +272,14 @@ def test_a_callback_goes_out_as_the_rasa_server_signed_it_and_is_retried(tmp_pat
         ticket.ticket_id, "reply-1", {"url": desk.callback_url, "body": body, "signature": "sha256=ab"}
     )
     desk.stop()
-    worker = DeliveryWorker(store, DeliveryConfig(retry_base_s=0.01, retry_cap_s=0.01))
+    # The retry is due after a second: long enough that a slow machine's first round
+    # cannot pick the row up twice, short enough for a unit test.
+    worker = DeliveryWorker(store, DeliveryConfig(retry_base_s=1, retry_cap_s=1))
     worker.run_due()
     [delivery] = store.deliveries_for(ticket.ticket_id)
     assert (delivery.target, delivery.status, delivery.attempts) == ("callback", "pending", 1)
     desk.start()
-    time.sleep(0.05)
+    time.sleep(1.1)
     worker.run_due()
     [hit] = desk.posts("/callback")
     assert (hit["raw"].decode(), hit["signature"]) == (body, "sha256=ab")
