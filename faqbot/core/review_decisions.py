@@ -121,19 +121,19 @@ def undo(project: Path, number: int | None, reopen) -> list[str]:
     """Take an added phrasing out again: the last one still there, or number ``number`` of the
     changes since the last training (``faqbot-trainer list``). ``reopen(entry_id)`` opens the
     review message it came from again. The trainer's messages."""
-    changes = trainer_journal.changes(project, trainer_journal.last_training(project) if number else None)
-    present = trainer_journal.present_phrasings(project)
+    since = trainer_journal.last_training(project) if number else None
+    changes = trainer_journal.described_changes(project, since)
     if number is not None:
         if not 1 <= number <= len(changes):
             raise NothingToUndo(f"Eine Änderung Nummer {number} gibt es nicht (siehe `faqbot-trainer list`).")
-        change = changes[number - 1]
+        described = changes[number - 1]
     else:
-        change = next((c for c in reversed(changes) if c.action == "added" and c.phrasing_hash in present), None)
-        if change is None:
+        described = next((c for c in reversed(changes) if c.undoable), None)
+        if described is None:
             raise NothingToUndo("Es gibt keine hinzugefügte Formulierung, die noch zurückzunehmen wäre.")
-    if change.action != "added" or change.phrasing_hash not in present:
+    if not described.undoable:
         raise NothingToUndo("Diese Formulierung ist nicht (mehr) in den Trainingsdaten: nichts zurückzunehmen.")
-    intent, phrasing = present[change.phrasing_hash]
+    change, intent, phrasing = described.change, described.intent, described.phrasing
     try:
         remove_phrasing(intent, phrasing, project)
     except PhrasingRefused as refusal:

@@ -61,6 +61,29 @@ def changes(project: Path, since: datetime | None = None) -> list[Change]:
     return [change for change in found if since is None or datetime.fromisoformat(change.time) > since]
 
 
+@dataclass(frozen=True)
+class DescribedChange:
+    """A change with the phrasing's text, while it is in the training data (else None)."""
+
+    change: Change
+    intent: str
+    phrasing: str | None
+
+    @property
+    def undoable(self) -> bool:
+        return self.change.action == "added" and self.phrasing is not None
+
+
+def described_changes(project: Path, since: datetime | None = None) -> list[DescribedChange]:
+    """The changes since ``since`` (all without it), each with the text it has now."""
+    present = present_phrasings(project)
+    described = []
+    for change in changes(project, since):
+        intent, phrasing = present.get(change.phrasing_hash, (change.intent, None))
+        described.append(DescribedChange(change, intent, phrasing))
+    return described
+
+
 def present_phrasings(project: Path) -> dict[str, tuple[str, str]]:
     """Hash -> (intent, phrasing) of every example in the training data now."""
     return {

@@ -416,19 +416,15 @@ def trainer_changes(previous: dict | None, project: Path = PROJECT_DIR) -> list[
     """„Ihre Änderungen“: the phrasings trainers added or removed since the previous run (all
     of them without one), as the report starts with them."""
     since = datetime.strptime(previous["zeit"], "%d.%m.%Y %H:%M:%S").astimezone() if previous else None
-    present = trainer_journal.present_phrasings(project)
-    rows = []
-    for change in trainer_journal.changes(project, since):
-        intent, phrasing = present.get(change.phrasing_hash, (change.intent, None))
-        rows.append(
-            {
-                "what": "hinzugefügt" if change.action == "added" else "entfernt",
-                "intent": intent,
-                "phrasing": phrasing or "(nicht mehr in den Trainingsdaten)",
-                "source": change.source,
-            }
-        )
-    return rows
+    return [
+        {
+            "what": "hinzugefügt" if described.change.action == "added" else "entfernt",
+            "intent": described.intent,
+            "phrasing": described.phrasing or "(nicht mehr in den Trainingsdaten)",
+            "source": described.change.source,
+        }
+        for described in trainer_journal.described_changes(project, since)
+    ]
 
 
 def render(

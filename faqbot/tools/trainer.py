@@ -196,18 +196,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.neue_fragen:
         return _list_new_questions(args)
     since = None if args.alle else trainer_journal.last_training(args.projekt)
-    changes = trainer_journal.changes(args.projekt, since)
+    changes = trainer_journal.described_changes(args.projekt, since)
     when = f"seit dem letzten Training ({_local(since)})" if since else "bisher"
     if not changes:
         print(f"Keine Änderungen {when}.")
         return 0
-    present = trainer_journal.present_phrasings(args.projekt)
     print(f"Ihre Änderungen {when}:")
-    for number, change in enumerate(changes, start=1):
-        intent, phrasing = present.get(change.phrasing_hash, (change.intent, None))
-        shown = f"„{phrasing}“" if phrasing else "(nicht mehr in den Trainingsdaten)"
+    for number, described in enumerate(changes, start=1):
+        change = described.change
+        shown = f"„{described.phrasing}“" if described.phrasing else "(nicht mehr in den Trainingsdaten)"
         what = "hinzugefügt zu" if change.action == "added" else "entfernt aus"
-        print(f"  {number:3d}  {_local(change.time)}  {what} {intent}: {shown}  ({change.source})")
+        print(f"  {number:3d}  {_local(change.time)}  {what} {described.intent}: {shown}  ({change.source})")
     print("Zurücknehmen: `faqbot-trainer undo` (die letzte) oder `faqbot-trainer undo NUMMER`.")
     return 0
 

@@ -289,21 +289,18 @@ class Inbox:
     async def changes(self, request: web.Request) -> web.Response:
         def read() -> dict[str, Any]:
             since = trainer_journal.last_training(self.project)
-            present = trainer_journal.present_phrasings(self.project)
-            rows = []
-            for number, change in enumerate(trainer_journal.changes(self.project, since), start=1):
-                intent, phrasing = present.get(change.phrasing_hash, (change.intent, None))
-                rows.append(
-                    {
-                        "number": number,
-                        "action": change.action,
-                        "intent": intent,
-                        "phrasing": phrasing,
-                        "source": change.source,
-                        "time": change.time,
-                        "undoable": change.action == "added" and phrasing is not None,
-                    }
-                )
+            rows = [
+                {
+                    "number": number,
+                    "action": described.change.action,
+                    "intent": described.intent,
+                    "phrasing": described.phrasing,
+                    "source": described.change.source,
+                    "time": described.change.time,
+                    "undoable": described.undoable,
+                }
+                for number, described in enumerate(trainer_journal.described_changes(self.project, since), start=1)
+            ]
             return {"since": since.isoformat() if since else None, "changes": rows}
 
         return web.json_response(await asyncio.to_thread(read))
