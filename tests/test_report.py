@@ -293,3 +293,12 @@ def test_messages_recognised_differently_are_counted():
     ]
     assert found["tally"] == {"jetzt richtig": 1, "jetzt falsch": 1, "anders falsch": 1}
     assert report.recognised_differently(source, None) == {"compared": False, "rows": [], "tally": {}}
+
+
+def test_every_training_records_the_model_before_as_the_baseline(model_path, tmp_path):
+    out = tmp_path / "bericht"
+    assert report.needs_baseline(model_path, out) and not report.needs_baseline(None, out)
+    assert report.record_baseline(model_path, out) is True
+    assert [run["modell"] for run in report.load_history(out)] == [model_path.name]
+    assert report.record_baseline(model_path, out) is False  # the latest run has its figures already
+    assert not report.needs_baseline(model_path, out)

@@ -3,7 +3,10 @@ one click assigns, undo, bulk skip, new questions; on a copy of the project's da
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -151,12 +154,51 @@ def test_the_inbox_assigns_undoes_skips_and_lists_new_questions(inbox):
     }
 
 
+def test_the_report_opens_only_through_a_fresh_signed_link(inbox):
+    url, project, _, _ = inbox
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    nothing_yet = requests.post(url + "/api/report-link", headers=auth, timeout=10)
+    assert nothing_yet.status_code == 404 and "noch keinen Bericht" in nothing_yet.json()["message"]
+    reports = project / "results" / "bericht"
+    reports.mkdir(parents=True)
+    (reports / "bericht.html").write_text("<h1>Auswertung</h1><img src='verwechslungsmatrix_testdaten.png'>")
+    (reports / "verwechslungsmatrix_testdaten.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (reports / "verlauf.json").write_text("{}")
+    assert requests.post(url + "/api/report-link", timeout=10).status_code == 401
+    link = requests.post(url + "/api/report-link", headers=auth, timeout=10).json()["url"]
+    page = requests.get(url + link, timeout=10)
+    assert page.status_code == 200 and "<h1>Auswertung</h1>" in page.text
+    policy = page.headers["Content-Security-Policy"]
+    assert (
+        "frame-ancestors 'self'" in policy
+        and "script-src" not in policy
+        and page.headers["Cache-Control"] == "no-store"
+    )
+    image = requests.get(url + link.replace("bericht.html", "verwechslungsmatrix_testdaten.png"), timeout=10)
+    assert image.status_code == 200 and image.headers["Content-Type"] == "image/png"
+    folder = link.rsplit("/", 1)[0]
+    for other in ("verlauf.json", "..%2F..%2Fdata%2Ffaq.yml"):
+        assert requests.get(f"{url}{folder}/{other}", timeout=10).status_code == 404, other
+    expires, signature = folder.split("/")[-1].split(".")
+    forged = f"/bericht/{int(expires) + 3600}.{signature}/bericht.html"
+    expired_at = int(time.time()) - 1
+    expired = hmac.new(TOKEN.encode(), f"bericht:{expired_at}".encode(), hashlib.sha256).hexdigest()
+    for wrong in (forged, f"/bericht/{expired_at}.{expired}/bericht.html", "/bericht/x/bericht.html"):
+        refused = requests.get(url + wrong, timeout=10)
+        assert refused.status_code == 403 and "abgelaufen" in refused.text, wrong
+    # Only the inbox's page may frame the report.
+    assert "frame-src 'self'" in requests.get(url + "/inbox/", timeout=10).headers["Content-Security-Policy"]
+
+
 def test_retraining_from_the_inbox_reaches_the_running_bot_without_a_restart(model_path, tmp_path):
     """A message the bot missed, assigned in the inbox; „Neu trainieren“ trains, checks the
     held-out targets and loads the model into the running NLU server: the same bot, not
-    restarted, now answers that message with the right FAQ."""
+    restarted, now answers that message with the right FAQ. The report, with the model
+    before as its baseline, opens in the page."""
     (tmp_path / "projekt").mkdir()
     project = copy_project(tmp_path / "projekt")
+    (project / "models").mkdir()
+    shutil.copy(model_path, project / "models" / model_path.name)  # the model the bot runs with
     with running(bot_servers(model_path, tmp_path / "var")) as servers:
         bot = Bot(servers)
         # A customer's message the bot misses lands in the servers' review queue, and so in the inbox.
@@ -183,6 +225,11 @@ def test_retraining_from_the_inbox_reaches_the_running_bot_without_a_restart(mod
                     expect(page.locator("#training")).to_have_text(
                         "Fertig: Der Bot antwortet jetzt mit dem neuen Modell.", timeout=600_000
                     )
+                    # The report opens by itself: the trainer's change, compared with the model before.
+                    report = page.frame_locator("#report").locator("body")
+                    expect(report).to_contain_text("Ihre Änderungen")
+                    expect(report).to_contain_text(MISSED)
+                    expect(report).not_to_contain_text("kein vorheriger Lauf")
                     page.screenshot(path=str(SCREENSHOTS / "trainer_inbox_trained.png"), full_page=True)
                 finally:
                     browser.close()

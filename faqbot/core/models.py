@@ -42,3 +42,9 @@ def model_hash(project: Path = PROJECT_DIR) -> str:
 
 def model_path(project: Path = PROJECT_DIR, models_dir: Path = MODELS_DIR) -> Path:
     return models_dir / f"faq-bot-{model_hash(project)}.tar.gz"
+
+
+def newest_model(models_dir: Path = MODELS_DIR) -> Path | None:
+    """The model trained (or reused) last, as `rasa shell` and `rasa test` pick it."""
+    models = list(models_dir.glob("faq-bot-*.tar.gz"))
+    return max(models, key=lambda model: model.stat().st_mtime) if models else None

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from faqbot.core.models import newest_model
 from faqbot.core.phrasings import nlu_files, read_examples
 
 
@@ -96,7 +97,5 @@ def present_phrasings(project: Path) -> dict[str, tuple[str, str]]:
 
 def last_training(project: Path) -> datetime | None:
     """When the newest model in models/ was trained (its file's time)."""
-    models = list((project / "models").glob("faq-bot-*.tar.gz"))
-    if not models:
-        return None
-    return datetime.fromtimestamp(max(model.stat().st_mtime for model in models), timezone.utc)
+    model = newest_model(project / "models")
+    return datetime.fromtimestamp(model.stat().st_mtime, timezone.utc) if model else None

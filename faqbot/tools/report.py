@@ -428,7 +428,12 @@ def trainer_changes(previous: dict | None, project: Path = PROJECT_DIR) -> list[
 
 
 def render(
-    sources: list[Source], metrics: dict[str, dict], run: dict, previous: dict | None, images: dict[str, str]
+    sources: list[Source],
+    metrics: dict[str, dict],
+    run: dict,
+    previous: dict | None,
+    images: dict[str, str],
+    project: Path = PROJECT_DIR,
 ) -> str:
     questions = {entry.intent: entry.question for entry in knowledge.load().values()}
 
@@ -447,7 +452,7 @@ def render(
         standin=spacy_model.is_standin(),
         head=head,
         previous=previous,
-        your_changes=trainer_changes(previous),
+        your_changes=trainer_changes(previous, project),
         differently=[
             {"title": s.title, **recognised_differently(s, earlier.get(s.key, {}).get("erkannt"))}
             for s in sources
@@ -469,7 +474,7 @@ def relative(path: Path) -> str:
 
 
 def write_report(
-    sources: list[Source], model: Path, out_dir: Path, files: dict[str, Path]
+    sources: list[Source], model: Path, out_dir: Path, files: dict[str, Path], project: Path = PROJECT_DIR
 ) -> tuple[Path, dict, dict | None]:
     from rasa.engine.storage.local_model_storage import LocalModelStorage
 
@@ -496,9 +501,25 @@ def write_report(
         images[source.key] = f"verwechslungsmatrix_{source.key}.png"
         confusion_png(source, out_dir / images[source.key])
     report = out_dir / REPORT_FILE
-    report.write_text(render(sources, run["quellen"], run, previous, images), encoding="utf-8")
+    report.write_text(render(sources, run["quellen"], run, previous, images, project), encoding="utf-8")
     save_history(out_dir, runs + [run])
     return report, run, previous
+
+
+def needs_baseline(model: Path | None, out_dir: Path = DEFAULT_OUT_DIR) -> bool:
+    runs = load_history(out_dir)
+    return model is not None and model.exists() and not (runs and runs[-1]["modell"] == model.name)
+
+
+def record_baseline(
+    model: Path | None, out_dir: Path = DEFAULT_OUT_DIR, test_set: Path = DEFAULT_TEST_SET, project: Path = PROJECT_DIR
+) -> bool:
+    """Before every training: the current model's held-out figures become the run the next
+    report compares with, unless the latest run already has them. True when recorded."""
+    if not needs_baseline(model, out_dir):
+        return False
+    write_report([held_out(model, test_set)], model, out_dir, {"testdaten": test_set}, project)
+    return True
 
 
 def terminal_summary(sources: list[Source], run: dict, previous: dict | None) -> str:
@@ -576,6 +597,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DATEI",
         help="Modell (Standard: das aktuelle; wird trainiert, falls sich die Daten geändert haben)",
     )
+    # For the inbox's „Neu trainieren“: the model before the training as the run to compare
+    # with, the held-out figures for its check, and the copy of the project it works on.
+    parser.add_argument("--grundlage", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--projekt", type=Path, default=PROJECT_DIR, help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args(argv)
     if rest:
         parser.error(f"unbekannte Argumente: {' '.join(rest)}")
@@ -590,13 +616,17 @@ def main(argv: list[str] | None = None) -> int:
     # What Rasa's own CLI does before TensorFlow is imported: no C++ log lines for trainers
     # ("TF-TRT Warning: Could not find TensorRT", CUDA, CPU instructions).
     update_tensorflow_log_level()
+    if args.grundlage and record_baseline(args.grundlage, args.ordner, args.testdaten, args.projekt):
+        print(f"Zahlen des bisherigen Modells {args.grundlage.name} zum Vergleich festgehalten.", flush=True)
     model = args.modell or train.train()
     print(f"Werte {relative(model)} auf {relative(args.testdaten)} aus …", flush=True)
     sources, files = [held_out(model, args.testdaten)], {"testdaten": args.testdaten}
     if not args.ohne_kreuzvalidierung:
         sources.append(cross_validate(args.trainingsdaten, args.teile))
         files["kreuzvalidierung"] = args.trainingsdaten
-    report, run, previous = write_report(sources, model, args.ordner, files)
+    report, run, previous = write_report(sources, model, args.ordner, files, args.projekt)
+    if args.json:
+        args.json.write_text(json.dumps(sources[0].evaluation.as_dict(), ensure_ascii=False), encoding="utf-8")
     print(f"\nBericht: {report}")
     print(terminal_summary(sources, run, previous))
     return 0

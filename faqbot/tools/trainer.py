@@ -327,10 +327,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     if train.model_path(args.projekt).exists() and not args.erzwingen:
         print("Die Trainingsdaten sind unverändert: kein Training nötig.")
     else:
+        _record_baseline(args.projekt)
         print("Die Trainingsdaten haben sich geändert: trainiere neu (etwa eine Minute) ...", flush=True)
     model = train.train(force=args.erzwingen, project=args.projekt)
     print(f"Modell: {model}. Neu gestartet antwortet der Bot damit (`make run`).")
     return 0
+
+
+def _record_baseline(project: Path) -> None:
+    """The current model's figures, so that `evaluate` after the training compares with them."""
+    from faqbot.core.models import newest_model
+    from faqbot.tools import report
+
+    before, out_dir = newest_model(), project / "results" / "bericht"
+    if report.needs_baseline(before, out_dir):
+        print(
+            f"Halte die Zahlen des bisherigen Modells für den Vergleich im Bericht fest ({before.name}) ...", flush=True
+        )
+        report.record_baseline(before, out_dir, project / "tests" / "nlu_heldout.yml", project)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

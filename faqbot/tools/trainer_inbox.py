@@ -17,13 +17,17 @@ then http://127.0.0.1:5007/ . It runs where the project's training data are (it 
     POST /api/undo           {"number": n} or {} for the last added phrasing
     GET  /api/new-questions  the messages marked as a new question
     POST /api/train          retrain in the background; GET /api/train: how far it is
+    POST /api/report-link    a link to the latest report, valid for 15 minutes (a frame
+                             cannot send the token): /bericht/<expiry>.<signature>/bericht.html
 
 „Neu trainieren“ trains on the project's data (``faqbot.tools.train``, in its own process),
-checks the new model against the held-out targets (``faqbot.tools.evaluate``, the README's
-four figures) and only then loads it into the running NLU server (Rasa's ``PUT /model`` with
-``FAQBOT_NLU_TOKEN``, ``--nlu-url``): the bot answers with it at once, without a restart. A
-model below the targets is not loaded; the trainer reads which figure missed. (A new FAQ
-question also changes the dialogue: that needs a restart of the Rasa server.)
+checks the new model against the held-out targets (the README's four figures, measured by
+``faqbot.tools.report`` on the held-out data, which also records the model before as the
+baseline and writes the report the page opens) and only then loads it into the running
+NLU server (Rasa's ``PUT /model`` with ``FAQBOT_NLU_TOKEN``, ``--nlu-url``): the bot
+answers with it at once, without a restart. A model below the targets is not loaded; the
+trainer reads which figure missed. (A new FAQ question also changes the dialogue: that
+needs a restart of the Rasa server.)
 
 Decisions go through ``faqbot.core.review_decisions`` (masking, refusals with the reason,
 the journal), one at a time: the data files are edited by one writer.
@@ -33,10 +37,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
 import os
+import re
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +54,7 @@ from aiohttp import web
 from faqbot.core import review_decisions, shared_secrets, trainer_journal
 from faqbot.core.intents import GENERAL_INTENTS, OUT_OF_SCOPE, faq_id_for
 from faqbot.core.knowledge import load
+from faqbot.core.models import newest_model
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.rate_limit import RateLimiter
 from faqbot.core.review_store import ReviewStore, location
@@ -63,6 +72,24 @@ PAGE_FILES = {
     "staff.css": (PROJECT_DIR / "web" / "staff" / "staff.css", "text/css"),
 }
 MAX_IDS = 200  # a bulk action at most
+# The page shows the report in a frame of its own.
+PAGE_HEADERS = {
+    **STAFF_PAGE_HEADERS,
+    "Content-Security-Policy": STAFF_PAGE_HEADERS["Content-Security-Policy"] + "; frame-src 'self'",
+}
+# The report (faqbot.tools.report) is opened by a link valid for a while: a frame cannot
+# send the token. Its styles are inline, it runs no script, only the inbox may frame it.
+REPORT_LINK_SECONDS = 15 * 60
+REPORT_FILES = re.compile(r"^(bericht\.html|verwechslungsmatrix_\w+\.png)$")
+REPORT_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; frame-ancestors 'self'; "
+        "form-action 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
 
 
 def refusal(status: int, message: str, **headers: str) -> web.Response:
@@ -106,6 +133,7 @@ class Inbox:
         self, project: Path = PROJECT_DIR, queue: Path | str | None = None, nlu_url: str | None = None
     ) -> None:
         self.project, self.queue = project, queue or location()
+        self.report_dir = project / "results" / "bericht"  # where `faqbot-trainer evaluate` writes it
         self.nlu_url = (nlu_url or os.environ.get("FAQBOT_NLU_URL") or "http://127.0.0.1:5006").rstrip("/")
         self.training: dict[str, Any] = {"state": "idle", "message": TRAINING_STATES["idle"], "details": []}
         self.training_task: asyncio.Task | None = None
@@ -131,6 +159,8 @@ class Inbox:
                 web.get("/api/new-questions", self.new_questions),
                 web.post("/api/train", self.start_training),
                 web.get("/api/train", self.training_state),
+                web.post("/api/report-link", self.report_link),
+                web.get("/bericht/{link}/{name}", self.report_file),
             ]
         )
         return app
@@ -162,8 +192,43 @@ class Inbox:
         if name not in PAGE_FILES:
             return web.Response(text="Diese Seite gibt es nicht.", status=404)
         path, content_type = PAGE_FILES[name]
+        return web.Response(body=path.read_bytes(), content_type=content_type, charset="utf-8", headers=PAGE_HEADERS)
+
+    def _report_signature(self, expires: int) -> str:
+        return hmac.new(str(self.token).encode(), f"bericht:{expires}".encode(), hashlib.sha256).hexdigest()
+
+    async def report_link(self, request: web.Request) -> web.Response:
+        """A link to the latest report (written by „Neu trainieren“ and `faqbot-trainer evaluate`)."""
+        report = self.report_dir / "bericht.html"
+        if not report.exists():
+            return refusal(404, "Es gibt noch keinen Bericht. Er entsteht beim nächsten „Neu trainieren“.")
+        expires = int(time.time()) + REPORT_LINK_SECONDS
+        written = time.strftime("%d.%m.%Y %H:%M", time.localtime(report.stat().st_mtime))
+        return web.json_response(
+            {"url": f"/bericht/{expires}.{self._report_signature(expires)}/bericht.html", "written": written}
+        )
+
+    async def report_file(self, request: web.Request) -> web.StreamResponse:
+        if not self.token:
+            return web.Response(text="Der Posteingang ist abgeschaltet.", status=503)
+        expires, _, signature = request.match_info["link"].partition(".")
+        valid = expires.isdigit() and hmac.compare_digest(signature, self._report_signature(int(expires)))
+        if not valid or int(expires) < time.time():
+            return web.Response(
+                text="Dieser Link zum Bericht ist abgelaufen. Bitte öffnen Sie den Bericht im Posteingang erneut.",
+                status=403,
+                headers=REPORT_HEADERS,
+            )
+        name = request.match_info["name"]
+        path = self.report_dir / name
+        if not REPORT_FILES.match(name) or not path.exists():
+            return web.Response(text="Diesen Teil des Berichts gibt es nicht.", status=404, headers=REPORT_HEADERS)
+        content_type = "text/html" if name.endswith(".html") else "image/png"
         return web.Response(
-            body=path.read_bytes(), content_type=content_type, charset="utf-8", headers=STAFF_PAGE_HEADERS
+            body=path.read_bytes(),
+            content_type=content_type,
+            charset="utf-8" if content_type == "text/html" else None,
+            headers=REPORT_HEADERS,
         )
 
     def store(self) -> ReviewStore:
@@ -362,10 +427,11 @@ class Inbox:
         from faqbot.tools import train
 
         try:
+            before = newest_model(self.project / "models")
             async with self.writing:  # no phrasing changes halfway through reading the data
                 model = await asyncio.to_thread(train.train, False, self.project, self.project / "models")
             self._set("checking")
-            figures = await self.evaluate(model)
+            figures = await self.evaluate(model, before)
             missed = missed_targets(figures)
             if missed:
                 self._set("rejected", missed)
@@ -377,13 +443,16 @@ class Inbox:
             logger.exception("Neu trainieren fehlgeschlagen")
             self._set("failed", [str(error)[:300]])
 
-    async def evaluate(self, model: Path) -> dict[str, float]:
-        """The held-out figures of ``model``, measured in a process of its own."""
+    async def evaluate(self, model: Path, before: Path | None) -> dict[str, float]:
+        """The held-out figures of ``model``, measured in a process of its own by the report:
+        the trainer can open it, and it compares with the model before (the baseline)."""
         out = self.project / "var" / "trainer" / "pruefung.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         command = [
-            sys.executable, "-m", "faqbot.tools.evaluate", "--model", str(model),
-            "--nlu", str(self.project / "tests" / "nlu_heldout.yml"), "--json", str(out),
+            sys.executable, "-m", "faqbot.tools.report", "--ohne-kreuzvalidierung", "--modell", str(model),
+            "--testdaten", str(self.project / "tests" / "nlu_heldout.yml"), "--ordner", str(self.report_dir),
+            "--projekt", str(self.project), "--json", str(out),
+            *(["--grundlage", str(before)] if before else []),
         ]  # fmt: skip
         process = await asyncio.create_subprocess_exec(
             *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE

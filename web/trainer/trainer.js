@@ -176,7 +176,19 @@
     mark("skip", ids, "übersprungen");
   });
 
+  function openReport() {
+    return api("report-link", {}).then(function (link) {
+      $("report").src = link.url;
+      $("report").hidden = false;
+      $("report-window").href = link.url;
+      $("report-window").textContent = "Bericht vom " + link.written + " in einem eigenen Fenster öffnen";
+      $("report-note").hidden = false;
+    });
+  }
+  $("open-report").addEventListener("click", function () { openReport().catch(fail); });
+
   var RUNNING = ["training", "checking", "loading"];
+  var wasRunning = false;
   function showTraining(training) {
     $("training").textContent = training.message;
     var details = $("training-details");
@@ -186,6 +198,9 @@
     $("train").disabled = running;
     if (running) { setTimeout(function () { api("train").then(showTraining).catch(fail); }, 2000); }
     else if (training.state === "active") { load().catch(fail); }
+    // A training just checked: its report shows what changed.
+    if (wasRunning && (training.state === "active" || training.state === "rejected")) { openReport().catch(fail); }
+    wasRunning = running;
   }
   $("train").addEventListener("click", function () {
     api("train", {}).then(showTraining).catch(fail);
