@@ -12,12 +12,12 @@ from datetime import datetime, timezone
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import EventType, SlotSet, UserUtteranceReverted
 from rasa_sdk.executor import CollectingDispatcher
 
 from faqbot.core.clarify import CLARIFY_MIN_CONFIDENCE, clarify_candidates, faq_ranking
 from faqbot.core.delivery import load_config
-from faqbot.core.intents import NOT_A_QUESTION, faq_id_for
+from faqbot.core.intents import NLU_FALLBACK, NOT_A_QUESTION, OUT_OF_SCOPE, faq_id_for
 from faqbot.core.knowledge import CachedKnowledge, FaqEntry, KnowledgeError
 from faqbot.core.metrics import FAQ_OUTCOMES
 from faqbot.core.support_config import read_support_config
@@ -198,6 +198,9 @@ class ActionHandleFallback(Action):
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         message = tracker.latest_message
+        intent = (message.get("intent") or {}).get("name")
+        if intent not in (NLU_FALLBACK, OUT_OF_SCOPE):  # no rule for this turn: the dialogue's fallback
+            return self.dialogue_fallback(dispatcher, tracker, domain, intent)
         if not has_letters(message.get("text") or ""):
             dispatcher.utter_message(response="utter_ask_for_words")
             return []
@@ -218,6 +221,29 @@ class ActionHandleFallback(Action):
         FAQ_OUTCOMES.labels(NO_FAQ, "fallback").inc()
         dispatcher.utter_message(response="utter_offer_handoff")
         return [SlotSet("handoff_offered", True)]
+
+    @staticmethod
+    def dialogue_fallback(
+        dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any], intent: str | None
+    ) -> list[EventType]:
+        """config.yml names this action the dialogue's fallback too. A FAQ question newer than
+        the running dialogue model (created and trained in the trainers' inbox; the Rasa
+        server's domain has no rule for it until its restart) is answered from the knowledge.
+        Anything else gets what Rasa's default fallback does: an apology, the message undone."""
+        known = {name if isinstance(name, str) else next(iter(name)) for name in domain.get("intents") or []}
+        faq_id = faq_id_for(intent)
+        if faq_id and intent not in known:
+            try:
+                entry = knowledge.get(faq_id)
+            except KnowledgeError:
+                logger.warning("Intent %s is neither in the domain nor in the FAQ knowledge", intent)
+            else:
+                send_faq_answer(
+                    dispatcher, entry, (tracker.latest_message.get("intent") or {}).get("confidence") or 0.0
+                )
+                return _offer_handoff_reset(tracker)
+        dispatcher.utter_message(response="utter_default")
+        return [UserUtteranceReverted()]
 
 
 class ActionEscalate(Action):

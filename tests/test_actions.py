@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from rasa_sdk import Tracker
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import SlotSet, UserUtteranceReverted
 from rasa_sdk.executor import CollectingDispatcher
 from test_rest_conversations import response_text
 
@@ -69,10 +69,30 @@ def tracker_for(*events: dict[str, Any], slots: dict[str, Any] | None = None) ->
     )
 
 
-def run(action, tracker: Tracker):
+def run(action, tracker: Tracker, domain: dict[str, Any] | None = None):
     dispatcher = CollectingDispatcher()
-    events = action.run(dispatcher, tracker, {})
+    events = action.run(dispatcher, tracker, domain or {})
     return dispatcher.messages, events
+
+
+def test_a_faq_newer_than_the_dialogue_model_is_answered_by_the_dialogues_fallback():
+    """Created and trained in the inbox: the NLU knows it, the running Rasa server's domain not."""
+    older_domain = {"intents": ["greet", {"out_of_scope": {"use_entities": True}}]}
+    tracker = tracker_for(user_event("wo finde ich meine rechnung", "faq_erhalte_rechnung", 0.91))
+    messages, events = run(ActionHandleFallback(), tracker, older_domain)
+    assert messages[0]["text"] == INVOICE.answer and messages[0]["custom"]["faq_id"] == "erhalte_rechnung"
+    assert events == []
+
+
+@pytest.mark.parametrize(
+    "intent, domain",
+    [("greet", {"intents": ["greet"]}), ("faq_erhalte_rechnung", {"intents": [{"faq_erhalte_rechnung": {}}]}),
+     ("faq_gibt_es_nicht", {"intents": []})],
+)  # fmt: skip
+def test_any_other_turn_without_a_rule_gets_rasas_default_fallback(intent, domain):
+    messages, events = run(ActionHandleFallback(), tracker_for(user_event("hm", intent, 0.9)), domain)
+    assert [message["response"] for message in messages] == ["utter_default"]
+    assert events == [UserUtteranceReverted()]
 
 
 def test_answer_is_the_faq_answer_verbatim_with_a_custom_payload():

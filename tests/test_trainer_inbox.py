@@ -22,6 +22,7 @@ from playwright.sync_api import expect, sync_playwright
 from test_trainer import MISSED, MISSED_FAQ, copy_project
 from test_widget import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, serious_violations
 
+from faqbot.core.knowledge import FaqEntry, load
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.phrasings import read_examples
 from faqbot.core.review_store import ReviewStore
@@ -30,6 +31,10 @@ from faqbot.tools.trainer_inbox import missed_targets
 pytestmark = pytest.mark.browser
 
 TOKEN = "trainer-token-for-the-inbox-tests-0123456789"
+# A question the FAQ does not answer yet, a new FAQ for it and what customers also ask.
+NEW_QUESTION = "habt ihr einen dunklen modus für die webseite"
+NEW_FAQ = FaqEntry("dunkle_ansicht", "Technik, Zugang & Integration", "Gibt es eine dunkle Ansicht?", "Noch nicht.")
+NEW_PHRASINGS = ["gibt es einen dark mode", "kann ich die seite dunkel stellen", "dunkelmodus einschalten"]
 
 
 @contextmanager
@@ -140,6 +145,23 @@ def test_the_inbox_assigns_undoes_skips_and_lists_new_questions(inbox):
             wish.get_by_role("button", name="Neue Frage").click()
             expect(page.locator("#new-questions")).to_contain_text("ich wünsche mir eine dunkle ansicht")
             expect(page.locator("#queue-count")).to_have_text("1 offene Nachrichten, die teuren Fehler zuerst.")
+            # A new FAQ from the messages marked as new questions, with two more phrasings.
+            page.get_by_role("checkbox", name="ich wünsche mir eine dunkle ansicht").check()
+            page.get_by_label("Frage, wie sie auf der FAQ-Seite stehen soll").fill("Gibt es eine dunkle Ansicht?")
+            page.get_by_label("Kategorie").fill("Technik, Zugang & Integration")
+            page.get_by_label("Antwort (der Bot schickt sie wörtlich)").fill("Nein, noch nicht.")
+            page.get_by_label("Weitere Formulierungen, eine je Zeile").fill("gibt es einen dunkelmodus")
+            page.get_by_role("button", name="FAQ anlegen").click()
+            expect(page.locator("#status")).to_contain_text("Bitte mindestens 3 verschiedene Formulierungen")
+            page.get_by_label("Weitere Formulierungen, eine je Zeile").fill(
+                "gibt es einen dunkelmodus\nkann man die seite dunkel stellen"
+            )
+            page.get_by_role("button", name="FAQ anlegen").click()
+            expect(page.locator("#status")).to_contain_text("Neue FAQ dunkle_ansicht angelegt")
+            expect(page.locator("#no-new")).to_be_visible()
+            expect(page.locator("#bulk-faq")).to_contain_text("Gibt es eine dunkle Ansicht?")
+            expect(page.locator("#changes")).to_contain_text("hinzugefügt zu faq_dunkle_ansicht: „kann man die seite")
+            assert serious_violations(page) == []
         finally:
             context.close()
             browser.close()
@@ -149,9 +171,24 @@ def test_the_inbox_assigns_undoes_skips_and_lists_new_questions(inbox):
     assert statuses == {
         ids["fallback"]: "skipped",
         ids["costly"]: "open",
-        ids["wish"]: "new_question",
+        ids["wish"]: "assigned",
         ids["skip"]: "skipped",
     }
+    assert load(project / "data" / "faq.yml")["dunkle_ansicht"].answer == "Nein, noch nicht."
+    assert read_examples(project / "data" / "nlu" / "faq.yml")["faq_dunkle_ansicht"] == [
+        "Gibt es eine dunkle Ansicht?",
+        "ich wünsche mir eine dunkle ansicht",
+        "gibt es einen dunkelmodus",
+        "kann man die seite dunkel stellen",
+    ]
+    # The same question again, a message not marked, no token: refused, nothing written.
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    fields = {"category": "X", "question": "Gibt es eine dunkle Ansicht?", "answer": "Ja.", "phrasings": ["a b", "c d"]}
+    again = requests.post(url + "/api/new-faq", json={"ids": [ids["skip"]], **fields}, headers=auth, timeout=10)
+    assert again.status_code == 422 and "nicht (mehr) als neue Frage vorgemerkt" in again.json()["message"]
+    assert requests.post(url + "/api/new-faq", json={"ids": [ids["wish"]], **fields}, timeout=10).status_code == 401
+    malformed = requests.post(url + "/api/new-faq", json={"ids": [1], "question": 3}, headers=auth, timeout=10)
+    assert malformed.status_code == 400
 
 
 def test_the_report_opens_only_through_a_fresh_signed_link(inbox):
@@ -193,20 +230,23 @@ def test_the_report_opens_only_through_a_fresh_signed_link(inbox):
 def test_retraining_from_the_inbox_reaches_the_running_bot_without_a_restart(model_path, tmp_path):
     """A message the bot missed, assigned in the inbox; „Neu trainieren“ trains, checks the
     held-out targets and loads the model into the running NLU server: the same bot, not
-    restarted, now answers that message with the right FAQ. The report, with the model
-    before as its baseline, opens in the page."""
+    restarted, now answers that message with the right FAQ, and a question new to the FAQ,
+    created in the inbox, with its new answer. The report, with the model before as its
+    baseline, opens in the page."""
     (tmp_path / "projekt").mkdir()
     project = copy_project(tmp_path / "projekt")
     (project / "models").mkdir()
     shutil.copy(model_path, project / "models" / model_path.name)  # the model the bot runs with
-    with running(bot_servers(model_path, tmp_path / "var")) as servers:
+    answers = {"FAQBOT_FAQ_FILE": str(project / "data" / "faq.yml")}  # the action server reads the copy's
+    with running(bot_servers(model_path, tmp_path / "var", env=answers)) as servers:
         bot = Bot(servers)
-        # A customer's message the bot misses lands in the servers' review queue, and so in the inbox.
+        # Customers' messages the bot misses land in the servers' review queue, and so in the inbox.
         assert MISSED_FAQ not in [custom.get("faq_id") for custom in customs(bot.send("vorher", MISSED))]
+        assert not any(custom.get("faq_id") for custom in customs(bot.send("neu", NEW_QUESTION)))  # no FAQ answer
         queue = servers.var_dir / "review.db"
         deadline = time.monotonic() + 10
-        while MISSED not in queued_texts(queue):
-            assert time.monotonic() < deadline, "the missed message did not reach the review queue"
+        while not {MISSED, NEW_QUESTION} <= set(queued_texts(queue)):
+            assert time.monotonic() < deadline, "the missed messages did not reach the review queue"
             time.sleep(0.2)
         nlu = ("--nlu-url", servers.nlu_url)
         with inbox_server(project, queue, *nlu, env={"FAQBOT_NLU_TOKEN": servers.env["FAQBOT_NLU_TOKEN"]}) as url:
@@ -219,6 +259,14 @@ def test_retraining_from_the_inbox_reaches_the_running_bot_without_a_restart(mod
                     page.get_by_label(f"FAQ-Frage für „{MISSED}“").select_option(MISSED_FAQ)
                     page.locator(".entry", has_text=MISSED).get_by_role("button", name="Zuordnen").click()
                     expect(page.locator("#status")).to_contain_text("1 von 1 zugeordnet.")
+                    page.locator(".entry", has_text=NEW_QUESTION).get_by_role("button", name="Neue Frage").click()
+                    page.get_by_role("checkbox", name=NEW_QUESTION).check()
+                    page.get_by_label("Frage, wie sie auf der FAQ-Seite stehen soll").fill(NEW_FAQ.question)
+                    page.get_by_label("Kategorie").fill(NEW_FAQ.category)
+                    page.get_by_label("Antwort (der Bot schickt sie wörtlich)").fill(NEW_FAQ.answer)
+                    page.get_by_label("Weitere Formulierungen, eine je Zeile").fill("\n".join(NEW_PHRASINGS))
+                    page.get_by_role("button", name="FAQ anlegen").click()
+                    expect(page.locator("#status")).to_contain_text(f"Neue FAQ {NEW_FAQ.id} angelegt")
                     page.get_by_role("button", name="Neu trainieren").click()
                     expect(page.locator("#training")).to_have_text("Der Bot wird neu trainiert (etwa zwei Minuten) …")
                     expect(page.get_by_role("button", name="Neu trainieren")).to_be_disabled()
@@ -236,6 +284,9 @@ def test_retraining_from_the_inbox_reaches_the_running_bot_without_a_restart(mod
         assert bot.alive()  # the same processes: nothing was restarted
         answered = customs(bot.send("nachher", MISSED))
         assert MISSED_FAQ in [custom.get("faq_id") for custom in answered], answered
+        new = bot.send("neu-nachher", NEW_QUESTION)
+        assert [message.get("text") for message in new] == [NEW_FAQ.answer], new
+        assert [custom.get("faq_id") for custom in customs(new)] == [NEW_FAQ.id]
 
 
 def test_a_model_below_the_targets_is_not_loaded():

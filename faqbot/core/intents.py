@@ -4,6 +4,7 @@ from __future__ import annotations
 
 INTENT_PREFIX = "faq_"
 OUT_OF_SCOPE = "out_of_scope"
+NLU_FALLBACK = "nlu_fallback"  # Rasa's FallbackClassifier: the NLU is unsure
 # The general intents (data/nlu/general.yml), with what a trainer reads for them.
 GENERAL_INTENTS = {
     "greet": "Begrüßung",

@@ -31,19 +31,13 @@ from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.phrasings import (
     AlreadyPresent,
     PhrasingRefused,
-    add_phrasing,
     add_phrasing_as_written,
-    check,
     masking_notice,
-    normalise,
     vagueness_notice,
 )
+from faqbot.tools import new_faq
 
 LOCAL_TIME = ZoneInfo("Europe/Berlin")  # the support team's time, as in support.yml
-# Fewer phrasings than this and the new question is hardly recognised at all.
-MIN_NEW_FAQ_PHRASINGS = 3
-# tests/test_data.py: every FAQ intent needs its question plus at least 12 phrasings.
-RECOMMENDED_PHRASINGS = 12
 
 
 def knowledge(project: Path) -> dict[str, FaqEntry]:
@@ -255,56 +249,14 @@ def _local(moment: datetime | str) -> str:
 
 
 def cmd_add_faq(args: argparse.Namespace) -> int:
-    from faqbot.tools import importer
-
-    project = args.projekt
-    faqs = knowledge(project)
-    entry = FaqEntry(importer.slugify(args.frage), args.kategorie.strip(), args.frage.strip(), args.antwort.strip())
-    if entry.id in faqs or any(normalise(old.question) == normalise(entry.question) for old in faqs.values()):
-        print(f"Diese Frage gibt es schon ({entry.id}). Formulierungen ergänzen: `add-phrasing`.", file=sys.stderr)
-        return 1
-    phrasings: list[str] = []
-    notices: list[str] = []
     try:
-        for text in args.formulierung:
-            phrasing = check(entry.intent, text, project)  # masked
-            if normalise(phrasing) not in {normalise(p) for p in [entry.question, *phrasings]}:
-                phrasings.append(phrasing)
-                notices += [notice] if (notice := masking_notice(text, phrasing)) else []
-    except PhrasingRefused as refusal:
-        print(f"Nicht angelegt: „{text}“: {refusal}", file=sys.stderr)
+        created = new_faq.create(args.projekt, args.kategorie, args.frage, args.antwort, args.formulierung, "add-faq")
+    except new_faq.NewFaqRefused as refusal:
+        print(refusal, file=sys.stderr)
         return 1
-    if len(phrasings) < MIN_NEW_FAQ_PHRASINGS:
-        print(
-            f"Bitte mindestens {MIN_NEW_FAQ_PHRASINGS} verschiedene Formulierungen angeben "
-            f"(empfohlen: {RECOMMENDED_PHRASINGS}).",
-            file=sys.stderr,
-        )
-        return 1
-    # The importer owns the file formats: knowledge, intent, rule and domain entry.
-    entries = [*faqs.values(), entry]
-    importer.dump(entries, project / "data" / "faq.yml", importer.KNOWLEDGE_HEADER)
-    importer.update_nlu(project / "data" / "nlu" / "faq.yml", entries, [])
-    importer.write_rules(project / "data" / "rules" / "faq.yml", entries)
-    importer.update_domain(project / "domain.yml", entries, [])
-    for phrasing in phrasings:
-        add_phrasing(entry.intent, phrasing, project)
-    print(
-        f"Neue FAQ {entry.id} angelegt: Antwort, Intent {entry.intent} mit der Frage und "
-        f"{len(phrasings)} Formulierungen, Regel und Domain-Eintrag."
-    )
-    for notice in notices:
-        print(notice)
-    if len(phrasings) < RECOMMENDED_PHRASINGS:
-        print(
-            f"Hinweis: Die Datenprüfung (tests/test_data.py) verlangt mindestens {RECOMMENDED_PHRASINGS} "
-            f'Formulierungen je FAQ; ergänzen Sie weitere mit `add-phrasing {entry.id} "…"`.'
-        )
-    print(
-        "Hinweis: Die Frage steht noch nicht auf der FAQ-Seite (data/faq_seite.txt) und hat keine "
-        "Testbeispiele in tests/nlu_heldout.yml; beides ergänzt das Entwicklungsteam, sonst schlagen "
-        "die Datentests fehl. Danach: `faqbot-trainer train`."
-    )
+    for line in created.messages():
+        print(line)
+    print("Danach: `faqbot-trainer train`.")
     return 0
 
 
@@ -466,8 +418,8 @@ def parser() -> argparse.ArgumentParser:
         "add-faq",
         help="2: eine neue FAQ-Frage mit Antwort und ersten Formulierungen anlegen",
         description=f"Legt eine neue FAQ-Frage an: Antwort, Intent, Regel und Domain-Eintrag. Nötig sind "
-        f"mindestens {MIN_NEW_FAQ_PHRASINGS} Formulierungen; die Datenprüfung verlangt "
-        f"{RECOMMENDED_PHRASINGS} (weitere später mit add-phrasing). Steht die Frage auf der "
+        f"mindestens {new_faq.MIN_PHRASINGS} Formulierungen; die Datenprüfung verlangt "
+        f"{new_faq.RECOMMENDED_PHRASINGS} (weitere später mit add-phrasing). Steht die Frage auf der "
         "FAQ-Seite, ist `import` der bessere Weg.",
     )
     step.add_argument("--kategorie", required=True, help="Kategorie, wie auf der FAQ-Seite")

@@ -16,6 +16,8 @@ then http://127.0.0.1:5007/ . It runs where the project's training data are (it 
     GET  /api/changes        the phrasings added and removed since the last training
     POST /api/undo           {"number": n} or {} for the last added phrasing
     GET  /api/new-questions  the messages marked as a new question
+    POST /api/new-faq        {"ids": [..], "category", "question", "answer", "phrasings": [..]}:
+                             a new FAQ question from those messages (faqbot.tools.new_faq)
     POST /api/train          retrain in the background; GET /api/train: how far it is
     POST /api/report-link    a link to the latest report, valid for 15 minutes (a frame
                              cannot send the token): /bericht/<expiry>.<signature>/bericht.html
@@ -59,6 +61,7 @@ from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.rate_limit import RateLimiter
 from faqbot.core.review_store import ReviewStore, location
 from faqbot.server.web import STAFF_PAGE_HEADERS
+from faqbot.tools import new_faq
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ PAGE_FILES = {
     "staff.css": (PROJECT_DIR / "web" / "staff" / "staff.css", "text/css"),
 }
 MAX_IDS = 200  # a bulk action at most
+MAX_FIELD = 5000  # characters of a new FAQ's answer, question, category or phrasing
 # The page shows the report in a frame of its own.
 PAGE_HEADERS = {
     **STAFF_PAGE_HEADERS,
@@ -157,6 +161,7 @@ class Inbox:
                 web.get("/api/changes", self.changes),
                 web.post("/api/undo", self.undo),
                 web.get("/api/new-questions", self.new_questions),
+                web.post("/api/new-faq", self.create_faq),
                 web.post("/api/train", self.start_training),
                 web.get("/api/train", self.training_state),
                 web.post("/api/report-link", self.report_link),
@@ -288,7 +293,8 @@ class Inbox:
             {"number": number, "faq": entry.id, "question": entry.question}
             for number, entry in enumerate(faqs.values(), start=1)
         ]
-        return {"count": len(entries), "groups": list(groups.values()), "faqs": numbered}
+        categories = sorted({entry.category for entry in faqs.values()})
+        return {"count": len(entries), "groups": list(groups.values()), "faqs": numbered, "categories": categories}
 
     async def ids(self, request: web.Request) -> list[int] | web.Response:
         try:
@@ -331,6 +337,50 @@ class Inbox:
             return results
         finally:
             store.close()
+
+    async def create_faq(self, request: web.Request) -> web.Response:
+        """A new FAQ question from messages marked as new questions, plus further phrasings."""
+        ids = await self.ids(request)
+        if isinstance(ids, web.Response):
+            return ids
+        body = await request.json()
+        fields = {name: body.get(name) for name in ("category", "question", "answer")}
+        phrasings = body.get("phrasings", [])
+        if (
+            not all(isinstance(value, str) and len(value) <= MAX_FIELD for value in fields.values())
+            or not isinstance(phrasings, list)
+            or len(phrasings) > MAX_IDS
+            or not all(isinstance(text, str) and len(text) <= MAX_FIELD for text in phrasings)
+        ):
+            return refusal(
+                400,
+                'Bitte senden Sie JSON wie {"ids": [12], "category": "…", "question": "…", "answer": "…", '
+                '"phrasings": ["…"]}.',
+            )
+        if self.writing.locked() and self.training["state"] == "training":
+            return refusal(409, "Der Bot wird gerade neu trainiert. Bitte legen Sie die FAQ danach an.")
+        async with self.writing:
+            try:
+                messages = await asyncio.to_thread(self._create_faq, ids, fields, phrasings)
+            except new_faq.NewFaqRefused as refused:
+                return refusal(422, str(refused))
+        return web.json_response({"messages": messages}, status=201)
+
+    def _create_faq(self, ids: list[int], fields: dict[str, str], phrasings: list[str]) -> list[str]:
+        store = self.store()
+        try:
+            marked = {entry.id: entry for entry in store.entries(status="new_question")}
+            if any(entry_id not in marked for entry_id in ids):
+                raise new_faq.NewFaqRefused("Eine der Nachrichten ist nicht (mehr) als neue Frage vorgemerkt.")
+            texts = [marked[entry_id].text for entry_id in ids] + phrasings
+            created = new_faq.create(
+                self.project, fields["category"], fields["question"], fields["answer"], texts, "neue FAQ im Posteingang"
+            )
+            for entry_id in ids:
+                store.set_status(entry_id, "assigned", created.entry.intent)
+        finally:
+            store.close()
+        return created.messages() + ["Danach: „Neu trainieren“; der Bot beantwortet die Frage dann ohne Neustart."]
 
     def mark(self, status: str):
         async def handler(request: web.Request) -> web.Response:

@@ -118,11 +118,27 @@
       list.appendChild(item);
     });
     $("no-changes").hidden = changes.changes.length > 0;
+    var categories = $("categories");
+    categories.replaceChildren();
+    queue.categories.forEach(function (name) { var option = element("option"); option.value = name; categories.appendChild(option); });
     var fresh = await api("new-questions");
     var questions = $("new-questions");
     questions.replaceChildren();
-    fresh.entries.forEach(function (entry) { questions.appendChild(element("li", "„" + entry.text + "“ (" + when(entry.created) + ")")); });
+    fresh.entries.forEach(function (entry) {
+      var item = element("li");
+      var box = element("input", "", "new-select");
+      box.type = "checkbox";
+      box.value = entry.id;
+      box.id = "new-" + entry.id;
+      var label = element("label", "„" + entry.text + "“ (" + when(entry.created) + ")");
+      label.htmlFor = box.id;
+      item.appendChild(box);
+      item.appendChild(document.createTextNode(" "));
+      item.appendChild(label);
+      questions.appendChild(item);
+    });
     $("no-new").hidden = fresh.entries.length > 0;
+    $("new-faq").hidden = fresh.entries.length === 0;
     show(true);
   }
 
@@ -174,6 +190,20 @@
     var ids = selected();
     if (!ids.length) { say("Bitte wählen Sie zuerst Nachrichten aus (Kästchen).", true); return; }
     mark("skip", ids, "übersprungen");
+  });
+
+  $("new-faq").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var ids = Array.prototype.map.call(document.querySelectorAll(".new-select:checked"), function (box) { return Number(box.value); });
+    if (!ids.length) { say("Bitte wählen Sie mindestens eine der vorgemerkten Nachrichten aus.", true); return; }
+    var phrasings = $("faq-phrasings").value.split("\n").map(function (line) { return line.trim(); }).filter(Boolean);
+    api("new-faq", {
+      ids: ids, category: $("faq-category").value, question: $("faq-question").value, answer: $("faq-answer").value,
+      phrasings: phrasings,
+    }).then(function (result) {
+      $("new-faq").reset();
+      return load().then(function () { say(result.messages.join("\n")); });
+    }).catch(fail);
   });
 
   function openReport() {
