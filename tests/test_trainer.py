@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conftest import free_port
 
 from faqbot.core.knowledge import load
 from faqbot.core.paths import PROJECT_DIR
@@ -52,7 +53,9 @@ def project(tmp_path: Path) -> Path:
     return copy_project(tmp_path)
 
 
-def trainer(project: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
+def trainer(
+    project: Path, *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "faqbot.tools.trainer", "--projekt", str(project), *args],
         input=stdin,
@@ -60,6 +63,7 @@ def trainer(project: Path, *args: str, stdin: str = "") -> subprocess.CompletedP
         text=True,
         cwd=PROJECT_DIR,
         timeout=120,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -451,6 +455,28 @@ def test_add_phrasing_takes_faq_numbers_and_unquoted_words_and_warns_when_vague(
     assert vague.returncode == 0 and "Die Formulierung ist sehr allgemein" in vague.stdout
     unknown = trainer(project, "add-phrasing", str(len(numbered) + 1), "geht apple pay")
     assert unknown.returncode == 1 and "Unbekannte FAQ" in unknown.stderr
+
+
+def test_add_phrasing_says_where_the_running_bot_sends_it_against_a_wrong_faq_number(project, bot):
+    nlu = {"FAQBOT_NLU_URL": bot.servers.nlu_url, "FAQBOT_NLU_TOKEN": bot.servers.env["FAQBOT_NLU_TOKEN"]}
+    text = "rechnung herunterladen wo geht das nochmal"
+    wrong = trainer(project, "add-phrasing", "zahlungsmethoden_akzeptieren", text, env=nlu)
+    assert wrong.returncode == 0, wrong.stderr
+    invoice = load(project / "data" / "faq.yml")["erhalte_rechnung"].question
+    assert f"Zur Kontrolle: Der Bot schickt „{text}“ bisher zu „{invoice}“ (erhalte_rechnung), mit" in wrong.stdout
+    assert trainer(project, "undo").returncode == 0
+    right = trainer(project, "add-phrasing", "erhalte_rechnung", text, env=nlu)
+    assert right.returncode == 0 and "Zur Kontrolle" not in right.stdout and "Nicht nachgesehen" not in right.stdout
+
+
+def test_add_phrasing_without_a_running_bot_says_it_did_not_look(project):
+    url = f"http://127.0.0.1:{free_port()}"
+    added = trainer(
+        project, "add-phrasing", "erhalte_rechnung", "rechnung nochmal schicken bitte", env={"FAQBOT_NLU_URL": url}
+    )
+    assert added.returncode == 0 and f"kein laufender Bot unter {url}" in added.stdout
+    quiet = trainer(project, "add-phrasing", "--nicht-pruefen", "erhalte_rechnung", "rechnung erneut senden bitte")
+    assert quiet.returncode == 0 and "nachgesehen" not in quiet.stdout
 
 
 def test_list_shows_the_changes_since_the_last_training_and_undo_takes_them_back(project, tmp_path):

@@ -18,6 +18,7 @@ So wird der Bot besser, in vier Schritten:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
@@ -25,7 +26,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from faqbot.core import review_decisions, trainer_journal
-from faqbot.core.intents import OUT_OF_SCOPE
+from faqbot.core.intents import GENERAL_INTENTS, OUT_OF_SCOPE, faq_id_for
 from faqbot.core.knowledge import FaqEntry, load
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.phrasings import (
@@ -182,7 +183,53 @@ def cmd_add_phrasing(args: argparse.Namespace) -> int:
         print(masking_notice(text, added.phrasing))
     if notice := vagueness_notice(added.phrasing, args.projekt):
         print(notice)
+    if args.pruefen:
+        parse = current_parse(added.phrasing, args.nlu_url)
+        if isinstance(parse, str):
+            print(parse)
+        elif notice := elsewhere_notice(added.intent, added.phrasing, parse, knowledge(args.projekt)):
+            print(notice)
     return 0
+
+
+# Below this the current model is unsure anyway: no need to say where it sends a phrasing.
+ELSEWHERE_MIN_CONFIDENCE = 0.5
+
+
+def current_parse(text: str, nlu_url: str | None) -> dict | str:
+    """How the running bot reads ``text`` now (its NLU server), or why that is not known."""
+    import requests
+
+    url = (nlu_url or os.environ.get("FAQBOT_NLU_URL") or "http://127.0.0.1:5006").rstrip("/")
+    token = os.environ.get("FAQBOT_NLU_TOKEN", "")
+    unknown = "(Nicht nachgesehen, wohin der Bot die Formulierung bisher schickt: "
+    try:
+        reply = requests.post(
+            f"{url}/model/parse", json={"text": text}, headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
+    except requests.RequestException:
+        return f"{unknown}kein laufender Bot unter {url}.)"
+    if not reply.ok:
+        return f"{unknown}{url} antwortet mit {reply.status_code}.)"
+    return reply.json()
+
+
+def elsewhere_notice(intent: str, phrasing: str, parse: dict, faqs: dict[str, FaqEntry]) -> str:
+    """A check against a wrong FAQ number: where the current model sends the phrasing, when
+    that is confidently another FAQ or intent; else ""."""
+    from faqbot.tools.evaluate import FALLBACK
+
+    ranking = [item for item in parse.get("intent_ranking") or [] if item["name"] != FALLBACK]
+    if not ranking or ranking[0]["name"] == intent or ranking[0]["confidence"] < ELSEWHERE_MIN_CONFIDENCE:
+        return ""
+    best = ranking[0]["name"]
+    entry = faqs.get(faq_id_for(best) or "")
+    where = f"„{entry.question}“ ({entry.id})" if entry else GENERAL_INTENTS.get(best, best)
+    return (
+        f"Zur Kontrolle: Der Bot schickt „{phrasing}“ bisher zu {where}, mit {round(100 * ranking[0]['confidence'])} % "
+        "Sicherheit. Das Training bringt ihm Ihre Zuordnung bei. Haben Sie sich bei der FAQ vertan: "
+        "`faqbot-trainer undo`."
+    )
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -389,6 +436,13 @@ def parser() -> argparse.ArgumentParser:
     )
     step.add_argument("faq", help="FAQ-Nummer oder -ID (z. B. 16 oder erhalte_rechnung, siehe `faqs`) oder Intent-Name")
     step.add_argument("text", nargs="+", help="die Formulierung (am besten in Anführungszeichen)")
+    step.add_argument(
+        "--nicht-pruefen",
+        dest="pruefen",
+        action="store_false",
+        help="nicht nachsehen, zu welcher FAQ das aktuelle Modell die Formulierung bisher schickt",
+    )
+    step.add_argument("--nlu-url", help="NLU-Server des laufenden Bots (Standard: FAQBOT_NLU_URL, sonst :5006)")
     step.set_defaults(func=cmd_add_phrasing)
 
     step = steps.add_parser(
