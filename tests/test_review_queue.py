@@ -485,3 +485,17 @@ def test_an_out_of_scope_question_the_trainers_already_decided_is_not_queued_aga
         *refused,
     ]
     assert folded(tmp_path, events) == [("Wie wird das Wetter morgen in Kiel?", "out_of_scope", None)]
+
+
+def test_a_new_faq_answered_by_the_dialogues_fallback_counts_as_an_answer(tmp_path, no_sample):
+    """Trained in the inbox, not yet in the running domain: action_handle_fallback answers it."""
+    new_faq = [
+        user("habt ihr einen dunklen modus", "faq_dunkle_ansicht", 0.93),
+        {"event": "action", "name": "action_handle_fallback"},
+        answer("dunkle_ansicht"),
+        LISTEN,
+    ]
+    assert folded(tmp_path, new_faq) == []
+    assert folded(tmp_path, [*new_faq, user("nein", "deny", 0.99), LISTEN], "teuer-2") == [
+        ("habt ihr einen dunklen modus", "contradicted", "said_no")
+    ]

@@ -324,7 +324,7 @@ class ReviewQueue:
             self._judge_question(sender, conversation, turn)
         else:
             self._judge_reaction(sender, conversation, turn)
-        conversation.bot_asked = turn.clarified or turn.fallback or conversation.in_form
+        conversation.bot_asked = turn.clarified or (turn.fallback and not turn.answered_faq) or conversation.in_form
 
     def _judge_question(self, sender: str, conversation: _Conversation, turn: _Turn) -> None:
         kind = None
@@ -333,7 +333,7 @@ class ReviewQueue:
         elif turn.fallback and turn.intent == OUT_OF_SCOPE:
             # Refused as the trainers decided (their example): nothing to review again.
             kind = None if normalise(turn.text) in known_out_of_scope() else "out_of_scope"
-        elif turn.fallback:
+        elif turn.fallback and not turn.answered_faq:  # the fallback answers a FAQ newer than the dialogue
             kind = "fallback"
         elif turn.escalated:
             kind = "escalation"
