@@ -256,6 +256,10 @@ def test_the_report_starts_with_the_trainers_changes(tmp_path):
         ("entfernt", "(nicht mehr in den Trainingsdaten)", "undo"),
     ]
     assert report.trainer_changes({"zeit": "31.12.2099 23:59:59"}, project) == []  # none since a later run
+    # A baseline is recorded when the next training starts, after the changes: they count
+    # from when its model was trained.
+    baseline = {"zeit": "31.12.2099 23:59:59", "modell_trainiert_utc": "2000-01-01T00:00:00+00:00"}
+    assert report.trainer_changes(baseline, project) == rows
 
 
 def faq_row(right: int, count: int, wrongly: int = 0) -> dict:

@@ -23,7 +23,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -413,9 +413,15 @@ def source_section(
 
 
 def trainer_changes(previous: dict | None, project: Path = PROJECT_DIR) -> list[dict[str, str]]:
-    """„Ihre Änderungen“: the phrasings trainers added or removed since the previous run (all
-    of them without one), as the report starts with them."""
-    since = datetime.strptime(previous["zeit"], "%d.%m.%Y %H:%M:%S").astimezone() if previous else None
+    """„Ihre Änderungen“: the phrasings trainers added or removed since the previous run's
+    model was trained (all of them without a previous run), as the report starts with them.
+    (A baseline is recorded when the next training starts, after the changes it brings.)"""
+    if previous is None:
+        since = None
+    elif "modell_trainiert_utc" in previous:
+        since = datetime.fromisoformat(previous["modell_trainiert_utc"])
+    else:  # runs recorded before the training time was kept
+        since = datetime.strptime(previous["zeit"], "%d.%m.%Y %H:%M:%S").astimezone()
     return [
         {
             "what": "hinzugefügt" if described.change.action == "added" else "entfernt",
@@ -481,11 +487,12 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = load_history(out_dir)
     previous = runs[-1] if runs else None
-    trained = LocalModelStorage.metadata_from_archive(model).trained_at
+    trained = LocalModelStorage.metadata_from_archive(model).trained_at.replace(tzinfo=timezone.utc)  # Rasa: UTC
     run = {
         "zeit": datetime.now().strftime("%d.%m.%Y %H:%M:%S"),
         "modell": model.name,
-        "modell_trainiert": trained.strftime("%d.%m.%Y %H:%M"),
+        "modell_trainiert": trained.astimezone().strftime("%d.%m.%Y %H:%M"),
+        "modell_trainiert_utc": trained.isoformat(),
         "spacy": spacy_model.describe(),
         "quellen": {},
     }
