@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet, UserUtteranceReverted
+from rasa_sdk.events import EventType, FollowupAction, SlotSet, UserUtteranceReverted
 from rasa_sdk.executor import CollectingDispatcher
 
 from faqbot.core.clarify import CLARIFY_MIN_CONFIDENCE, clarify_candidates, faq_ranking
@@ -238,12 +238,12 @@ class ActionHandleFallback(Action):
             except KnowledgeError:
                 logger.warning("Intent %s is neither in the domain nor in the FAQ knowledge", intent)
             else:
-                send_faq_answer(
-                    dispatcher, entry, (tracker.latest_message.get("intent") or {}).get("confidence") or 0.0
-                )
-                return _offer_handoff_reset(tracker)
+                confidence = (tracker.latest_message.get("intent") or {}).get("confidence") or 0.0
+                send_faq_answer(dispatcher, entry, confidence)
+                # No rule ends this turn with action_listen: without it the fallback would run again.
+                return [*_offer_handoff_reset(tracker), FollowupAction("action_listen")]
         dispatcher.utter_message(response="utter_default")
-        return [UserUtteranceReverted()]
+        return [UserUtteranceReverted(), FollowupAction("action_listen")]
 
 
 class ActionEscalate(Action):

@@ -146,7 +146,7 @@ def test_the_inbox_assigns_undoes_skips_and_lists_new_questions(inbox):
             expect(page.locator("#new-questions")).to_contain_text("ich wünsche mir eine dunkle ansicht")
             expect(page.locator("#queue-count")).to_have_text("1 offene Nachrichten, die teuren Fehler zuerst.")
             # A new FAQ from the messages marked as new questions, with two more phrasings.
-            page.get_by_role("checkbox", name="ich wünsche mir eine dunkle ansicht").check()
+            page.locator("#new-questions").get_by_role("checkbox", name="ich wünsche mir eine dunkle ansicht").check()
             page.get_by_label("Frage, wie sie auf der FAQ-Seite stehen soll").fill("Gibt es eine dunkle Ansicht?")
             page.get_by_label("Kategorie").fill("Technik, Zugang & Integration")
             page.get_by_label("Antwort (der Bot schickt sie wörtlich)").fill("Nein, noch nicht.")
@@ -260,7 +260,7 @@ def test_retraining_from_the_inbox_reaches_the_running_bot_without_a_restart(mod
                     page.locator(".entry", has_text=MISSED).get_by_role("button", name="Zuordnen").click()
                     expect(page.locator("#status")).to_contain_text("1 von 1 zugeordnet.")
                     page.locator(".entry", has_text=NEW_QUESTION).get_by_role("button", name="Neue Frage").click()
-                    page.get_by_role("checkbox", name=NEW_QUESTION).check()
+                    page.locator("#new-questions").get_by_role("checkbox", name=NEW_QUESTION).check()
                     page.get_by_label("Frage, wie sie auf der FAQ-Seite stehen soll").fill(NEW_FAQ.question)
                     page.get_by_label("Kategorie").fill(NEW_FAQ.category)
                     page.get_by_label("Antwort (der Bot schickt sie wörtlich)").fill(NEW_FAQ.answer)
