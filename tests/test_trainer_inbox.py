@@ -287,7 +287,7 @@ def test_retraining_from_the_inbox_reaches_the_running_bot_without_a_restart(mod
         answered = customs(bot.send("nachher", MISSED))
         assert MISSED_FAQ in [custom.get("faq_id") for custom in answered], answered
         new = bot.send("neu-nachher", NEW_QUESTION)
-        assert [message.get("text") for message in new] == [NEW_FAQ.answer], new
+        assert [message["text"] for message in new if "text" in message] == [NEW_FAQ.answer], new
         assert [custom.get("faq_id") for custom in customs(new)] == [NEW_FAQ.id]
 
 
