@@ -452,7 +452,8 @@ def render(
         ("spaCy-Modell", run["spacy"]),
     ]
     head += [(s.title, metrics[s.key]["datei"]) for s in sources]
-    head.append(("Vorheriger Lauf", previous["zeit"] if previous else "kein vorheriger Lauf"))
+    before = f"{previous['zeit']} (Modell {previous['modell']})" if previous else "kein vorheriger Lauf"
+    head.append(("Vorheriger Lauf", before))
     earlier = (previous or {}).get("quellen", {})
     return TEMPLATES.get_template("bericht.html").render(
         standin=spacy_model.is_standin(),
