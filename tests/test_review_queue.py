@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
+from faqbot.core.paths import PROJECT_DIR
+from faqbot.core.phrasings import read_examples
 from faqbot.core.review_store import Entry, ReviewStore, sender_hash
 from faqbot.server.review_broker import ReviewQueueBroker, ReviewWriter, judged_event
 from tests.helpers import buttons, customs
@@ -448,9 +450,8 @@ def test_small_talk_worded_like_a_question_is_recorded_and_real_small_talk_is_no
 
 def test_a_sample_of_confident_answers_is_recorded_the_same_way_for_the_same_text(tmp_path, monkeypatch):
     monkeypatch.setenv("FAQBOT_REVIEW_SAMPLE", "1")
-    assert folded(tmp_path, asked("Wie kann ich bezahlen?", "zahlungsmethoden_akzeptieren")) == [
-        ("Wie kann ich bezahlen?", "sample", None)
-    ]
+    asked_once = asked("Welche Bezahlarten gibt es bei euch eigentlich", "zahlungsmethoden_akzeptieren")
+    assert folded(tmp_path, asked_once) == [("Welche Bezahlarten gibt es bei euch eigentlich", "sample", None)]
     monkeypatch.setenv("FAQBOT_REVIEW_SAMPLE", "0.5")  # a hash of the text decides, not chance
     texts = [f"Frage Nummer {number} zur Zahlung" for number in range(40)]
     events = [event for text in texts for event in [*asked(text, "zahlungsmethoden_akzeptieren"), *THANKS]]
@@ -462,7 +463,7 @@ def test_a_sample_of_confident_answers_is_recorded_the_same_way_for_the_same_tex
 def test_trainers_see_the_costly_misses_first(tmp_path, monkeypatch):
     monkeypatch.setenv("FAQBOT_REVIEW_SAMPLE", "1")
     events = [
-        *asked("Wie kann ich bezahlen?", "zahlungsmethoden_akzeptieren"),  # sample
+        *asked("Welche Bezahlarten gibt es bei euch eigentlich", "zahlungsmethoden_akzeptieren"),  # sample
         *fallback_turn("Mein Drucker macht Geräusche"),  # fallback
         *asked("schickt ihr die rechnung auch per brief", "erhalte_rechnung"),  # sample, then contradicted
         user("nein", "deny", 0.99),
@@ -499,3 +500,17 @@ def test_a_new_faq_answered_by_the_dialogues_fallback_counts_as_an_answer(tmp_pa
     assert folded(tmp_path, [*new_faq, user("nein", "deny", 0.99), LISTEN], "teuer-2") == [
         ("habt ihr einen dunklen modus", "contradicted", "said_no")
     ]
+
+
+def test_a_repeat_answered_as_the_trainers_decided_is_not_queued_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("FAQBOT_REVIEW_SAMPLE", "1")  # every confident answer would be sampled
+    example = read_examples(PROJECT_DIR / "data" / "nlu" / "faq.yml")["faq_erhalte_rechnung"][1]
+    conversations = [
+        asked(example.upper(), "erhalte_rechnung"),  # a training example of this FAQ: decided
+        asked(example, "erhalte_rechnung", 0.5),  # the same at low confidence
+        asked(example, "zahlungsmethoden_akzeptieren", 0.5),  # answered otherwise: for the trainers
+        asked("wie bekomme ich die rechnung als papier", "erhalte_rechnung"),  # not an example
+    ]
+    for number, events in enumerate(conversations):
+        queued = folded(tmp_path, events, f"wieder-{number}")
+    assert queued == [(example, "low_confidence", None), ("wie bekomme ich die rechnung als papier", "sample", None)]

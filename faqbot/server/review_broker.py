@@ -49,10 +49,10 @@ from typing import Any
 import sqlalchemy as sa
 from rasa.core.brokers.broker import EventBroker
 
-from faqbot.core.intents import NOT_A_QUESTION, OUT_OF_SCOPE, faq_id_for
+from faqbot.core.intents import NOT_A_QUESTION, OUT_OF_SCOPE, faq_id_for, intent_for
 from faqbot.core.masking import mask
 from faqbot.core.paths import PROJECT_DIR
-from faqbot.core.phrasings import normalise, read_examples
+from faqbot.core.phrasings import nlu_files, normalise, read_examples
 from faqbot.core.review_store import (
     ESCALATED,
     MAX_TEXT,
@@ -227,11 +227,23 @@ def small_talk_words() -> frozenset[str]:
     return frozenset(word for intent in SMALL_TALK for example in examples.get(intent, ()) for word in _words(example))
 
 
-@functools.cache
-def known_out_of_scope() -> frozenset[str]:
-    """The out_of_scope examples of the training data, normalised: a trainer decided these."""
-    examples = read_examples(PROJECT_DIR / "data" / "nlu" / "general.yml").get(OUT_OF_SCOPE, ())
-    return frozenset(normalise(example) for example in examples)
+_decided: dict[str, Any] = {"files": None, "examples": {}}
+
+
+def decided_examples() -> dict[str, str]:
+    """Normalised training examples -> their intent: what the trainers decided. Read again
+    when a file changed (the inbox adds phrasings and retrains without a restart)."""
+    files = nlu_files(PROJECT_DIR)
+    stamp = [(path.name, path.stat().st_mtime_ns) for path in files]
+    if stamp != _decided["files"]:
+        _decided["examples"] = {
+            normalise(example): intent
+            for path in files
+            for intent, examples in read_examples(path).items()
+            for example in examples
+        }
+        _decided["files"] = stamp
+    return _decided["examples"]
 
 
 def question_like(turn: _Turn) -> bool:
@@ -264,7 +276,7 @@ class ReviewQueue:
         self.batch = batch
         self._conversations: dict[str, _Conversation] = {}
         self.sample = sample_share()
-        small_talk_words(), known_out_of_scope()  # read once: a missing general.yml shows at the first fold
+        small_talk_words(), decided_examples()  # read now: a missing general.yml shows at the start
 
     def _conversation(self, sender: str) -> _Conversation:
         if sender not in self._conversations:
@@ -332,7 +344,7 @@ class ReviewQueue:
             kind = "clarification"
         elif turn.fallback and turn.intent == OUT_OF_SCOPE:
             # Refused as the trainers decided (their example): nothing to review again.
-            kind = None if normalise(turn.text) in known_out_of_scope() else "out_of_scope"
+            kind = None if decided_examples().get(normalise(turn.text)) == OUT_OF_SCOPE else "out_of_scope"
         elif turn.fallback and not turn.answered_faq:  # the fallback answers a FAQ newer than the dialogue
             kind = "fallback"
         elif turn.escalated:
@@ -341,6 +353,9 @@ class ReviewQueue:
             kind = "low_confidence"
         elif turn.answered_faq and sampled(turn.text, self.sample):
             kind = "sample"
+        if kind in ("low_confidence", "sample") and turn.answered:
+            # A repeat the bot answered as the trainers decided (their example): nothing new.
+            kind = None if decided_examples().get(normalise(turn.text)) == intent_for(turn.answered) else kind
         earlier = conversation.confident
         if earlier is not None and rephrased(earlier, turn):  # the confident answer did not help
             self._record(sender, earlier, "contradicted", "rephrased")
