@@ -146,6 +146,9 @@ def test_the_inbox_assigns_undoes_skips_and_lists_new_questions(inbox):
             expect(page.locator("#new-questions")).to_contain_text("ich wünsche mir eine dunkle ansicht")
             expect(page.locator("#queue-count")).to_have_text("1 offene Nachrichten, die teuren Fehler zuerst.")
             # A new FAQ from the messages marked as new questions, with two more phrasings.
+            expect(page.locator("#new-faq")).to_be_visible()
+            assert serious_violations(page) == []  # the form too
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             page.locator("#new-questions").get_by_role("checkbox", name="ich wünsche mir eine dunkle ansicht").check()
             page.get_by_label("Frage, wie sie auf der FAQ-Seite stehen soll").fill("Gibt es eine dunkle Ansicht?")
             page.get_by_label("Kategorie").fill("Technik, Zugang & Integration")
