@@ -28,8 +28,9 @@ checks the new model against the held-out targets (the README's four figures, me
 baseline and writes the report the page opens) and only then loads it into the running
 NLU server (Rasa's ``PUT /model`` with ``FAQBOT_NLU_TOKEN``, ``--nlu-url``): the bot
 answers with it at once, without a restart. A model below the targets is not loaded; the
-trainer reads which figure missed. (A new FAQ question also changes the dialogue: that
-needs a restart of the Rasa server.)
+trainer reads which figure missed. A new FAQ question is answered at once too: the
+dialogue's fallback answers a FAQ the running dialogue model does not know yet
+(``actions/actions.py``, ``ActionHandleFallback.dialogue_fallback``).
 
 Decisions go through ``faqbot.core.review_decisions`` (masking, refusals with the reason,
 the journal), one at a time: the data files are edited by one writer.
@@ -217,7 +218,8 @@ class Inbox:
         if not self.token:
             return web.Response(text="Der Posteingang ist abgeschaltet.", status=503)
         expires, _, signature = request.match_info["link"].partition(".")
-        valid = expires.isdigit() and hmac.compare_digest(signature, self._report_signature(int(expires)))
+        expected = self._report_signature(int(expires)) if expires.isdigit() else ""
+        valid = bool(expected) and hmac.compare_digest(signature.encode(), expected.encode())
         if not valid or int(expires) < time.time():
             return web.Response(
                 text="Dieser Link zum Bericht ist abgelaufen. Bitte öffnen Sie den Bericht im Posteingang erneut.",
