@@ -441,7 +441,7 @@ def render(
     images: dict[str, str],
     project: Path = PROJECT_DIR,
 ) -> str:
-    questions = {entry.intent: entry.question for entry in knowledge.load().values()}
+    questions = {entry.intent: entry.question for entry in knowledge.load(project / "data" / "faq.yml").values()}
 
     def intent(name: str) -> dict[str, str]:
         return {"id": short(name), "question": questions.get(name) or INTENT_NAMES.get(name, name)}
