@@ -282,6 +282,7 @@ def test_retraining_from_the_inbox_reaches_the_running_bot_without_a_restart(mod
                     expect(report).to_contain_text("Ihre Änderungen")
                     expect(report).to_contain_text(MISSED)
                     expect(report).not_to_contain_text("kein vorheriger Lauf")
+                    expect(report).to_contain_text(NEW_FAQ.question)  # the new FAQ, listed without test messages
                     section = page.locator("section", has=page.locator("#report"))
                     section.screenshot(path=str(SCREENSHOTS / "trainer_inbox_report.png"))
                     page.screenshot(path=str(SCREENSHOTS / "trainer_inbox_trained.png"), full_page=True)
