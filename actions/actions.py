@@ -185,6 +185,11 @@ class ActionAnswerFaq(Action):
         return _offer_handoff_reset(tracker)
 
 
+def domain_intents(domain: dict[str, Any]) -> set[str]:
+    """The intents of the running Rasa server's domain (names, or one-key dicts with options)."""
+    return {name if isinstance(name, str) else next(iter(name)) for name in domain.get("intents") or []}
+
+
 class ActionHandleFallback(Action):
     """The NLU is unsure, or the question is not in the FAQ.
 
@@ -206,11 +211,15 @@ class ActionHandleFallback(Action):
             return []
         candidates = clarify_candidates(message)
         if candidates:
+            known = domain_intents(domain)
             try:
-                buttons = [
-                    {"title": knowledge.get(faq_id_for(item["name"])).question, "payload": f"/{item['name']}"}
-                    for item in candidates
-                ]
+                buttons = []
+                for item in candidates:
+                    question = knowledge.get(faq_id_for(item["name"])).question
+                    # A FAQ newer than the running dialogue model: its question, which the NLU knows.
+                    buttons.append(
+                        {"title": question, "payload": f"/{item['name']}" if item["name"] in known else question}
+                    )
             except KnowledgeError:
                 logger.exception("FAQ knowledge unreadable; offering the support team")
             else:
@@ -230,9 +239,8 @@ class ActionHandleFallback(Action):
         the running dialogue model (created and trained in the trainers' inbox; the Rasa
         server's domain has no rule for it until its restart) is answered from the knowledge.
         Anything else gets what Rasa's default fallback does: an apology, the message undone."""
-        known = {name if isinstance(name, str) else next(iter(name)) for name in domain.get("intents") or []}
         faq_id = faq_id_for(intent)
-        if faq_id and intent not in known:
+        if faq_id and intent not in domain_intents(domain):
             try:
                 entry = knowledge.get(faq_id)
             except KnowledgeError:

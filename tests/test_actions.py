@@ -11,6 +11,7 @@ import pytest
 from rasa_sdk import Tracker
 from rasa_sdk.events import FollowupAction, SlotSet, UserUtteranceReverted
 from rasa_sdk.executor import CollectingDispatcher
+from ruamel.yaml import YAML
 from test_rest_conversations import response_text
 
 from actions import actions
@@ -69,9 +70,13 @@ def tracker_for(*events: dict[str, Any], slots: dict[str, Any] | None = None) ->
     )
 
 
+DOMAIN = YAML(typ="safe").load((PROJECT_DIR / "domain.yml").read_text(encoding="utf-8"))
+
+
 def run(action, tracker: Tracker, domain: dict[str, Any] | None = None):
+    """The action as the Rasa server runs it, with the project's domain unless another is given."""
     dispatcher = CollectingDispatcher()
-    events = action.run(dispatcher, tracker, domain or {})
+    events = action.run(dispatcher, tracker, DOMAIN if domain is None else domain)
     return dispatcher.messages, events
 
 
@@ -82,6 +87,14 @@ def test_a_faq_newer_than_the_dialogue_model_is_answered_by_the_dialogues_fallba
     messages, events = run(ActionHandleFallback(), tracker, older_domain)
     assert messages[0]["text"] == INVOICE.answer and messages[0]["custom"]["faq_id"] == "erhalte_rechnung"
     assert events == [FollowupAction("action_listen")]  # no rule ends the turn
+
+
+def test_a_faq_newer_than_the_dialogue_model_is_offered_with_its_question_as_the_payload():
+    ranking = [{"name": "nlu_fallback", "confidence": 0.6}, {"name": "faq_erhalte_rechnung", "confidence": 0.5}]
+    older_domain = {"intents": ["greet"]}
+    tracker = tracker_for(user_event("rechnung?", "nlu_fallback", 0.6, ranking))
+    messages, _ = run(ActionHandleFallback(), tracker, older_domain)
+    assert messages[0]["buttons"][0] == {"title": INVOICE.question, "payload": INVOICE.question}
 
 
 @pytest.mark.parametrize(
