@@ -24,6 +24,12 @@ GENERAL_INTENTS = {
 NOT_A_QUESTION = frozenset(GENERAL_INTENTS) - {OUT_OF_SCOPE}
 
 
+def classifier_guess(ranking: list[dict]) -> dict:
+    """The classifier's best guess in an intent ranking ({} without one): nlu_fallback only
+    says "unsure", the classifier's own guess comes after it."""
+    return next((item for item in ranking if item["name"] != NLU_FALLBACK), {})
+
+
 def intent_for(faq_id: str) -> str:
     return INTENT_PREFIX + faq_id
 

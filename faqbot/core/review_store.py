@@ -48,7 +48,7 @@ import sqlalchemy as sa
 
 from faqbot.core import shared_secrets
 from faqbot.core.encryption import DataKeyError, decrypt, encrypt, private_file
-from faqbot.core.intents import faq_id_for
+from faqbot.core.intents import classifier_guess, faq_id_for
 from faqbot.core.masking import mask
 from faqbot.core.paths import PROJECT_DIR, VAR_DIR
 from faqbot.core.sql import write_transaction
@@ -225,8 +225,7 @@ class Entry:
     added_phrasing: str | None = None
 
     def _best_intent(self) -> dict[str, Any]:
-        # nlu_fallback only says "unsure"; the classifier's own guess comes after it.
-        return next((item for item in self.ranking if item["name"] != "nlu_fallback"), {})
+        return classifier_guess(self.ranking)
 
     @property
     def guess(self) -> str | None:

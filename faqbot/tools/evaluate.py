@@ -41,7 +41,7 @@ from typing import Any
 import yaml
 
 from faqbot.core.clarify import CLARIFY_MIN_CONFIDENCE, clarify_candidates
-from faqbot.core.intents import OUT_OF_SCOPE, faq_id_for
+from faqbot.core.intents import NLU_FALLBACK, OUT_OF_SCOPE, classifier_guess, faq_id_for
 from faqbot.core.paths import PROJECT_DIR
 
 DEFAULT_TEST_SET = PROJECT_DIR / "tests" / "nlu_heldout.yml"
@@ -53,7 +53,6 @@ TARGETS = {
     "faq_resolved": (">=", 0.99),
     "other_got_faq_answer": ("<=", 0.02),
 }
-FALLBACK = "nlu_fallback"
 VARIANT_KEY = "variant_of"
 SECTIONS = ("pipeline", "policies")
 
@@ -137,8 +136,7 @@ def classify(model: Path, texts: list[str]) -> list[dict]:
 
 def best_intent(parse: dict) -> str | None:
     """The classifier's best intent with the fallback ignored: what the phrasings teach it."""
-    ranking = [item for item in parse.get("intent_ranking") or [] if item["name"] != FALLBACK]
-    return ranking[0]["name"] if ranking else None
+    return classifier_guess(parse.get("intent_ranking") or []).get("name")
 
 
 def evaluate(model: Path, test_set: Path = DEFAULT_TEST_SET, clarify_min: float = CLARIFY_MIN_CONFIDENCE) -> Evaluation:
@@ -160,7 +158,7 @@ def score(
             result.confusions.append((text, expected, best))
         if faq_id_for(expected):
             counts["faq"] += 1
-            if predicted in (FALLBACK, OUT_OF_SCOPE):
+            if predicted in (NLU_FALLBACK, OUT_OF_SCOPE):
                 options = [item["name"] for item in clarify_candidates(parse, clarify_min)]
                 counts["faq_buttons" if expected in options else "faq_none"] += 1
             elif predicted == expected:

@@ -26,7 +26,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from faqbot.core import review_decisions, trainer_journal
-from faqbot.core.intents import GENERAL_INTENTS, OUT_OF_SCOPE, faq_id_for
+from faqbot.core.intents import GENERAL_INTENTS, OUT_OF_SCOPE, classifier_guess, faq_id_for
 from faqbot.core.knowledge import FaqEntry, load
 from faqbot.core.paths import PROJECT_DIR
 from faqbot.core.phrasings import (
@@ -217,16 +217,14 @@ def current_parse(text: str, nlu_url: str | None) -> dict | str:
 def elsewhere_notice(intent: str, phrasing: str, parse: dict, faqs: dict[str, FaqEntry]) -> str:
     """A check against a wrong FAQ number: where the current model sends the phrasing, when
     that is confidently another FAQ or intent; else ""."""
-    from faqbot.tools.evaluate import FALLBACK
-
-    ranking = [item for item in parse.get("intent_ranking") or [] if item["name"] != FALLBACK]
-    if not ranking or ranking[0]["name"] == intent or ranking[0]["confidence"] < ELSEWHERE_MIN_CONFIDENCE:
+    guess = classifier_guess(parse.get("intent_ranking") or [])
+    if not guess or guess["name"] == intent or guess["confidence"] < ELSEWHERE_MIN_CONFIDENCE:
         return ""
-    best = ranking[0]["name"]
+    best = guess["name"]
     entry = faqs.get(faq_id_for(best) or "")
     where = f"„{entry.question}“ ({entry.id})" if entry else GENERAL_INTENTS.get(best, best)
     return (
-        f"Zur Kontrolle: Der Bot schickt „{phrasing}“ bisher zu {where}, mit {round(100 * ranking[0]['confidence'])} % "
+        f"Zur Kontrolle: Der Bot schickt „{phrasing}“ bisher zu {where}, mit {round(100 * guess['confidence'])} % "
         "Sicherheit. Das Training bringt ihm Ihre Zuordnung bei. Haben Sie sich bei der FAQ vertan: "
         "`faqbot-trainer undo`."
     )
